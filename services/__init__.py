@@ -1,0 +1,1 @@
+"""One package per pipeline stage; no service imports another."""

@@ -1,0 +1,1 @@
+"""specstress: stress-test AI model specifications."""

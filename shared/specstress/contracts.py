@@ -1,0 +1,122 @@
+"""Event contracts: the one definition of every message on the bus, used by both ends.
+
+Events are thin: they carry ids and the few fields a consumer needs to route work; the facts
+live in Postgres. Each event has a `schema_version`; a consumer rejects versions it does not
+know rather than misreading them. Each event class names its subject and its message id, which
+is deterministic so JetStream drops republished duplicates.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from specstress.config import Key
+from specstress.ids import stable_id
+
+SUBJECT_PREFIX = "specstress"
+Variant = Literal["neutral", "value1", "value2"]
+VARIANTS: tuple[Variant, ...] = ("neutral", "value1", "value2")
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    subject: ClassVar[str]
+    schema_version: Literal[1] = 1
+
+    def message_id(self) -> str:
+        """Nats-Msg-Id: same event content -> same id -> deduplicated by the stream."""
+        return stable_id(self.subject, self.model_dump(mode="json"))
+
+
+class PairSampled(Event):
+    subject: ClassVar[str] = f"{SUBJECT_PREFIX}.pairs.sampled"
+    pair_id: str
+    value1: str
+    value2: str
+    taxonomy_version: str
+    # position of the pair in its run; picks the generator by weighted round-robin
+    index: int = Field(ge=0)
+
+
+class ScenarioCreated(Event):
+    subject: ClassVar[str] = f"{SUBJECT_PREFIX}.scenarios.created"
+    scenario_id: str
+    pair_id: str
+    variant: Variant
+
+
+class ResponseRequested(Event):
+    """One scenario for one target model: the responder's unit of work (fan-out and backfill)."""
+
+    subject: ClassVar[str] = f"{SUBJECT_PREFIX}.responses.requested"
+    scenario_id: str
+    model_key: Key
+
+
+class ResponseCreated(Event):
+    subject: ClassVar[str] = f"{SUBJECT_PREFIX}.responses.created"
+    response_id: str
+    scenario_id: str
+    pair_id: str
+    model_key: Key
+
+
+class SpectraCreated(Event):
+    subject: ClassVar[str] = f"{SUBJECT_PREFIX}.spectra.created"
+    spectrum_id: str
+    pair_id: str
+
+
+class ClassificationsCreated(Event):
+    subject: ClassVar[str] = f"{SUBJECT_PREFIX}.classifications.created"
+    scenario_id: str
+    response_ids: list[str] = Field(min_length=1)
+
+
+class DisagreementFlagged(Event):
+    subject: ClassVar[str] = f"{SUBJECT_PREFIX}.disagreement.flagged"
+    scenario_id: str
+    model_set: Key
+    disagreement: float
+    # the classified responses the flag was computed over; a new model re-flags
+    members: int = Field(ge=2)
+
+
+class VerdictRequested(Event):
+    """One (response, judge) under one spec: the compliance judge's unit of work."""
+
+    subject: ClassVar[str] = f"{SUBJECT_PREFIX}.verdicts.requested"
+    response_id: str
+    judge: Key
+    spec_id: Key
+
+
+class VerdictCreated(Event):
+    subject: ClassVar[str] = f"{SUBJECT_PREFIX}.verdicts.created"
+    verdict_id: str
+    response_id: str
+    scenario_id: str
+    judge: Key
+
+
+class ModelRegistered(Event):
+    subject: ClassVar[str] = f"{SUBJECT_PREFIX}.models.registered"
+    model_key: Key
+    # registrations of the same key at different times are different events
+    registered_at: str
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    PairSampled,
+    ScenarioCreated,
+    ResponseRequested,
+    ResponseCreated,
+    SpectraCreated,
+    ClassificationsCreated,
+    DisagreementFlagged,
+    VerdictRequested,
+    VerdictCreated,
+    ModelRegistered,
+)

@@ -1,0 +1,50 @@
+"""Prometheus metrics shared by every service; labels stay low-cardinality (no ids, no text)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+PREFIX = "specstress"
+
+messages_handled = Counter(
+    f"{PREFIX}_messages_handled_total",
+    "Bus messages a service finished handling, by outcome.",
+    ["service", "subject", "outcome"],
+)
+handler_failures = Counter(
+    f"{PREFIX}_handler_failures_total",
+    "Handler failures by reason (the message is redelivered or dead-lettered).",
+    ["service", "reason"],
+)
+handler_latency = Histogram(
+    f"{PREFIX}_handler_duration_seconds",
+    "Time spent in a message handler.",
+    ["service", "subject"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+dead_letters = Counter(
+    f"{PREFIX}_dead_letters_total",
+    "Messages that exhausted their deliveries and were recorded as dead letters.",
+    ["service", "subject"],
+)
+llm_calls = Counter(
+    f"{PREFIX}_llm_calls_total",
+    "LLM HTTP attempts by model, stage and outcome (ok, cached, or an error class).",
+    ["model", "stage", "outcome"],
+)
+llm_tokens = Counter(
+    f"{PREFIX}_llm_tokens_total",
+    "Tokens used by LLM calls, by kind (input, output, cached, reasoning).",
+    ["model", "stage", "kind"],
+)
+llm_cost = Counter(
+    f"{PREFIX}_llm_cost_usd_total",
+    "Cost of LLM calls in US dollars from the configured prices.",
+    ["model", "stage"],
+)
+llm_latency = Histogram(
+    f"{PREFIX}_llm_request_duration_seconds",
+    "Wall time of one LLM HTTP attempt.",
+    ["model", "stage"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+)
