@@ -172,9 +172,7 @@ verdicts = Table(
     Column("reasoning", Text, nullable=False),
     _created_at(),
     UniqueConstraint("response_id", "judge", "spec_id", "spec_version", name="uq_verdicts_key"),
-    CheckConstraint(
-        "decision IN ('compliant', 'non-compliant', 'ambiguous')", name="decision"
-    ),
+    CheckConstraint("decision IN ('compliant', 'non-compliant', 'ambiguous')", name="decision"),
 )
 
 llm_calls = Table(
