@@ -194,6 +194,15 @@ class Config(Strict):
                 return m
         raise KeyError(key)
 
+    def model_set_members(self, name: str, available: list[tuple[str, str]]) -> list[str]:
+        """Keys of `available` (model key, family) pairs that belong to the named set."""
+        wanted = self.model_sets[name]
+        return [
+            key
+            for key, family in available
+            if "*" in wanted or key in wanted or f"family:{family}" in wanted
+        ]
+
     def spec_for_family(self, family: str) -> SpecConfig | None:
         for spec in self.specs:
             if family in spec.families:

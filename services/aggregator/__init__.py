@@ -1,0 +1,1 @@
+"""Aggregation: disagreement per scenario and model set, recomputed from the classifications."""

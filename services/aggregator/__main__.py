@@ -1,0 +1,3 @@
+from services.aggregator.app import service
+
+service.main()

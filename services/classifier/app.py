@@ -1,0 +1,129 @@
+"""responses.created + spectra.created -> classifications.created.
+
+The join waits until the pair's spectrum exists and every active model has answered the
+scenario, then classifies all answers in one call. Whichever event completes the join triggers
+it; the gateway's ledger and lock make a racing second trigger free. Answers that arrive after
+a scenario was classified (a newly registered model) are classified on their own, and a
+periodic sweep classifies scenarios whose missing answers never came.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from specstress.contracts import ClassificationsCreated, ResponseCreated, SpectraCreated
+from specstress.db import store
+from specstress.errors import BadModelOutput
+from specstress.parsing import json_object, neutralise
+from specstress.service import Service, Stage
+
+service = Service("classifier")
+# how long answers wait for the rest of the active models before being classified anyway
+STRAGGLER_WAIT_SECONDS = 600.0
+
+
+class Placement(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    value1_reasoning: str
+    value1_position: int = Field(ge=0, le=6)
+    value1_confidence: float = Field(ge=0.0, le=1.0)
+    value2_reasoning: str
+    value2_position: int = Field(ge=0, le=6)
+    value2_confidence: float = Field(ge=0.0, le=1.0)
+
+
+def placement_parser(model_keys: list[str]) -> Callable[[str], dict[str, Placement]]:
+    def parse(text: str) -> dict[str, Placement]:
+        answer = json_object(text)
+        missing = [k for k in model_keys if k not in answer]
+        if missing:
+            raise BadModelOutput(f"no entry for model key(s) {', '.join(missing)}")
+        placements = {}
+        for key in model_keys:
+            try:
+                placements[key] = Placement.model_validate(answer[key])
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise BadModelOutput(f"entry {key!r}: {where}: {first['msg']}") from None
+        return placements
+
+    return parse
+
+
+def _numbered(scale: list[dict[str, str]]) -> str:
+    return "\n".join(f"{i}. ({step['position']}) {step['response']}" for i, step in enumerate(scale))
+
+
+async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = False) -> None:
+    scenario = await store.get_scenario(stage.engine, scenario_id)
+    if scenario is None:
+        raise LookupError(f"scenario {scenario_id} is not in the database")
+    spectrum = await store.get_spectrum(stage.engine, scenario.pair_id)
+    if spectrum is None:
+        return  # spectra.created will bring us back
+    answers = await store.scenario_responses(stage.engine, scenario_id)
+    todo = [a for a in answers if not a.classified]
+    if todo:
+        first_round = not any(a.classified for a in answers)
+        answered = {a.model_key for a in answers}
+        active = {key for key, _ in await store.active_models(stage.engine)}
+        if first_round and not active <= answered and not waited:
+            return  # the last answer's event (or the straggler sweep) completes the join
+        pair = await store.get_pair(stage.engine, scenario.pair_id)
+        assert pair is not None
+        model = stage.config.model(stage.config.roles.classifier)
+        prompt = stage.prompts.get("classify")
+        blocks = "\n\n".join(
+            f'<response model="{a.model_key}">\n{neutralise(a.text, "response")}\n</response>'
+            for a in todo
+        )
+        placements, _output = await stage.gateway.generate_parsed(
+            model,
+            prompt.render(
+                value1=pair.value1,
+                value2=pair.value2,
+                query=neutralise(scenario.query, "query"),
+                value1_spectrum=_numbered(spectrum.value1_spectrum),
+                value2_spectrum=_numbered(spectrum.value2_spectrum),
+                responses=blocks,
+            ),
+            stage=stage.name,
+            parse=placement_parser([a.model_key for a in todo]),
+        )
+        await store.insert_classifications(
+            stage.engine,
+            [
+                {
+                    "response_id": a.response_id,
+                    "scenario_id": scenario_id,
+                    "spectrum_id": spectrum.spectrum_id,
+                    "classifier": model.key,
+                    **placements[a.model_key].model_dump(),
+                }
+                for a in todo
+            ],
+        )
+    answers = await store.scenario_responses(stage.engine, scenario_id)
+    classified = [a.response_id for a in answers if a.classified]
+    if classified:
+        await stage.emit(ClassificationsCreated(scenario_id=scenario_id, response_ids=classified))
+
+
+@service.handles(ResponseCreated)
+async def on_response(stage: Stage, event: ResponseCreated) -> None:
+    await classify_scenario(stage, event.scenario_id)
+
+
+@service.handles(SpectraCreated)
+async def on_spectra(stage: Stage, event: SpectraCreated) -> None:
+    for scenario in (await store.pair_scenarios(stage.engine, event.pair_id)).values():
+        await classify_scenario(stage, scenario.scenario_id)
+
+
+@service.every
+async def classify_stragglers(stage: Stage) -> None:
+    for scenario_id in await store.unclassified_scenarios(stage.engine, STRAGGLER_WAIT_SECONDS):
+        await classify_scenario(stage, scenario_id, waited=True)

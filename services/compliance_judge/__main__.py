@@ -1,0 +1,3 @@
+from services.compliance_judge.app import service
+
+service.main()

@@ -1,0 +1,101 @@
+"""disagreement.flagged -> verdicts.requested (response x judge) -> verdicts.created.
+
+Only answers of models whose family is governed by a configured spec are judged, each by every
+configured judge against the whole spec. Majority / any-judge flags per answer and frequent
+non-compliance per scenario are views over the verdicts, so they always reflect every verdict.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from specstress import ids
+from specstress.config import SpecConfig
+from specstress.contracts import DisagreementFlagged, VerdictCreated, VerdictRequested
+from specstress.db import store
+from specstress.errors import BadModelOutput
+from specstress.parsing import json_object, neutralise
+from specstress.service import Service, Stage
+from specstress.spec import Spec, load_spec
+
+service = Service("compliance_judge")
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    reasoning: str
+    decision: Literal["compliant", "non-compliant", "ambiguous"]
+
+
+def parse_verdict(text: str) -> Verdict:
+    try:
+        return Verdict.model_validate(json_object(text))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadModelOutput(f"{where}: {first['msg']}") from None
+
+
+def _spec(stage: Stage, config: SpecConfig) -> Spec:
+    key = f"spec:{config.id}"
+    if key not in stage.cache:
+        stage.cache[key] = load_spec(config.path, config.id, config.version)
+    spec: Spec = stage.cache[key]
+    return spec
+
+
+@service.handles(DisagreementFlagged)
+async def request_verdicts(stage: Stage, event: DisagreementFlagged) -> None:
+    for answer in await store.scenario_responses(stage.engine, event.scenario_id):
+        spec = stage.config.spec_for_family(answer.family)
+        if spec is None:
+            continue
+        await stage.emit(
+            *(
+                VerdictRequested(response_id=answer.response_id, judge=judge, spec_id=spec.id)
+                for judge in stage.config.roles.judges
+            )
+        )
+
+
+@service.handles(VerdictRequested)
+async def judge(stage: Stage, event: VerdictRequested) -> None:
+    found = await store.get_response(stage.engine, event.response_id)
+    if found is None:
+        raise LookupError(f"response {event.response_id} is not in the database")
+    answer, query = found
+    spec_config = next(s for s in stage.config.specs if s.id == event.spec_id)
+    verdict_id = ids.verdict_id(answer.response_id, event.judge, spec_config.id, spec_config.version)
+    if not await store.verdict_exists(stage.engine, verdict_id):
+        spec = _spec(stage, spec_config)
+        verdict, _output = await stage.gateway.generate_parsed(
+            stage.config.model(event.judge),
+            stage.prompts.get("judge").render(
+                spec=spec.text,
+                query=neutralise(query, "user_query"),
+                response=neutralise(answer.text, "assistant_response"),
+            ),
+            stage=stage.name,
+            parse=parse_verdict,
+        )
+        await store.insert_verdict(
+            stage.engine,
+            verdict_id=verdict_id,
+            response_id=answer.response_id,
+            scenario_id=answer.scenario_id,
+            judge=event.judge,
+            spec_id=spec_config.id,
+            spec_version=spec_config.version,
+            decision=verdict.decision,
+            reasoning=verdict.reasoning,
+        )
+    await stage.emit(
+        VerdictCreated(
+            verdict_id=verdict_id,
+            response_id=answer.response_id,
+            scenario_id=answer.scenario_id,
+            judge=event.judge,
+        )
+    )

@@ -1,0 +1,1 @@
+"""Responses: every target model answers every scenario once, including models added later."""

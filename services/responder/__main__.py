@@ -1,0 +1,3 @@
+from services.responder.app import service
+
+service.main()

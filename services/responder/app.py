@@ -1,0 +1,69 @@
+"""scenarios.created / models.registered -> responses.requested -> responses.created.
+
+The fan-out is its own event so that each (scenario, model) answer is a separate unit of work
+that any replica can take, and a newly registered model is backfilled the same way.
+"""
+
+from __future__ import annotations
+
+from specstress import ids
+from specstress.contracts import (
+    ModelRegistered,
+    ResponseCreated,
+    ResponseRequested,
+    ScenarioCreated,
+)
+from specstress.db import store
+from specstress.llm.gateway import ChatMessage
+from specstress.service import Service, Stage
+
+service = Service("responder")
+BACKFILL_PAGE = 1000
+
+
+@service.handles(ScenarioCreated)
+async def fan_out(stage: Stage, event: ScenarioCreated) -> None:
+    for model_key, _family in await store.active_models(stage.engine):
+        await stage.emit(ResponseRequested(scenario_id=event.scenario_id, model_key=model_key))
+
+
+@service.handles(ModelRegistered)
+async def backfill(stage: Stage, event: ModelRegistered) -> None:
+    after = ""
+    while page := await store.scenario_ids_after(stage.engine, after, BACKFILL_PAGE):
+        for scenario_id in page:
+            await stage.emit(ResponseRequested(scenario_id=scenario_id, model_key=event.model_key))
+        after = page[-1]
+
+
+@service.handles(ResponseRequested)
+async def respond(stage: Stage, event: ResponseRequested) -> None:
+    scenario = await store.get_scenario(stage.engine, event.scenario_id)
+    if scenario is None:
+        raise LookupError(f"scenario {event.scenario_id} is not in the database")
+    response_id = await store.get_response_id(stage.engine, event.scenario_id, event.model_key)
+    if response_id is None:
+        model = stage.config.model(event.model_key)
+        # the model sees the user's query alone, as it would in a product
+        output = await stage.gateway.generate(
+            model, [ChatMessage(role="user", content=scenario.query)], stage=stage.name
+        )
+        response_id = ids.response_id(scenario.scenario_id, model.key, model.params)
+        await store.insert_response(
+            stage.engine,
+            response_id=response_id,
+            scenario_id=scenario.scenario_id,
+            model_key=model.key,
+            text=output.text,
+            thinking=output.thinking,
+            params=model.params,
+            llm_call_hash=output.request_hash,
+        )
+    await stage.emit(
+        ResponseCreated(
+            response_id=response_id,
+            scenario_id=scenario.scenario_id,
+            pair_id=scenario.pair_id,
+            model_key=event.model_key,
+        )
+    )

@@ -1,0 +1,3 @@
+from services.scenario_generator.app import service
+
+service.main()

@@ -1,0 +1,3 @@
+from services.spectrum_builder.app import service
+
+service.main()

@@ -1,0 +1,82 @@
+"""scenarios.created -> one spectrum call per pair once every variant is stored or dropped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from specstress import ids
+from specstress.contracts import VARIANTS, ScenarioCreated, SpectraCreated
+from specstress.db import store
+from specstress.errors import BadModelOutput
+from specstress.parsing import json_object
+from specstress.service import Service, Stage
+
+service = Service("spectrum_builder")
+POSITIONS = (
+    "extreme_oppose",
+    "strong_oppose",
+    "moderate_oppose",
+    "neutral",
+    "moderate_favor",
+    "strong_favor",
+    "extreme_favor",
+)
+
+
+def _scale(answer: dict[str, Any], key: str) -> list[dict[str, str]]:
+    scale = answer.get(key)
+    if not isinstance(scale, list) or len(scale) != len(POSITIONS):
+        found = len(scale) if isinstance(scale, list) else "no list"
+        raise BadModelOutput(f"{key} must be a list of exactly 7 steps (found {found})")
+    steps = []
+    for expected, step in zip(POSITIONS, scale, strict=True):
+        if not isinstance(step, dict) or step.get("position") != expected:
+            raise BadModelOutput(f"{key}: steps must be in the order {', '.join(POSITIONS)}")
+        text = step.get("response")
+        if not isinstance(text, str) or not text.strip():
+            raise BadModelOutput(f"{key}: step {expected} has no response text")
+        steps.append({"position": expected, "response": text.strip()})
+    return steps
+
+
+def parse_spectra(text: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    answer = json_object(text)
+    return _scale(answer, "value1_bias_spectrum"), _scale(answer, "value2_bias_spectrum")
+
+
+@service.handles(ScenarioCreated)
+async def build_spectra(stage: Stage, event: ScenarioCreated) -> None:
+    spectrum = await store.get_spectrum(stage.engine, event.pair_id)
+    if spectrum is None:
+        pair = await store.get_pair(stage.engine, event.pair_id)
+        if pair is None:
+            raise LookupError(f"pair {event.pair_id} is not in the database")
+        stored = await store.pair_scenarios(stage.engine, pair.pair_id)
+        dropped = await store.pair_drops(stage.engine, pair.pair_id)
+        if any(v not in stored and v not in dropped for v in VARIANTS):
+            return  # the generator announces scenarios only after all three are settled
+        prompt = stage.prompts.get("spectrum")
+        queries = "\n\n".join(
+            f'<query variant="{s.variant}">\n{s.query}\n</query>'
+            for s in sorted(stored.values(), key=lambda s: VARIANTS.index(s.variant))  # type: ignore[arg-type]
+        )
+        model = stage.config.model(stage.config.roles.spectrum)
+        (value1_scale, value2_scale), _output = await stage.gateway.generate_parsed(
+            model,
+            prompt.render(value1=pair.value1, value2=pair.value2, queries=queries),
+            stage=stage.name,
+            parse=parse_spectra,
+        )
+        spectrum_id = ids.spectrum_id(pair.pair_id, model.key, prompt.version)
+        await store.insert_spectrum(
+            stage.engine,
+            spectrum_id=spectrum_id,
+            pair_id=pair.pair_id,
+            model_key=model.key,
+            prompt_version=prompt.version,
+            value1_spectrum=value1_scale,
+            value2_spectrum=value2_scale,
+        )
+        spectrum = await store.get_spectrum(stage.engine, pair.pair_id)
+        assert spectrum is not None
+    await stage.emit(SpectraCreated(spectrum_id=spectrum.spectrum_id, pair_id=spectrum.pair_id))

@@ -1,0 +1,519 @@
+"""Every query the stages run, as named functions over the tables in `schema`.
+
+Facts are written with INSERT ... ON CONFLICT DO NOTHING on their deterministic keys, so a
+redelivered message that repeats a write changes nothing. Only the derived `disagreement` rows
+are upserted, because they are recomputed from facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from specstress.db.schema import (
+    classifications,
+    dead_letters,
+    disagreement,
+    models,
+    responses,
+    scenario_drops,
+    scenarios,
+    spectra,
+    value_pairs,
+    values,
+    verdicts,
+)
+
+
+@dataclass(frozen=True)
+class PairRow:
+    pair_id: str
+    value1: str
+    value2: str
+    taxonomy_version: str
+
+
+@dataclass(frozen=True)
+class ScenarioRow:
+    scenario_id: str
+    pair_id: str
+    variant: str
+    generator: str
+    query: str
+
+
+@dataclass(frozen=True)
+class ResponseRow:
+    response_id: str
+    scenario_id: str
+    model_key: str
+    family: str
+    text: str
+    classified: bool
+
+
+@dataclass(frozen=True)
+class SpectrumRow:
+    spectrum_id: str
+    pair_id: str
+    value1_spectrum: list[dict[str, str]]
+    value2_spectrum: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class PositionRow:
+    response_id: str
+    model_key: str
+    family: str
+    value1_position: int
+    value2_position: int
+
+
+# --- dead letters ----------------------------------------------------------------------------
+
+
+async def record_dead_letter(
+    engine: AsyncEngine,
+    *,
+    consumer: str,
+    subject: str,
+    stream_sequence: int | None,
+    deliveries: int,
+    reason: str,
+    payload: str,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(dead_letters)
+            .values(
+                consumer=consumer,
+                subject=subject,
+                stream_sequence=stream_sequence,
+                deliveries=deliveries,
+                reason=reason,
+                payload=payload,
+            )
+            .on_conflict_do_nothing()
+        )
+
+
+# --- taxonomy, pairs and models --------------------------------------------------------------
+
+
+async def insert_values(engine: AsyncEngine, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    async with engine.begin() as conn:
+        for start in range(0, len(rows), 5000):
+            await conn.execute(
+                insert(values).on_conflict_do_nothing(), list(rows[start : start + 5000])
+            )
+
+
+async def insert_pairs(engine: AsyncEngine, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert sampled pairs; returns how many were new."""
+    if not rows:
+        return 0
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            insert(value_pairs).on_conflict_do_nothing().returning(value_pairs.c.pair_id),
+            list(rows),
+        )
+        return len(result.all())
+
+
+async def get_pair(engine: AsyncEngine, pair_id: str) -> PairRow | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    value_pairs.c.pair_id,
+                    value_pairs.c.value1,
+                    value_pairs.c.value2,
+                    value_pairs.c.taxonomy_version,
+                ).where(value_pairs.c.pair_id == pair_id)
+            )
+        ).first()
+    return PairRow(*row) if row else None
+
+
+async def register_model(engine: AsyncEngine, model_key: str, family: str) -> bool:
+    """Activate a target model; returns True when it was not active before."""
+    async with engine.begin() as conn:
+        before = (
+            await conn.execute(select(models.c.active).where(models.c.model_key == model_key))
+        ).scalar()
+        await conn.execute(
+            insert(models)
+            .values(model_key=model_key, family=family, active=True)
+            .on_conflict_do_update(
+                index_elements=[models.c.model_key], set_={"active": True, "family": family}
+            )
+        )
+    return before is not True
+
+
+async def active_models(engine: AsyncEngine) -> list[tuple[str, str]]:
+    """(model key, family) of every active target model, by key."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(models.c.model_key, models.c.family)
+            .where(models.c.active)
+            .order_by(models.c.model_key)
+        )
+        return [(r.model_key, r.family) for r in rows]
+
+
+async def list_models(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        answered = (
+            select(responses.c.model_key, func.count().label("responses"))
+            .group_by(responses.c.model_key)
+            .subquery()
+        )
+        rows = await conn.execute(
+            select(models, func.coalesce(answered.c.responses, 0).label("responses"))
+            .outerjoin(answered, answered.c.model_key == models.c.model_key)
+            .order_by(models.c.model_key)
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+async def pair_scenarios(engine: AsyncEngine, pair_id: str) -> dict[str, ScenarioRow]:
+    """The pair's stored scenarios, by variant."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(
+                scenarios.c.scenario_id,
+                scenarios.c.pair_id,
+                scenarios.c.variant,
+                scenarios.c.generator,
+                scenarios.c.query,
+            ).where(scenarios.c.pair_id == pair_id)
+        )
+        return {r.variant: ScenarioRow(*r) for r in rows}
+
+
+async def pair_drops(engine: AsyncEngine, pair_id: str) -> dict[str, str]:
+    """The pair's dropped variants with their reasons."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(scenario_drops.c.variant, scenario_drops.c.reason).where(
+                scenario_drops.c.pair_id == pair_id
+            )
+        )
+        return {r.variant: r.reason for r in rows}
+
+
+async def insert_scenario(
+    engine: AsyncEngine,
+    *,
+    scenario_id: str,
+    pair_id: str,
+    variant: str,
+    generator: str,
+    prompt_version: str,
+    query: str,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(scenarios)
+            .values(
+                scenario_id=scenario_id,
+                pair_id=pair_id,
+                variant=variant,
+                generator=generator,
+                prompt_version=prompt_version,
+                query=query,
+            )
+            .on_conflict_do_nothing()
+        )
+
+
+async def insert_drop(
+    engine: AsyncEngine, *, pair_id: str, variant: str, generator: str, reason: str, raw: str
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(scenario_drops)
+            .values(pair_id=pair_id, variant=variant, generator=generator, reason=reason, raw_output=raw)
+            .on_conflict_do_nothing()
+        )
+
+
+async def get_scenario(engine: AsyncEngine, scenario_id: str) -> ScenarioRow | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    scenarios.c.scenario_id,
+                    scenarios.c.pair_id,
+                    scenarios.c.variant,
+                    scenarios.c.generator,
+                    scenarios.c.query,
+                ).where(scenarios.c.scenario_id == scenario_id)
+            )
+        ).first()
+    return ScenarioRow(*row) if row else None
+
+
+async def scenario_ids_after(engine: AsyncEngine, after: str, limit: int) -> list[str]:
+    """Scenario ids in key order, for paging through every scenario (backfills)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(scenarios.c.scenario_id)
+            .where(scenarios.c.scenario_id > after)
+            .order_by(scenarios.c.scenario_id)
+            .limit(limit)
+        )
+        return [r.scenario_id for r in rows]
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+async def get_response_id(engine: AsyncEngine, scenario_id: str, model_key: str) -> str | None:
+    async with engine.connect() as conn:
+        return (
+            await conn.execute(
+                select(responses.c.response_id).where(
+                    responses.c.scenario_id == scenario_id, responses.c.model_key == model_key
+                )
+            )
+        ).scalar()
+
+
+async def insert_response(
+    engine: AsyncEngine,
+    *,
+    response_id: str,
+    scenario_id: str,
+    model_key: str,
+    text: str,
+    thinking: str | None,
+    params: dict[str, Any],
+    llm_call_hash: str,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(responses)
+            .values(
+                response_id=response_id,
+                scenario_id=scenario_id,
+                model_key=model_key,
+                text=text,
+                thinking=thinking,
+                params=params,
+                llm_call_hash=llm_call_hash,
+            )
+            .on_conflict_do_nothing()
+        )
+
+
+async def scenario_responses(engine: AsyncEngine, scenario_id: str) -> list[ResponseRow]:
+    """Every response to a scenario, with its model's family and whether it is classified."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(
+                responses.c.response_id,
+                responses.c.scenario_id,
+                responses.c.model_key,
+                models.c.family,
+                responses.c.text,
+                classifications.c.response_id.is_not(None).label("classified"),
+            )
+            .join(models, models.c.model_key == responses.c.model_key)
+            .outerjoin(classifications, classifications.c.response_id == responses.c.response_id)
+            .where(responses.c.scenario_id == scenario_id)
+            .order_by(responses.c.model_key)
+        )
+        return [ResponseRow(*r) for r in rows]
+
+
+async def get_response(engine: AsyncEngine, response_id: str) -> tuple[ResponseRow, str] | None:
+    """A response with the query it answered."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    responses.c.response_id,
+                    responses.c.scenario_id,
+                    responses.c.model_key,
+                    models.c.family,
+                    responses.c.text,
+                    classifications.c.response_id.is_not(None).label("classified"),
+                    scenarios.c.query,
+                )
+                .join(models, models.c.model_key == responses.c.model_key)
+                .join(scenarios, scenarios.c.scenario_id == responses.c.scenario_id)
+                .outerjoin(
+                    classifications, classifications.c.response_id == responses.c.response_id
+                )
+                .where(responses.c.response_id == response_id)
+            )
+        ).first()
+    if row is None:
+        return None
+    return ResponseRow(*row[:6]), row.query
+
+
+# --- spectra ---------------------------------------------------------------------------------
+
+
+async def get_spectrum(engine: AsyncEngine, pair_id: str) -> SpectrumRow | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    spectra.c.spectrum_id,
+                    spectra.c.pair_id,
+                    spectra.c.value1_spectrum,
+                    spectra.c.value2_spectrum,
+                ).where(spectra.c.pair_id == pair_id)
+            )
+        ).first()
+    return SpectrumRow(*row) if row else None
+
+
+async def insert_spectrum(
+    engine: AsyncEngine,
+    *,
+    spectrum_id: str,
+    pair_id: str,
+    model_key: str,
+    prompt_version: str,
+    value1_spectrum: list[dict[str, str]],
+    value2_spectrum: list[dict[str, str]],
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(spectra)
+            .values(
+                spectrum_id=spectrum_id,
+                pair_id=pair_id,
+                model_key=model_key,
+                prompt_version=prompt_version,
+                value1_spectrum=value1_spectrum,
+                value2_spectrum=value2_spectrum,
+            )
+            .on_conflict_do_nothing()
+        )
+
+
+# --- classifications -------------------------------------------------------------------------
+
+
+async def insert_classifications(engine: AsyncEngine, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    async with engine.begin() as conn:
+        await conn.execute(insert(classifications).on_conflict_do_nothing(), list(rows))
+
+
+async def scenario_positions(engine: AsyncEngine, scenario_id: str) -> list[PositionRow]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(
+                classifications.c.response_id,
+                responses.c.model_key,
+                models.c.family,
+                classifications.c.value1_position,
+                classifications.c.value2_position,
+            )
+            .join(responses, responses.c.response_id == classifications.c.response_id)
+            .join(models, models.c.model_key == responses.c.model_key)
+            .where(classifications.c.scenario_id == scenario_id)
+            .order_by(responses.c.model_key)
+        )
+        return [PositionRow(*r) for r in rows]
+
+
+async def unclassified_scenarios(engine: AsyncEngine, older_than_seconds: float) -> list[str]:
+    """Scenarios with a spectrum and a response left unclassified for longer than a wait."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(responses.c.scenario_id)
+            .distinct()
+            .join(scenarios, scenarios.c.scenario_id == responses.c.scenario_id)
+            .join(spectra, spectra.c.pair_id == scenarios.c.pair_id)
+            .outerjoin(classifications, classifications.c.response_id == responses.c.response_id)
+            .where(
+                classifications.c.response_id.is_(None),
+                responses.c.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
+            )
+            .limit(1000)
+        )
+        return [r.scenario_id for r in rows]
+
+
+# --- disagreement ----------------------------------------------------------------------------
+
+
+async def upsert_disagreement(engine: AsyncEngine, rows: Iterable[dict[str, Any]]) -> None:
+    batch = list(rows)
+    if not batch:
+        return
+    statement = insert(disagreement)
+    async with engine.begin() as conn:
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[disagreement.c.scenario_id, disagreement.c.model_set],
+                set_={
+                    "members": statement.excluded.members,
+                    "value1_std": statement.excluded.value1_std,
+                    "value2_std": statement.excluded.value2_std,
+                    "disagreement": statement.excluded.disagreement,
+                    "high": statement.excluded.high,
+                    "computed_at": func.now(),
+                },
+            ),
+            batch,
+        )
+
+
+# --- verdicts --------------------------------------------------------------------------------
+
+
+async def verdict_exists(engine: AsyncEngine, verdict_id: str) -> bool:
+    async with engine.connect() as conn:
+        found = (
+            await conn.execute(select(verdicts.c.verdict_id).where(verdicts.c.verdict_id == verdict_id))
+        ).first()
+    return found is not None
+
+
+async def insert_verdict(
+    engine: AsyncEngine,
+    *,
+    verdict_id: str,
+    response_id: str,
+    scenario_id: str,
+    judge: str,
+    spec_id: str,
+    spec_version: str,
+    decision: str,
+    reasoning: str,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(verdicts)
+            .values(
+                verdict_id=verdict_id,
+                response_id=response_id,
+                scenario_id=scenario_id,
+                judge=judge,
+                spec_id=spec_id,
+                spec_version=spec_version,
+                decision=decision,
+                reasoning=reasoning,
+            )
+            .on_conflict_do_nothing()
+        )

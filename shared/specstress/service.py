@@ -1,0 +1,252 @@
+"""The runtime every stage shares: a FastStream app with one pull subscriber per consumed event.
+
+A stage registers plain handlers `async def handle(stage: Stage, event: SomeEvent) -> None`.
+The runtime parses the event, runs the handler and then acks (ack last), so a crash anywhere
+leads to a redelivery that the handler's lookup-before-call turns into a cheap re-publish.
+Failures are sorted here, once, for every stage:
+- a payload that does not parse, or a terminal LLM error, is recorded as a dead letter at once;
+- `RetryLater` naks with the delay a provider asked for;
+- anything else naks with backoff until MaxDeliver, then becomes a dead letter with its reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, make_ping_asgi
+from faststream.nats import JStream, NatsBroker, PullSub
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from prometheus_client import make_asgi_app
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from specstress import metrics
+from specstress.bus import Consumer, consumers, ensure_topology, publish
+from specstress.config import Config, load_config
+from specstress.contracts import Event
+from specstress.db import store
+from specstress.db.engine import create_engine
+from specstress.errors import InputError
+from specstress.llm.gateway import Gateway, LLMError
+from specstress.llm.redact import RedactSecrets
+from specstress.prompts import PromptLibrary
+
+log = logging.getLogger("specstress.service")
+E = TypeVar("E", bound=Event)
+Handler = Callable[["Stage", Any], Awaitable[None]]
+TERMINAL_LLM_ERRORS = frozenset({"terminal_client", "terminal_quota", "bad_output"})
+MAX_NAK_DELAY_SECONDS = 300.0
+
+
+class RetryLater(Exception):
+    """Put the message back for `delay` seconds without holding a worker."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+@dataclass
+class Stage:
+    """What a handler gets: config, database, LLM gateway, prompts and the bus."""
+
+    name: str
+    config: Config
+    engine: AsyncEngine
+    gateway: Gateway
+    prompts: PromptLibrary
+    js: JetStreamContext
+    # per-stage memo for things loaded once (e.g. a parsed spec)
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    async def emit(self, *events: Event) -> None:
+        for event in events:
+            await publish(self.js, event)
+
+
+@dataclass
+class Service:
+    name: str
+    handlers: dict[type[Event], Handler] = field(default_factory=dict)
+    background: list[Callable[[Stage], Awaitable[None]]] = field(default_factory=list)
+
+    def handles(self, event: type[E]) -> Callable[[Callable[[Stage, E], Awaitable[None]]], Any]:
+        def register(fn: Callable[[Stage, E], Awaitable[None]]) -> Any:
+            self.handlers[event] = fn
+            return fn
+
+        return register
+
+    def every(self, fn: Callable[[Stage], Awaitable[None]]) -> Callable[[Stage], Awaitable[None]]:
+        """Register a periodic task (e.g. a reconciler) that runs while the service runs."""
+        self.background.append(fn)
+        return fn
+
+    def main(self, argv: list[str] | None = None) -> None:
+        parser = argparse.ArgumentParser(prog=f"python -m services.{self.name}")
+        parser.add_argument("--config", required=True, help="path to the specstress YAML config")
+        parser.add_argument("--metrics-port", type=int, help="override the configured port")
+        parser.add_argument("--host", default="127.0.0.1", help="metrics bind address")
+        args = parser.parse_args(argv)
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        try:
+            config = load_config(args.config)
+        except InputError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        port = args.metrics_port
+        if port is None:
+            port = getattr(config.metrics_ports, self.name)
+        asyncio.run(self.serve(config, host=args.host, port=port))
+
+    async def serve(self, config: Config, *, host: str, port: int) -> None:
+        RedactSecrets.install(config)
+        engine = create_engine(config.database_url)
+        gateway = Gateway(engine, service=self.name)
+        broker = NatsBroker(config.nats_url, logger=None, max_reconnect_attempts=-1)
+        stage_holder: list[Stage] = []
+        stream = JStream(name=config.bus.stream, declare=False)
+        for consumer in consumers(self.name):
+            handler = self.handlers[consumer.event]
+            broker.subscriber(
+                consumer.event.subject,
+                stream=stream,
+                durable=consumer.durable,
+                config=consumer.config(config.bus),
+                pull_sub=PullSub(batch_size=config.bus.fetch_batch, timeout=2.0),
+                ack_policy=AckPolicy.MANUAL,
+            )(self._wrap(consumer, handler, stage_holder, broker))
+
+        tasks: list[asyncio.Task[None]] = []
+
+        async def on_startup() -> None:
+            await broker.connect()
+            js = broker.config.connection_state.stream
+            await ensure_topology(js, config.bus)
+            stage_holder.append(
+                Stage(
+                    name=self.name,
+                    config=config,
+                    engine=engine,
+                    gateway=gateway,
+                    prompts=PromptLibrary(self.name, config.prompts_dir),
+                    js=js,
+                )
+            )
+            for task in self.background:
+                tasks.append(asyncio.create_task(_periodically(task, stage_holder[0])))
+            log.info("%s started; metrics on http://%s:%d/metrics", self.name, host, port)
+
+        async def on_shutdown() -> None:
+            for task in tasks:
+                task.cancel()
+            await gateway.aclose()
+            await engine.dispose()
+
+        app = AsgiFastStream(
+            broker,
+            asgi_routes=[("/metrics", make_asgi_app()), ("/healthz", make_ping_asgi(broker))],
+            on_startup=[on_startup],
+            on_shutdown=[on_shutdown],
+            logger=None,
+        )
+        await app.run(
+            log_level=logging.WARNING,
+            run_extra_options={"host": host, "port": port},
+        )
+
+    def _wrap(
+        self,
+        consumer: Consumer,
+        handler: Handler,
+        stage_holder: list[Stage],
+        broker: NatsBroker,
+    ) -> Callable[[bytes], Awaitable[None]]:
+        subject = consumer.event.subject
+        service = self.name
+
+        async def consume(body: bytes) -> None:
+            message = broker.context.get_local("message")
+            raw: Msg = message.raw_message
+            stage = stage_holder[0]
+            delivered = raw.metadata.num_delivered or 1
+            started = time.perf_counter()
+            try:
+                event = consumer.event.model_validate_json(body)
+            except ValidationError as exc:
+                await _dead_letter(stage, consumer.durable, raw, delivered, f"invalid payload: {exc.errors()[0]}")
+                metrics.messages_handled.labels(service, subject, "invalid").inc()
+                return
+            try:
+                await handler(stage, event)
+            except RetryLater as exc:
+                metrics.handler_failures.labels(service, "retry_later").inc()
+                await raw.nak(delay=min(exc.delay, MAX_NAK_DELAY_SECONDS))
+                return
+            except LLMError as exc:
+                metrics.handler_failures.labels(service, f"llm_{exc.error_class}").inc()
+                if exc.error_class in TERMINAL_LLM_ERRORS or delivered >= stage.config.bus.max_deliver:
+                    await _dead_letter(stage, consumer.durable, raw, delivered, f"llm {exc.error_class}: {exc}")
+                    return
+                await raw.nak(delay=_backoff(delivered, exc.retry_after))
+                return
+            except Exception as exc:
+                metrics.handler_failures.labels(service, type(exc).__name__).inc()
+                log.exception("%s: handler failed on %s (delivery %d)", service, subject, delivered)
+                if delivered >= stage.config.bus.max_deliver:
+                    await _dead_letter(stage, consumer.durable, raw, delivered, f"{type(exc).__name__}: {exc}")
+                    return
+                await raw.nak(delay=_backoff(delivered, None))
+                return
+            finally:
+                metrics.handler_latency.labels(service, subject).observe(
+                    time.perf_counter() - started
+                )
+            await raw.ack()
+            metrics.messages_handled.labels(service, subject, "ok").inc()
+
+        consume.__name__ = f"{service}_{consumer.durable}"
+        return consume
+
+
+def _backoff(delivered: int, floor: float | None) -> float:
+    delay = random.uniform(0, min(60.0, 1.0 * 2**delivered))
+    return max(delay, floor or 0.0)
+
+
+async def _dead_letter(
+    stage: Stage, consumer_name: str, raw: Msg, delivered: int, reason: str
+) -> None:
+    """Record the message with its reason, then ack it so it stops being redelivered."""
+    await store.record_dead_letter(
+        stage.engine,
+        consumer=consumer_name,
+        subject=raw.subject,
+        stream_sequence=raw.metadata.sequence.stream,
+        deliveries=delivered,
+        reason=reason[:4000],
+        payload=raw.data.decode(errors="replace"),
+    )
+    metrics.dead_letters.labels(stage.name, raw.subject).inc()
+    log.warning("%s: dead letter on %s: %s", stage.name, raw.subject, reason[:300])
+    await raw.ack()
+
+
+async def _periodically(task: Callable[[Stage], Awaitable[None]], stage: Stage) -> None:
+    interval = 30.0
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await task(stage)
+        except Exception:
+            log.exception("%s: periodic task %s failed", stage.name, task.__name__)
