@@ -1,0 +1,61 @@
+"""Command line of the specstress LLM simulator: ``python -m services.llm_sim``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from services.llm_sim.personas import PERSONAS
+from services.llm_sim.server import build_app
+
+log = logging.getLogger("services.llm_sim")
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.llm_sim",
+        description="Run the specstress LLM simulator (offline, deterministic persona models).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8700, help="0 picks a free port")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="delay added to every completion"
+    )
+    return parser.parse_args(argv)
+
+
+async def _serve(host: str, port: int, latency_ms: float) -> None:
+    runner = web.AppRunner(build_app(latency_ms), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        bound_port = runner.addresses[0][1]
+        shown_host = f"[{host}]" if ":" in host else host
+        # A supervisor reads this first stdout line to learn the port when it asked for 0.
+        print(f"llm_sim listening on http://{shown_host}:{bound_port}", flush=True)
+        log.info(
+            "LLM simulator serving %d persona models, latency %s ms", len(PERSONAS), latency_ms
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+    log.info("LLM simulator stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and serve until SIGINT or SIGTERM."""
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(_serve(args.host, args.port, args.latency_ms))
+
+
+if __name__ == "__main__":
+    main()

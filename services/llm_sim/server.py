@@ -1,0 +1,195 @@
+"""HTTP side of the specstress LLM simulator: OpenAI chat completions plus a planted-truth route."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from services.llm_sim.answers import Message, answer
+from services.llm_sim.personas import PERSONAS, planted_positions
+
+SERVER_HEADER = "specstress-llm-sim/0.1 (simulator)"
+# Fixed so the model list is the same on every start.
+_MODELS_CREATED = 1_760_000_000
+_LATENCY_KEY = web.AppKey("latency_ms", float)
+
+
+class _RequestError(Exception):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+def _error(status: int, message: str, code: str | None, param: str | None = None) -> web.Response:
+    body = {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": param,
+            "code": code,
+        }
+    }
+    return web.json_response(body, status=status)
+
+
+def _unknown_model(model: str) -> web.Response:
+    return _error(
+        404,
+        f"The model `{model}` does not exist on this simulator.",
+        "model_not_found",
+        "model",
+    )
+
+
+def _tokens(chars: int) -> int:
+    return math.ceil(chars / 4)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.text())
+    except ValueError as exc:
+        raise _RequestError(f"The request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise _RequestError("The request body must be a JSON object.")
+    return body
+
+
+def _text_of(content: object, index: int) -> str:
+    """Return a message's text; OpenAI allows a string, null, or a list of typed parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts: list[str] = []
+        for part in content:
+            if not isinstance(part, dict) or not isinstance(part.get("text", ""), str):
+                raise _RequestError(f"messages[{index}].content holds an invalid part.", "messages")
+            if part.get("type") == "text":
+                texts.append(part["text"])
+        return "\n".join(texts)
+    raise _RequestError(f"messages[{index}].content must be a string or a list.", "messages")
+
+
+def _messages(raw: object) -> list[Message]:
+    if not isinstance(raw, list) or not raw:
+        raise _RequestError("`messages` must be a non-empty array.", "messages")
+    messages: list[Message] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("role"), str):
+            raise _RequestError(f"messages[{index}] needs a string `role`.", "messages")
+        messages.append(Message(item["role"], _text_of(item.get("content"), index)))
+    return messages
+
+
+def _check_options(body: dict[str, Any]) -> None:
+    """Reject sampling options of the wrong type; their values do not change the answer."""
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _RequestError(f"`{name}` must be a number.", name)
+    for name in ("max_tokens", "max_completion_tokens", "seed", "n"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise _RequestError(f"`{name}` must be an integer.", name)
+    response_format = body.get("response_format")
+    if response_format is not None and not isinstance(response_format, dict):
+        raise _RequestError("`response_format` must be an object.", "response_format")
+
+
+async def _chat_completions(request: web.Request) -> web.Response:
+    try:
+        body = await _json_object(request)
+        model = body.get("model")
+        if not isinstance(model, str):
+            raise _RequestError("`model` must be a string.", "model")
+        if model not in PERSONAS:
+            return _unknown_model(model)
+        messages = _messages(body.get("messages"))
+        _check_options(body)
+    except _RequestError as exc:
+        return _error(400, exc.message, None, exc.param)
+    latency_ms = request.app[_LATENCY_KEY]
+    if latency_ms > 0:
+        await asyncio.sleep(latency_ms / 1000)
+    content = answer(model, messages)
+    prompt_tokens = _tokens(sum(len(m.content) for m in messages))
+    completion_tokens = _tokens(len(content))
+    return web.json_response(
+        {
+            "id": f"chatcmpl-sim-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0},
+            },
+            "system_fingerprint": None,
+        }
+    )
+
+
+async def _models(_: web.Request) -> web.Response:
+    data = [
+        {"id": model_id, "object": "model", "created": _MODELS_CREATED, "owned_by": "llm-sim"}
+        for model_id in PERSONAS
+    ]
+    return web.json_response({"object": "list", "data": data})
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "simulator": True, "models": len(PERSONAS)})
+
+
+async def _planted(request: web.Request) -> web.Response:
+    try:
+        body = await _json_object(request)
+        model, query = body.get("model"), body.get("query")
+        if not isinstance(model, str) or not isinstance(query, str):
+            raise _RequestError("`model` and `query` must be strings.")
+    except _RequestError as exc:
+        return _error(400, exc.message, None, exc.param)
+    if model not in PERSONAS:
+        return _unknown_model(model)
+    if PERSONAS[model].role != "target":
+        return _error(400, f"`{model}` is not a target persona.", "not_a_target", "model")
+    value1_position, value2_position = planted_positions(model, query)
+    return web.json_response(
+        {"value1_position": value1_position, "value2_position": value2_position}
+    )
+
+
+async def _label_response(_: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_HEADER
+
+
+def build_app(latency_ms: float = 0.0) -> web.Application:
+    """Return the simulator's aiohttp application; ``latency_ms`` delays every completion."""
+    app = web.Application()
+    app[_LATENCY_KEY] = latency_ms
+    app.on_response_prepare.append(_label_response)
+    app.router.add_post("/v1/chat/completions", _chat_completions)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_post("/sim/planted", _planted)
+    return app

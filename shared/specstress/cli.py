@@ -1,0 +1,381 @@
+"""The `specstress` command: init, run, models add/list, status, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from specstress import ids
+from specstress.bus import connect, ensure_topology, publish
+from specstress.config import Config, load_config
+from specstress.contracts import ModelRegistered, PairSampled
+from specstress.db import reports, store
+from specstress.db.engine import create_engine
+from specstress.db.migrate import upgrade
+from specstress.errors import InputError
+from specstress.taxonomy import load_taxonomy, sample_pairs
+
+app = typer.Typer(help="Stress-test AI model specs.", no_args_is_help=True, add_completion=False)
+models_app = typer.Typer(help="Register and list target models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console()
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config", "-c", envvar="SPECSTRESS_CONFIG", help="YAML config file", show_default=True
+    ),
+]
+DEFAULT_CONFIG = Path("specstress.yaml")
+
+
+def _run(coro: Awaitable[T]) -> T:
+    async def wrapper() -> T:
+        return await coro
+
+    try:
+        return asyncio.run(wrapper())
+    except InputError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _config(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except InputError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+# --- init ------------------------------------------------------------------------------------
+
+
+async def initialise(config: Config) -> dict[str, int]:
+    """Schema, stream and consumers, taxonomy and target models; idempotent."""
+    taxonomy = load_taxonomy(config.taxonomy.source)
+    await upgrade(config.database_url)
+    engine = create_engine(config.database_url)
+    try:
+        await store.insert_values(
+            engine,
+            [
+                {
+                    "taxonomy_version": taxonomy.version,
+                    "value_id": v.value_id,
+                    "name": v.name,
+                    "level": v.level,
+                    "parent_id": v.parent_id,
+                    "description": v.description,
+                    "pct_total_occurrences": v.pct_total_occurrences,
+                }
+                for v in taxonomy.values
+            ],
+        )
+        for key in config.roles.targets:
+            await store.register_model(engine, key, config.model(key).family)
+    finally:
+        await engine.dispose()
+    client = await connect(config.nats_url, "specstress-cli")
+    try:
+        await ensure_topology(client.jetstream(), config.bus)
+    finally:
+        await client.close()
+    return {"values": len(taxonomy.values), "targets": len(config.roles.targets)}
+
+
+@app.command()
+def init(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Create the schema, the JetStream stream and consumers; load taxonomy and targets."""
+    cfg = _config(config)
+    done = _run(initialise(cfg))
+    console.print(
+        f"initialised: {done['values']} taxonomy values, {done['targets']} target models, "
+        f"stream {cfg.bus.stream}"
+    )
+
+
+# --- run -------------------------------------------------------------------------------------
+
+
+async def start_run(config: Config, pairs: int, seed: int) -> tuple[int, int]:
+    """Sample pairs, store them and publish them; returns (pairs published, pairs new)."""
+    taxonomy = load_taxonomy(config.taxonomy.source)
+    sampled = sample_pairs(taxonomy, pairs, seed)
+    rows = [
+        {
+            "pair_id": ids.pair_id(v1, v2, taxonomy.version),
+            "value1": v1,
+            "value2": v2,
+            "taxonomy_version": taxonomy.version,
+            "seed": seed,
+            "run_index": index,
+        }
+        for index, (v1, v2) in enumerate(sampled)
+    ]
+    engine = create_engine(config.database_url)
+    try:
+        new = await store.insert_pairs(engine, rows)
+    finally:
+        await engine.dispose()
+    client = await connect(config.nats_url, "specstress-cli")
+    try:
+        js = client.jetstream()
+        for row in rows:
+            await publish(
+                js,
+                PairSampled(
+                    pair_id=row["pair_id"],
+                    value1=row["value1"],
+                    value2=row["value2"],
+                    taxonomy_version=row["taxonomy_version"],
+                    index=row["run_index"],
+                ),
+            )
+    finally:
+        await client.close()
+    return len(rows), new
+
+
+@app.command()
+def run(
+    config: ConfigOption = DEFAULT_CONFIG,
+    pairs: Annotated[int | None, typer.Option(min=1, help="value pairs to sample")] = None,
+    seed: Annotated[int | None, typer.Option(help="sampling seed")] = None,
+) -> None:
+    """Sample value pairs and start them through the pipeline (same seed -> same pairs)."""
+    cfg = _config(config)
+    count = pairs if pairs is not None else cfg.sampling.pairs
+    published, new = _run(start_run(cfg, count, seed if seed is not None else cfg.sampling.seed))
+    console.print(f"published {published} pairs ({new} new, {published - new} already known)")
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+async def add_model(config: Config, key: str) -> bool:
+    model = config.model(key)
+    engine = create_engine(config.database_url)
+    try:
+        await store.register_model(engine, key, model.family)
+    finally:
+        await engine.dispose()
+    client = await connect(config.nats_url, "specstress-cli")
+    try:
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        return await publish(
+            client.jetstream(), ModelRegistered(model_key=key, registered_at=stamp)
+        )
+    finally:
+        await client.close()
+
+
+@models_app.command("add")
+def models_add(
+    key: Annotated[str, typer.Argument(help="a model key defined in the config's models")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Make a configured model a target; the responder answers every existing scenario with it."""
+    cfg = _config(config)
+    if key not in {m.key for m in cfg.models}:
+        console.print(f"[red]error:[/red] {config}: no model with key {key!r} under models")
+        raise typer.Exit(2)
+    _run(add_model(cfg, key))
+    console.print(f"registered {key}; backfill of existing scenarios requested")
+
+
+@models_app.command("list")
+def models_list(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Registered target models and how many scenarios each has answered."""
+    cfg = _config(config)
+
+    async def fetch() -> list[dict[str, object]]:
+        engine = create_engine(cfg.database_url)
+        try:
+            return await store.list_models(engine)
+        finally:
+            await engine.dispose()
+
+    table = Table("model", "family", "active", "responses", "registered")
+    for row in _run(fetch()):
+        table.add_row(
+            str(row["model_key"]),
+            str(row["family"]),
+            "yes" if row["active"] else "no",
+            str(row["responses"]),
+            str(row["registered_at"])[:19],
+        )
+    console.print(table)
+
+
+# --- status ----------------------------------------------------------------------------------
+
+_STAGES = (
+    ("scenarios", "scenarios", None),
+    ("responses", "responses", "responses_expected"),
+    ("spectra", "spectra", "spectra_expected"),
+    ("classifications", "classifications", "classifications_expected"),
+)
+
+
+def _progress_table(c: dict[str, float]) -> Progress:
+    progress = Progress(
+        TextColumn("{task.description:>16}"),
+        BarColumn(),
+        TextColumn("{task.completed:>7.0f} / {task.total:<7.0f}"),
+        console=console,
+        auto_refresh=False,
+    )
+    progress.add_task("scenarios", total=max(3 * c["pairs"], 1), completed=c["scenarios"] + c["drops"])
+    for label, done, expected in _STAGES[1:]:
+        assert expected is not None
+        progress.add_task(label, total=max(c[expected], 1), completed=c[done])
+    return progress
+
+
+def _print_status(c: dict[str, float]) -> None:
+    console.print(_progress_table(c))
+    console.print(
+        f"pairs {c['pairs']:.0f} · drops {c['drops']:.0f} · flagged scenarios "
+        f"{c['scenarios_flagged']:.0f} · verdicts {c['verdicts']:.0f} · dead letters "
+        f"{c['dead_letters']:.0f} · LLM calls {c['llm_calls_ok']:.0f} ok, "
+        f"{c['llm_calls_failed']:.0f} failed · tokens {c['tokens']:.0f} · cost ${c['cost_usd']:.2f}"
+    )
+
+
+@app.command()
+def status(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Counts per stage with progress bars."""
+    cfg = _config(config)
+
+    async def fetch() -> dict[str, float]:
+        engine = create_engine(cfg.database_url)
+        try:
+            return await reports.counts(engine)
+        finally:
+            await engine.dispose()
+
+    _print_status(_run(fetch()))
+
+
+# --- demo ------------------------------------------------------------------------------------
+
+
+async def print_summary(config: Config) -> None:
+    engine = create_engine(config.database_url)
+    try:
+        c = await reports.counts(engine)
+        by_set = await reports.disagreement_by_set(engine)
+        compliance = await reports.compliance(engine)
+    finally:
+        await engine.dispose()
+    table = Table(title="pipeline", show_header=False)
+    for label, key in (
+        ("pairs", "pairs"),
+        ("scenarios", "scenarios"),
+        ("dropped generations", "drops"),
+        ("responses", "responses"),
+        ("spectra", "spectra"),
+        ("classifications", "classifications"),
+        ("flagged scenarios", "scenarios_flagged"),
+        ("verdicts", "verdicts"),
+        ("dead letters", "dead_letters"),
+        ("LLM calls", "llm_calls_ok"),
+    ):
+        table.add_row(label, f"{c[key]:.0f}")
+    console.print(table)
+    bins = [f"D {lo:g}-{min(hi, 3):g}" for lo, hi in reports.D_BINS]
+    d_table = Table("model set", "scenarios", f"D>={config.disagreement.threshold:g}", "mean D", *bins,
+                    title="disagreement per model set")
+    for s in by_set:
+        d_table.add_row(s.model_set, str(s.scenarios), str(s.high), f"{s.mean_d:.2f}",
+                        *(str(b) for b in s.bins))
+    console.print(d_table)
+    v_table = Table("spec", "scenarios judged", "answers judged", "flagged (majority)",
+                    "flagged (any)", "frequent non-compliance (majority / any)",
+                    title="compliance")
+    for row in compliance:
+        v_table.add_row(
+            f"{row['spec_id']} v{row['spec_version']}",
+            str(row["scenarios_judged"]),
+            str(row["answers_judged"]),
+            str(row["majority_flagged"]),
+            str(row["any_flagged"]),
+            f"{row['frequent_majority']} / {row['frequent_any']}",
+        )
+    console.print(v_table)
+
+
+async def _watch_until_idle(config: Config, timeout: float) -> None:
+    from specstress.stack import wait_until_idle
+
+    engine = create_engine(config.database_url)
+    waiter = asyncio.create_task(wait_until_idle(config, timeout))
+    try:
+        while not waiter.done():
+            c = await reports.counts(engine)
+            console.print(
+                f"  pairs {c['pairs']:.0f} · scenarios {c['scenarios']:.0f} · responses "
+                f"{c['responses']:.0f}/{c['responses_expected']:.0f} · spectra {c['spectra']:.0f} · "
+                f"classified {c['classifications']:.0f} · flagged {c['scenarios_flagged']:.0f} · "
+                f"verdicts {c['verdicts']:.0f}"
+            )
+            await asyncio.wait({waiter}, timeout=2.0)
+        await waiter
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def demo(
+    config: ConfigOption = Path("specstress.demo.yaml"),
+    pairs: Annotated[int, typer.Option(min=1, help="value pairs to run")] = 20,
+    state_dir: Annotated[Path, typer.Option(help="where private servers keep data")] = Path(
+        ".specstress"
+    ),
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the pipeline")] = 600.0,
+) -> None:
+    """Run the whole pipeline offline on the simulator and print a summary."""
+    from specstress.servers import ensure_database, resolve_infra
+    from specstress.stack import Stack
+
+    started = time.monotonic()
+    infra = resolve_infra(state_dir)
+    stack = Stack(config_path=config, log_dir=state_dir / "logs", env={})
+    try:
+        database_url = infra.database_url
+        if "DATABASE_URL" not in os.environ:
+            database_url = asyncio.run(ensure_database(database_url, "specstress"))
+        stack.env.update(NATS_URL=infra.nats_url, DATABASE_URL=database_url)
+        os.environ.update(stack.env)
+        console.print(f"NATS {infra.nats_url} · Postgres {database_url.split('@')[-1]}")
+        stack.start_simulator()
+        os.environ.update(stack.env)
+        cfg = _config(config)
+        _run(initialise(cfg))
+        stack.start_services()
+        console.print(f"simulator and {len(stack.processes) - 1} services running; logs in "
+                      f"{state_dir / 'logs'}")
+        published, new = _run(start_run(cfg, pairs, cfg.sampling.seed))
+        console.print(f"published {published} pairs ({new} new)")
+        _run(_watch_until_idle(cfg, timeout))
+        _run(print_summary(cfg))
+        console.print(f"done in {time.monotonic() - started:.0f} s")
+    finally:
+        stack.stop()
+        infra.close()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,144 @@
+"""Run the simulator and the six services as processes: the demo, the tests and the benchmark.
+
+Each service is started exactly as a user would start it (`python -m services.<stage>`), with
+NATS_URL, DATABASE_URL and the simulator's URL in its environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from specstress.bus import SERVICES, backlog, connect
+from specstress.config import Config
+from specstress.servers import free_port
+
+SIM_URL_ENV = "SPECSTRESS_SIM_URL"
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    metrics_port: int | None = None
+
+
+@dataclass
+class Stack:
+    """The processes of one pipeline run; `stop()` ends every process it started."""
+
+    config_path: Path
+    log_dir: Path
+    env: dict[str, str]
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def _spawn(self, name: str, args: list[str], port: int | None = None) -> Process:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        log_file: IO[bytes] = log_path.open("ab")
+        popen = subprocess.Popen(
+            [sys.executable, *args],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
+        log_file.close()
+        process = Process(name, popen, log_path, port)
+        self.processes[name] = process
+        return process
+
+    def start_simulator(self, latency_ms: float = 0.0) -> str:
+        port = free_port()
+        self._spawn(
+            "llm_sim",
+            ["-m", "services.llm_sim", "--port", str(port), "--latency-ms", str(latency_ms)],
+            port,
+        )
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{url}/healthz", self.processes["llm_sim"])
+        self.env[SIM_URL_ENV] = f"{url}/v1"
+        return url
+
+    def start_service(self, service: str, replica: int = 0) -> Process:
+        port = free_port()
+        name = service if replica == 0 else f"{service}-{replica}"
+        args = ["-m", f"services.{service}", "--config", str(self.config_path)]
+        process = self._spawn(name, [*args, "--metrics-port", str(port)], port)
+        _wait_http(f"http://127.0.0.1:{port}/healthz", process)
+        return process
+
+    def start_services(self) -> None:
+        for service in SERVICES:
+            self.start_service(service)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(name)
+        process.popen.send_signal(sig)
+        process.popen.wait(timeout=30)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.processes.values():
+            try:
+                process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+                process.popen.wait()
+        self.processes.clear()
+
+    def dead(self) -> list[str]:
+        return [p.name for p in self.processes.values() if p.popen.poll() is not None]
+
+
+def _wait_http(url: str, process: Process, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"{process.name} exited early; see {process.log_path}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{process.name} did not answer {url} within {timeout:.0f} s")
+
+
+async def wait_until_idle(
+    config: Config, timeout: float, quiet_seconds: float = 3.0, stack: Stack | None = None
+) -> None:
+    """Wait until every consumer has nothing pending or unacked for `quiet_seconds`."""
+    client = await connect(config.nats_url, "specstress-wait")
+    try:
+        js = client.jetstream()
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            if stack is not None and stack.dead():
+                raise RuntimeError(f"process(es) died: {', '.join(stack.dead())}")
+            busy = any(p or a for p, a in (await backlog(js, config.bus)).values())
+            now = time.monotonic()
+            if busy:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= quiet_seconds:
+                return
+            await asyncio.sleep(0.25)
+        raise TimeoutError(f"the pipeline still had work after {timeout:.0f} s")
+    finally:
+        await client.close()
