@@ -14,7 +14,7 @@ from specstress.contracts import (
     ScenarioCreated,
 )
 from specstress.db import store
-from specstress.llm.gateway import ChatMessage
+from specstress.llm.messages import ChatMessage
 from specstress.service import Service, Stage
 
 service = Service("responder")

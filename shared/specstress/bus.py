@@ -101,13 +101,8 @@ async def ensure_topology(js: JetStreamContext, bus: BusConfig) -> None:
     except NotFoundError:
         await js.add_stream(wanted)
     for consumer in consumers():
-        config = consumer.config(bus)
-        try:
-            await js.consumer_info(bus.stream, consumer.durable)
-        except NotFoundError:
-            await js.add_consumer(bus.stream, config)
-        else:
-            await js.update_consumer(bus.stream, config)
+        # without an explicit action the server creates the consumer or updates its settings
+        await js.add_consumer(bus.stream, consumer.config(bus))
 
 
 async def publish(js: JetStreamContext, event: Event) -> bool:

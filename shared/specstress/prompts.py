@@ -16,7 +16,7 @@ from pathlib import Path
 from string import Template
 
 from specstress.errors import InputError
-from specstress.llm.gateway import ChatMessage
+from specstress.llm.messages import ChatMessage
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ from specstress.contracts import Event
 from specstress.db import store
 from specstress.db.engine import create_engine
 from specstress.errors import InputError
-from specstress.llm.gateway import Gateway, LLMError
+from specstress.llm.errors import LLMError
+from specstress.llm.gateway import Gateway
 from specstress.llm.redact import RedactSecrets
 from specstress.prompts import PromptLibrary
 
@@ -104,13 +105,15 @@ class Service:
             config = load_config(args.config)
         except InputError as exc:
             raise SystemExit(f"error: {exc}") from None
+        redact = RedactSecrets.for_models(config.models)
+        for log_handler in logging.getLogger().handlers:
+            log_handler.addFilter(redact)
         port = args.metrics_port
         if port is None:
             port = getattr(config.metrics_ports, self.name)
         asyncio.run(self.serve(config, host=args.host, port=port))
 
     async def serve(self, config: Config, *, host: str, port: int) -> None:
-        RedactSecrets.install(config)
         engine = create_engine(config.database_url)
         gateway = Gateway(engine, service=self.name)
         broker = NatsBroker(config.nats_url, logger=None, max_reconnect_attempts=-1)
@@ -171,18 +174,18 @@ class Service:
         handler: Handler,
         stage_holder: list[Stage],
         broker: NatsBroker,
-    ) -> Callable[[bytes], Awaitable[None]]:
+    ) -> Callable[[Any], Awaitable[None]]:
         subject = consumer.event.subject
         service = self.name
 
-        async def consume(body: bytes) -> None:
+        async def consume(body: Any) -> None:  # noqa: ARG001 - parsed from the raw bytes below
             message = broker.context.get_local("message")
             raw: Msg = message.raw_message
             stage = stage_holder[0]
             delivered = raw.metadata.num_delivered or 1
             started = time.perf_counter()
             try:
-                event = consumer.event.model_validate_json(body)
+                event = consumer.event.model_validate_json(raw.data)
             except ValidationError as exc:
                 await _dead_letter(stage, consumer.durable, raw, delivered, f"invalid payload: {exc.errors()[0]}")
                 metrics.messages_handled.labels(service, subject, "invalid").inc()

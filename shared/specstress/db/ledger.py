@@ -1,0 +1,127 @@
+"""The LLM call ledger: one `llm_calls` row per HTTP attempt; its `ok` rows are the answer cache.
+
+At most one `ok` row exists per request hash (a partial unique index), so an answer, once paid
+for, is found again by every later identical call instead of being bought twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import func, null, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from specstress.db.schema import llm_calls
+from specstress.ids import advisory_lock_key
+
+MAX_ERROR_CHARS = 2000
+# lock connections kept open between calls; more are opened (and closed after) under load
+_LOCK_POOL_SIZE = 32
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    request_hash: str
+    stage: str
+    model_key: str
+    attempt: int
+    status: Literal["ok", "error"]
+    latency_seconds: float
+    error_class: str | None = None
+    error: str | None = None
+    http_status: int | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    response: dict[str, Any] | None = None
+
+
+async def find_completed(engine: AsyncEngine, request_hash: str) -> dict[str, Any] | None:
+    """The stored answer (`response` JSON) of the completed call with this hash, if any."""
+    query = select(llm_calls.c.response).where(
+        llm_calls.c.request_hash == request_hash, llm_calls.c.status == "ok"
+    )
+    async with engine.connect() as conn:
+        response: dict[str, Any] | None = await conn.scalar(query)
+    return response
+
+
+async def record_attempt(engine: AsyncEngine, record: AttemptRecord) -> bool:
+    """Append one attempt. False when it is an `ok` row and the hash already had one."""
+    values = {
+        "request_hash": record.request_hash,
+        "stage": record.stage,
+        "model_key": record.model_key,
+        "attempt": record.attempt,
+        "status": record.status,
+        "error_class": record.error_class,
+        "error": None if record.error is None else record.error[:MAX_ERROR_CHARS],
+        "http_status": record.http_status,
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+        "cached_tokens": record.cached_tokens,
+        "reasoning_tokens": record.reasoning_tokens,
+        "cost_usd": record.cost_usd,
+        "latency_seconds": record.latency_seconds,
+        # a bare None would be stored as JSON null; an error row has no response at all
+        "response": null() if record.response is None else record.response,
+    }
+    statement = (
+        insert(llm_calls)
+        .values(values)
+        .on_conflict_do_nothing(
+            # A literal predicate: Postgres cannot match a partial index to a bound parameter
+            # once asyncpg's prepared statement switches to a generic plan (6th execution).
+            index_elements=[llm_calls.c.request_hash],
+            index_where=text("status = 'ok'"),
+        )
+        .returning(llm_calls.c.call_id)
+    )
+    async with engine.begin() as conn:
+        call_id = await conn.scalar(statement)
+    return call_id is not None
+
+
+class CallLocks:
+    """Postgres session advisory locks keyed on request hashes, held across an LLM call.
+
+    The locks live on connections of their own engine, not the service's: a call waiting for a
+    lock holds its connection for as long as the other call takes, and must not starve the
+    ledger writes (or hit the pool timeout). Overflow is unbounded because the gateway's
+    per-model semaphores already bound how many locks a process holds.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = create_async_engine(
+            engine.url, pool_size=_LOCK_POOL_SIZE, max_overflow=-1, pool_pre_ping=True
+        )
+
+    @asynccontextmanager
+    async def hold(self, request_hash: str) -> AsyncIterator[None]:
+        key = advisory_lock_key(request_hash)
+        async with self._engine.connect() as conn:
+            # autocommit: a session lock needs no transaction, and none should idle for minutes
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            released = False
+            try:
+                await conn.execute(select(func.pg_advisory_lock(key)))
+                try:
+                    yield
+                finally:
+                    await conn.execute(select(func.pg_advisory_unlock(key)))
+                    released = True
+            finally:
+                if not released:
+                    # Interrupted while taking or releasing the lock (cancelled, connection
+                    # lost): whether the session still holds it is unknown, so end the session
+                    # rather than return it to the pool where it could block this hash forever.
+                    await conn.invalidate()
+
+    async def aclose(self) -> None:
+        await self._engine.dispose()

@@ -1,0 +1,370 @@
+"""The LLM gateway: the only way services reach models.
+
+A call is looked up in the ledger first and paid for only when no completed twin exists; a
+Postgres advisory lock on the request hash makes identical calls from different processes wait
+for one another instead of paying twice. Around the HTTP exchange the gateway adds a per-model
+concurrency cap, full-jitter retries that honour retry-after, error classes, a ledger row and
+Prometheus observations for every attempt. Wire formats live in protocol adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from specstress import metrics
+from specstress.config import ModelConfig, Prices
+from specstress.db.ledger import AttemptRecord, CallLocks, find_completed, record_attempt
+from specstress.errors import BadModelOutput
+from specstress.llm.errors import LLMError
+from specstress.llm.messages import ChatMessage, ModelOutput, Usage
+from specstress.llm.openai_chat import OpenAIChat
+from specstress.llm.protocol import Completion, MalformedResponseError, ProtocolAdapter
+from specstress.llm.redact import MASK
+from specstress.llm.retry import backoff_seconds, classify, retry_after_seconds
+
+T = TypeVar("T")
+
+REASK_PREFIX = "Your previous answer did not follow the required format:"
+_REASK_INSTRUCTION = "Answer again, in exactly the format asked for above and nothing else."
+# The per-model semaphores are the real limit; this only keeps the shared pool from binding first.
+_MAX_CONNECTIONS = 1000
+_ADAPTERS: dict[str, ProtocolAdapter] = {"openai": OpenAIChat()}
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One request that missed the cache, as it travels through retries and the ledger."""
+
+    adapter: ProtocolAdapter
+    model: ModelConfig
+    messages: Sequence[ChatMessage]
+    response_format: dict[str, Any] | None
+    stage: str
+    digest: str
+
+
+def request_hash(
+    model: ModelConfig,
+    messages: Sequence[ChatMessage],
+    response_format: dict[str, Any] | None = None,
+) -> str:
+    """The cache key of a call: everything that shapes the answer, nothing secret.
+
+    The model key and the API key are left out on purpose: two keys naming the same endpoint
+    share answers, and rotating a key must not invalidate the cache.
+    """
+    canonical = json.dumps(
+        {
+            "protocol": model.protocol,
+            "base_url": model.base_url.rstrip("/"),
+            "model_id": model.model_id,
+            "params": model.params,
+            "messages": [m.model_dump() for m in messages],
+            "response_format": response_format,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Gateway:
+    def __init__(self, engine: AsyncEngine, *, service: str) -> None:
+        self._engine = engine
+        self._locks = CallLocks(engine)
+        # httpx's own pool slows sharply under concurrency; aiohttp's transport holds up.
+        self._http = httpx.AsyncClient(
+            transport=AiohttpTransport(limits=httpx.Limits(max_connections=_MAX_CONNECTIONS)),
+            headers={"User-Agent": f"specstress-{service}"},
+        )
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._rng = random.Random()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._locks.aclose()
+
+    async def generate(
+        self,
+        model: ModelConfig,
+        messages: Sequence[ChatMessage],
+        *,
+        stage: str,
+        response_format: dict[str, Any] | None = None,
+    ) -> ModelOutput:
+        """One answer, from the ledger when this exact request was answered before.
+
+        Raises LLMError: "retryable" once the model's attempts are spent (or the provider asks
+        for a wait longer than the backoff cap: `retry_after` says how long), "terminal_quota"
+        or "terminal_client" at once.
+        """
+        adapter = _ADAPTERS[model.protocol]
+        digest = request_hash(model, messages, response_format)
+        stored = await find_completed(self._engine, digest)
+        if stored is not None:
+            _observe(model.key, stage, "cached")
+            return _output(model, digest, stored, from_cache=True, cost_usd=0.0)
+        async with self._slot(model), self._locks.hold(digest):
+            # the holder we waited for may have been making this very call
+            stored = await find_completed(self._engine, digest)
+            if stored is not None:
+                _observe(model.key, stage, "cached")
+                return _output(model, digest, stored, from_cache=True, cost_usd=0.0)
+            return await self._call(_Call(adapter, model, messages, response_format, stage, digest))
+
+    async def generate_parsed(
+        self,
+        model: ModelConfig,
+        messages: Sequence[ChatMessage],
+        *,
+        stage: str,
+        parse: Callable[[str], T],
+        response_format: dict[str, Any] | None = None,
+        max_reasks: int = 2,
+    ) -> tuple[T, ModelOutput]:
+        """`parse(text)` of an answer; on BadModelOutput the model is shown its answer and the
+        reason and asked again, up to `max_reasks` times, then LLMError("bad_output")."""
+        conversation = list(messages)
+        reasks = 0
+        while True:
+            output = await self.generate(
+                model, conversation, stage=stage, response_format=response_format
+            )
+            try:
+                return parse(output.text), output
+            except BadModelOutput as exc:
+                reason = str(exc)
+                _observe(model.key, stage, "bad_output")
+                if reasks >= max_reasks:
+                    raise LLMError(
+                        "bad_output",
+                        f"{model.key} answered out of format {reasks + 1} time(s); "
+                        f"last reason: {reason}",
+                    ) from exc
+            reasks += 1
+            conversation += [
+                ChatMessage(role="assistant", content=output.text),
+                ChatMessage(role="user", content=f"{REASK_PREFIX} {reason}\n{_REASK_INSTRUCTION}"),
+            ]
+
+    def _slot(self, model: ModelConfig) -> asyncio.Semaphore:
+        slot = self._slots.get(model.key)
+        if slot is None:
+            slot = self._slots[model.key] = asyncio.Semaphore(model.max_concurrency)
+        return slot
+
+    async def _call(self, call: _Call) -> ModelOutput:
+        model = call.model
+        policy = model.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                completion = await self._send(call)
+            except LLMError as error:
+                latency = time.perf_counter() - started
+                await self._record_error(call, attempt, error, latency)
+                if error.error_class != "retryable" or attempt >= policy.max_attempts:
+                    raise
+                if error.retry_after is not None and error.retry_after > policy.cap_seconds:
+                    # A long wait is the caller's to take (nak with a delay), not ours to sleep
+                    # through while holding a concurrency slot and the lock.
+                    raise
+                delay = backoff_seconds(attempt - 1, policy, self._rng, error.retry_after)
+                log.warning(
+                    "%s/%s attempt %d of %d failed (HTTP %s): %s; retrying in %.2f s",
+                    model.key,
+                    call.stage,
+                    attempt,
+                    policy.max_attempts,
+                    error.http_status,
+                    error,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            else:
+                latency = time.perf_counter() - started
+                return await self._record_ok(call, attempt, completion, latency)
+
+    async def _send(self, call: _Call) -> Completion:
+        """One HTTP exchange: a Completion, or an LLMError of the right class."""
+        model, adapter = call.model, call.adapter
+        api_key = model.api_key()
+        request = adapter.build_request(model, call.messages, call.response_format, api_key)
+        seconds = model.timeouts
+        # aiohttp spends the pool budget on waiting for a connection AND connecting, so it
+        # must not be shorter than the connect timeout; write stalls count as read stalls.
+        timeout = httpx.Timeout(
+            connect=seconds.connect_seconds,
+            read=seconds.read_seconds,
+            write=seconds.read_seconds,
+            pool=seconds.connect_seconds + seconds.read_seconds,
+        )
+        try:
+            response = await self._http.post(
+                request.url, json=request.body, headers=request.headers, timeout=timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise LLMError("retryable", f"no answer in time ({type(exc).__name__})") from None
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            # aiohttp errors the transport does not translate arrive unwrapped
+            message = _scrub(f"connection failed: {type(exc).__name__}: {exc}", api_key)
+            raise LLMError("retryable", message) from None
+
+        status = response.status_code
+        try:
+            payload: Any = response.json()
+        except ValueError:
+            payload = None
+        if 200 <= status < 300:
+            if payload is None:
+                raise LLMError(
+                    "retryable", "success status with a non-JSON body", http_status=status
+                )
+            try:
+                return adapter.parse_response(payload)
+            except MalformedResponseError as exc:
+                raise LLMError("retryable", _scrub(str(exc), api_key), http_status=status) from None
+        error = adapter.parse_error(payload, response.text)
+        error_class = classify(status, error)
+        raise LLMError(
+            error_class,
+            _scrub(error.message, api_key) or f"HTTP {status}",
+            http_status=status,
+            retry_after=retry_after_seconds(response.headers)
+            if error_class == "retryable"
+            else None,
+        )
+
+    async def _record_error(
+        self, call: _Call, attempt: int, error: LLMError, latency: float
+    ) -> None:
+        await record_attempt(
+            self._engine,
+            AttemptRecord(
+                request_hash=call.digest,
+                stage=call.stage,
+                model_key=call.model.key,
+                attempt=attempt,
+                status="error",
+                latency_seconds=latency,
+                error_class=error.error_class,
+                error=str(error),
+                http_status=error.http_status,
+            ),
+        )
+        _observe(call.model.key, call.stage, error.error_class, latency=latency)
+
+    async def _record_ok(
+        self, call: _Call, attempt: int, completion: Completion, latency: float
+    ) -> ModelOutput:
+        model, stage, digest = call.model, call.stage, call.digest
+        usage = completion.usage
+        cost = _cost(model.prices, usage)
+        answer = {
+            "text": completion.text,
+            "thinking": completion.thinking,
+            "usage": usage.model_dump(),
+            "finish_reason": completion.finish_reason,
+        }
+        recorded = await record_attempt(
+            self._engine,
+            AttemptRecord(
+                request_hash=digest,
+                stage=stage,
+                model_key=model.key,
+                attempt=attempt,
+                status="ok",
+                latency_seconds=latency,
+                http_status=200,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                cost_usd=cost,
+                response=answer,
+            ),
+        )
+        _observe(model.key, stage, "ok", latency=latency, usage=usage, cost_usd=cost)
+        if not recorded:
+            # Only possible when a lock was lost mid-call (its connection dropped) and another
+            # process finished the same request: serve the ledger's answer so all callers agree.
+            log.warning("%s/%s: request %s was paid for twice", model.key, stage, digest)
+            stored = await find_completed(self._engine, digest)
+            if stored is not None:
+                answer = stored
+        return _output(model, digest, answer, from_cache=False, cost_usd=cost)
+
+
+def _output(
+    model: ModelConfig, digest: str, answer: dict[str, Any], *, from_cache: bool, cost_usd: float
+) -> ModelOutput:
+    return ModelOutput(
+        model_key=model.key,
+        text=answer["text"],
+        thinking=answer["thinking"],
+        usage=Usage.model_validate(answer["usage"]),
+        request_hash=digest,
+        from_cache=from_cache,
+        cost_usd=cost_usd,
+        finish_reason=answer["finish_reason"],
+    )
+
+
+def _cost(prices: Prices, usage: Usage) -> float:
+    uncached = max(0, usage.input_tokens - usage.cached_tokens)
+    return (
+        uncached * prices.input_per_mtok
+        + usage.cached_tokens * prices.cached_input_per_mtok
+        + usage.output_tokens * prices.output_per_mtok
+    ) / 1_000_000
+
+
+def _scrub(text: str, api_key: SecretStr | None) -> str:
+    """Providers sometimes echo the key they were sent; it must not travel on in our errors."""
+    if api_key is None or not api_key.get_secret_value():
+        return text
+    return text.replace(api_key.get_secret_value(), MASK)
+
+
+def _observe(
+    model_key: str,
+    stage: str,
+    outcome: str,
+    *,
+    latency: float | None = None,
+    usage: Usage | None = None,
+    cost_usd: float = 0.0,
+) -> None:
+    """Prometheus: every attempt by outcome, plus the tokens and cost of paid answers."""
+    metrics.llm_calls.labels(model_key, stage, outcome).inc()
+    if latency is not None:
+        metrics.llm_latency.labels(model_key, stage).observe(latency)
+    if usage is None:
+        return
+    for kind, count in (
+        ("input", usage.input_tokens),
+        ("output", usage.output_tokens),
+        ("cached", usage.cached_tokens),
+        ("reasoning", usage.reasoning_tokens),
+    ):
+        metrics.llm_tokens.labels(model_key, stage, kind).inc(count)
+    metrics.llm_cost.labels(model_key, stage).inc(cost_usd)

@@ -1,0 +1,42 @@
+"""The gateway's data: what goes to a model and what comes back, whatever the wire protocol."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChatMessage(_Frozen):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Usage(_Frozen):
+    """Token counts as the provider reports them.
+
+    `input_tokens` includes `cached_tokens`, and `output_tokens` includes `reasoning_tokens`
+    (OpenAI's convention), so cost counts each token once.
+    """
+
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class ModelOutput(_Frozen):
+    model_key: str
+    text: str
+    thinking: str | None
+    usage: Usage
+    request_hash: str
+    # served from the ledger: nothing was paid for this call, so cost_usd is 0
+    from_cache: bool
+    cost_usd: float
+    # the provider's raw reason, e.g. "stop" or "length" (a truncated answer)
+    finish_reason: str | None = None

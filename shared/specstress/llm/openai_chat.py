@@ -1,0 +1,119 @@
+"""OpenAI-compatible chat completions (OpenAI, xAI, OpenRouter, vLLM, Ollama, Together...)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from specstress.config import ModelConfig
+from specstress.llm.messages import ChatMessage, Usage
+from specstress.llm.protocol import Completion, HttpRequest, MalformedResponseError, ProviderError
+
+MAX_ERROR_CHARS = 500
+
+
+class _Lenient(BaseModel):
+    # compatible servers add fields of their own; only the ones read here must be right
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Message(_Lenient):
+    content: str | None = None
+    refusal: str | None = None
+    # DeepSeek and vLLM name it reasoning_content; OpenRouter and Ollama name it reasoning
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+
+class _Choice(_Lenient):
+    message: _Message
+    finish_reason: str | None = None
+
+
+class _PromptDetails(_Lenient):
+    cached_tokens: int | None = None
+
+
+class _CompletionDetails(_Lenient):
+    reasoning_tokens: int | None = None
+
+
+class _Usage(_Lenient):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _CompletionDetails | None = None
+
+
+class _ChatCompletion(_Lenient):
+    choices: list[_Choice] = Field(min_length=1)
+    # some local servers omit usage; the answer is still good, it just records zero tokens
+    usage: _Usage | None = None
+
+
+class OpenAIChat:
+    def build_request(
+        self,
+        model: ModelConfig,
+        messages: Sequence[ChatMessage],
+        response_format: dict[str, Any] | None,
+        api_key: SecretStr | None,
+    ) -> HttpRequest:
+        headers = {"Content-Type": "application/json"}
+        if api_key is not None:
+            headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
+        body: dict[str, Any] = {
+            **model.params,
+            "model": model.model_id,
+            "messages": [m.model_dump() for m in messages],
+        }
+        if response_format is not None:
+            body["response_format"] = response_format
+        return HttpRequest(
+            url=f"{model.base_url.rstrip('/')}/chat/completions", headers=headers, body=body
+        )
+
+    def parse_response(self, payload: Any) -> Completion:
+        try:
+            completion = _ChatCompletion.model_validate(payload)
+        except ValidationError as exc:
+            raise MalformedResponseError(
+                f"unexpected chat completion shape: {_error_text(payload, str(exc))}"
+            ) from None
+        choice = completion.choices[0]
+        message = choice.message
+        usage = completion.usage or _Usage()
+        prompt_details = usage.prompt_tokens_details or _PromptDetails()
+        completion_details = usage.completion_tokens_details or _CompletionDetails()
+        return Completion(
+            # a refusal under structured outputs comes instead of content; it is the answer
+            text=message.content if message.content is not None else message.refusal or "",
+            thinking=message.reasoning_content or message.reasoning,
+            usage=Usage(
+                input_tokens=usage.prompt_tokens,
+                output_tokens=usage.completion_tokens,
+                cached_tokens=prompt_details.cached_tokens or 0,
+                reasoning_tokens=completion_details.reasoning_tokens or 0,
+            ),
+            finish_reason=choice.finish_reason,
+        )
+
+    def parse_error(self, payload: Any, raw_text: str) -> ProviderError:
+        # OpenAI nests {"error": {...}}; vLLM and others put message/type/code at the top level
+        error = payload.get("error", payload) if isinstance(payload, dict) else None
+        if isinstance(error, str):
+            return ProviderError(message=error[:MAX_ERROR_CHARS])
+        if not isinstance(error, dict):
+            return ProviderError(message=raw_text[:MAX_ERROR_CHARS])
+        codes = tuple(str(error[field]) for field in ("code", "type", "status") if error.get(field))
+        message = error.get("message") or error.get("detail") or raw_text
+        return ProviderError(message=str(message)[:MAX_ERROR_CHARS], codes=codes)
+
+
+def _error_text(payload: Any, fallback: str) -> str:
+    """A 200 can carry an error object (OpenRouter does this); its message beats a schema dump."""
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        return str(payload["error"].get("message", fallback))[:MAX_ERROR_CHARS]
+    return fallback[:MAX_ERROR_CHARS]

@@ -1,0 +1,63 @@
+"""What a wire-protocol adapter does: build the HTTP request, read the answer or the error.
+
+The gateway owns everything else (cache, locks, retries, limits, ledger, metrics), so adding a
+protocol means adding one adapter module and registering it in the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import SecretStr
+
+from specstress.config import ModelConfig
+from specstress.llm.messages import ChatMessage, Usage
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    url: str
+    # may hold the API key: pass to the HTTP client only, never log or store
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    thinking: str | None
+    usage: Usage
+    finish_reason: str | None
+
+
+@dataclass(frozen=True)
+class ProviderError:
+    """An error body reduced to what classification needs."""
+
+    message: str
+    # the provider's machine-readable code/type/status words, e.g. "insufficient_quota"
+    codes: tuple[str, ...] = ()
+
+
+class MalformedResponseError(ValueError):
+    """A success status whose body is not the shape the protocol promises."""
+
+
+class ProtocolAdapter(Protocol):
+    def build_request(
+        self,
+        model: ModelConfig,
+        messages: Sequence[ChatMessage],
+        response_format: dict[str, Any] | None,
+        api_key: SecretStr | None,
+    ) -> HttpRequest: ...
+
+    def parse_response(self, payload: Any) -> Completion:
+        """Raises MalformedResponseError when `payload` is not a usable answer."""
+        ...
+
+    def parse_error(self, payload: Any, raw_text: str) -> ProviderError:
+        """`payload` is the decoded JSON body, or None when the body was not JSON."""
+        ...

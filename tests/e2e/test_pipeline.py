@@ -1,0 +1,97 @@
+"""The whole pipeline as processes on the simulator: planted truth in, the same truth out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.llm_sim.personas import scenario_drop
+from specstress.cli import add_model, start_run
+from specstress.stack import wait_until_idle
+from tests.pipeline_harness import planted_disagreement, rows, running_stack
+
+pytestmark = pytest.mark.e2e
+PAIRS = 12
+SEED = 11
+
+
+async def test_pipeline_recovers_planted_truth_and_reruns_for_free(
+    tmp_path: Path, nats_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_stack(tmp_path, nats_url, database_url, monkeypatch) as running:
+        config = running.config
+        await start_run(config, PAIRS, SEED)
+        await wait_until_idle(config, timeout=240, stack=running.stack)
+
+        pairs = await rows(database_url, "SELECT pair_id, value1, value2 FROM value_pairs")
+        assert len(pairs) == PAIRS
+        scenarios = await rows(database_url, "SELECT pair_id, variant FROM scenarios")
+        drops = await rows(database_url, "SELECT pair_id, variant, reason FROM scenario_drops")
+        assert len(scenarios) + len(drops) == 3 * PAIRS
+        # the simulator's writers refuse or forget the tag on known pairs: exactly those drop
+        planted_drops = {p["pair_id"] for p in pairs if scenario_drop(p["value1"], p["value2"])}
+        assert {d["pair_id"] for d in drops} == planted_drops
+
+        targets = len(config.roles.targets)
+        responses = await rows(database_url, "SELECT scenario_id FROM responses")
+        assert len(responses) == len(scenarios) * targets
+        spectra = await rows(database_url, "SELECT pair_id FROM spectra")
+        assert len(spectra) == len({s["pair_id"] for s in scenarios})
+        classified = await rows(database_url, "SELECT response_id FROM classifications")
+        assert len(classified) == len(responses)
+
+        stored = {
+            (str(r["scenario_id"]), str(r["model_set"])): float(r["disagreement"])  # type: ignore[arg-type]
+            for r in await rows(database_url, "SELECT * FROM disagreement")
+        }
+        expected = await planted_disagreement(running, database_url)
+        assert stored.keys() == expected.keys()
+        for key, value in expected.items():
+            assert stored[key] == pytest.approx(value, abs=1e-9), key
+        assert any(v >= 1.5 for v in expected.values()), "the run should flag something"
+
+        # every flagged scenario: each answer of the spec's family judged by each judge
+        to_judge = await rows(
+            database_url,
+            "SELECT count(*) AS n FROM responses r JOIN models m USING (model_key) "
+            "WHERE m.family = 'aurora' AND r.scenario_id IN "
+            "(SELECT scenario_id FROM disagreement WHERE high)",
+        )
+        verdicts = await rows(database_url, "SELECT count(*) AS n FROM verdicts")
+        assert verdicts[0]["n"] == to_judge[0]["n"] * len(config.roles.judges)
+        assert (await rows(database_url, "SELECT count(*) AS n FROM dead_letters"))[0]["n"] == 0
+
+        # the same run again: nothing new is stored and nothing is paid for
+        before = await rows(
+            database_url,
+            "SELECT (SELECT count(*) FROM llm_calls) AS calls, (SELECT count(*) FROM responses) AS r",
+        )
+        await start_run(config, PAIRS, SEED)
+        await wait_until_idle(config, timeout=120, stack=running.stack)
+        after = await rows(
+            database_url,
+            "SELECT (SELECT count(*) FROM llm_calls) AS calls, (SELECT count(*) FROM responses) AS r",
+        )
+        assert after == before
+
+        # a new model release: registering it backfills and re-scores every scenario
+        await add_model(config, "borealis-latecomer")
+        await wait_until_idle(config, timeout=180, stack=running.stack)
+        late = await rows(
+            database_url,
+            "SELECT count(*) AS n FROM responses r JOIN classifications c USING (response_id) "
+            "WHERE r.model_key = 'borealis-latecomer'",
+        )
+        assert late[0]["n"] == len(scenarios)
+        stored_all = await rows(
+            database_url, "SELECT DISTINCT members FROM disagreement WHERE model_set = 'all'"
+        )
+        assert stored_all == [{"members": targets + 1}]
+        expected = await planted_disagreement(running, database_url)
+        stored = {
+            (str(r["scenario_id"]), str(r["model_set"])): float(r["disagreement"])  # type: ignore[arg-type]
+            for r in await rows(database_url, "SELECT * FROM disagreement")
+        }
+        for key, value in expected.items():
+            assert stored[key] == pytest.approx(value, abs=1e-9), key

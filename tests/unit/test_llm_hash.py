@@ -1,0 +1,79 @@
+"""request_hash: the cache key must move with what shapes an answer and only with that."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+from specstress.config import ModelConfig
+from specstress.llm import ChatMessage, request_hash
+
+MESSAGES = [
+    ChatMessage(role="system", content="Be brief."),
+    ChatMessage(role="user", content="Name a colour."),
+]
+
+
+def _model(**changes: Any) -> ModelConfig:
+    fields: dict[str, Any] = {
+        "key": "alpha",
+        "family": "fam",
+        "base_url": "https://api.example.test/v1",
+        "model_id": "model-1",
+        "api_key_env": "ALPHA_KEY",
+        "params": {"temperature": 0.0, "max_tokens": 100},
+    }
+    return ModelConfig.model_validate({**fields, **changes})
+
+
+def test_hash_is_a_stable_sha256_hex() -> None:
+    digest = request_hash(_model(), MESSAGES)
+    assert digest == request_hash(_model(), list(MESSAGES))
+    # pinned: a change of the canonical form would silently orphan every cached answer
+    canonical = (
+        '{"base_url":"https://api.example.test/v1",'
+        '"messages":[{"content":"Be brief.","role":"system"},'
+        '{"content":"Name a colour.","role":"user"}],'
+        '"model_id":"model-1","params":{"max_tokens":100,"temperature":0.0},'
+        '"protocol":"openai","response_format":null}'
+    )
+    assert digest == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_param_order_does_not_matter() -> None:
+    reordered = _model(params={"max_tokens": 100, "temperature": 0.0})
+    assert request_hash(reordered, MESSAGES) == request_hash(_model(), MESSAGES)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"model_id": "model-2"},
+        {"base_url": "https://other.example.test/v1"},
+        {"params": {"temperature": 0.5, "max_tokens": 100}},
+    ],
+)
+def test_what_shapes_the_answer_changes_the_hash(changes: dict[str, Any]) -> None:
+    assert request_hash(_model(**changes), MESSAGES) != request_hash(_model(), MESSAGES)
+
+
+def test_message_and_format_changes_change_the_hash() -> None:
+    base = request_hash(_model(), MESSAGES)
+    edited = [MESSAGES[0], ChatMessage(role="user", content="Name a colour!")]
+    assert request_hash(_model(), edited) != base
+    role_swapped = [MESSAGES[0], ChatMessage(role="assistant", content="Name a colour.")]
+    assert request_hash(_model(), role_swapped) != base
+    assert request_hash(_model(), MESSAGES, {"type": "json_object"}) != base
+
+
+def test_keys_and_cosmetics_do_not_change_the_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = request_hash(_model(), MESSAGES)
+    monkeypatch.setenv("ALPHA_KEY", "sk-first")
+    assert request_hash(_model(), MESSAGES) == base
+    monkeypatch.setenv("ALPHA_KEY", "sk-rotated")
+    assert request_hash(_model(), MESSAGES) == base
+    assert request_hash(_model(api_key_env="OTHER_KEY"), MESSAGES) == base
+    assert request_hash(_model(api_key_env=None), MESSAGES) == base
+    assert request_hash(_model(key="beta", family="other"), MESSAGES) == base
+    assert request_hash(_model(base_url="https://api.example.test/v1/"), MESSAGES) == base

@@ -1,0 +1,126 @@
+"""The OpenAI-compatible adapter: request bodies, answers, usage and error bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from specstress.config import ModelConfig
+from specstress.llm import ChatMessage, Usage
+from specstress.llm.openai_chat import OpenAIChat
+from specstress.llm.protocol import MalformedResponseError
+
+ADAPTER = OpenAIChat()
+MODEL = ModelConfig(
+    key="alpha",
+    family="fam",
+    base_url="http://127.0.0.1:9/v1/",
+    model_id="model-1",
+    api_key_env="ALPHA_KEY",
+    params={"temperature": 0.2, "model": "must-not-win"},
+)
+MESSAGES = [ChatMessage(role="user", content="hi")]
+
+
+def _completion(message: dict[str, Any], usage: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"choices": [{"message": message, "finish_reason": "stop"}]}
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
+def test_request_carries_model_params_format_and_bearer_key() -> None:
+    request = ADAPTER.build_request(
+        MODEL, MESSAGES, {"type": "json_object"}, SecretStr("sk-test-123")
+    )
+    assert request.url == "http://127.0.0.1:9/v1/chat/completions"
+    assert request.headers["Authorization"] == "Bearer sk-test-123"
+    assert request.body == {
+        "temperature": 0.2,
+        "model": "model-1",
+        "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_object"},
+    }
+
+
+def test_request_without_key_or_format() -> None:
+    request = ADAPTER.build_request(MODEL, MESSAGES, None, None)
+    assert "Authorization" not in request.headers
+    assert "response_format" not in request.body
+
+
+def test_answer_with_full_usage_and_reasoning() -> None:
+    completion = ADAPTER.parse_response(
+        _completion(
+            {"role": "assistant", "content": "blue", "reasoning_content": "sky"},
+            {
+                "prompt_tokens": 120,
+                "completion_tokens": 30,
+                "prompt_tokens_details": {"cached_tokens": 100},
+                "completion_tokens_details": {"reasoning_tokens": 20},
+            },
+        )
+    )
+    assert completion.text == "blue"
+    assert completion.thinking == "sky"
+    assert completion.finish_reason == "stop"
+    assert completion.usage == Usage(
+        input_tokens=120, output_tokens=30, cached_tokens=100, reasoning_tokens=20
+    )
+
+
+def test_answer_variants() -> None:
+    openrouter = ADAPTER.parse_response(
+        _completion({"content": "x", "reasoning": "because"}, {"prompt_tokens": 5})
+    )
+    assert openrouter.thinking == "because"
+    assert openrouter.usage == Usage(input_tokens=5, output_tokens=0)
+    bare = ADAPTER.parse_response(_completion({"content": "x"}))
+    assert bare.thinking is None
+    assert bare.usage == Usage(input_tokens=0, output_tokens=0)
+    nulls = ADAPTER.parse_response(
+        _completion(
+            {"content": None, "refusal": "I can't help with that."},
+            {"prompt_tokens": 1, "prompt_tokens_details": None, "completion_tokens_details": {}},
+        )
+    )
+    assert nulls.text == "I can't help with that."
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"choices": []},
+        {"choices": [{"text": "legacy completion"}]},
+        {"choices": [{"message": {"content": ["parts"]}}]},
+        {"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": "many"}},
+        ["not", "an", "object"],
+    ],
+)
+def test_malformed_answers_are_rejected(payload: Any) -> None:
+    with pytest.raises(MalformedResponseError):
+        ADAPTER.parse_response(payload)
+
+
+def test_an_error_inside_a_200_is_quoted() -> None:
+    with pytest.raises(MalformedResponseError, match="upstream provider failed"):
+        ADAPTER.parse_response({"error": {"message": "upstream provider failed", "code": 502}})
+
+
+def test_error_bodies() -> None:
+    openai = ADAPTER.parse_error(
+        {"error": {"message": "quota", "type": "insufficient_quota", "code": "insufficient_quota"}},
+        "",
+    )
+    assert openai.message == "quota"
+    assert openai.codes == ("insufficient_quota", "insufficient_quota")
+    vllm = ADAPTER.parse_error(
+        {"object": "error", "message": "bad temp", "type": "BadRequestError", "code": 400}, ""
+    )
+    assert (vllm.message, vllm.codes) == ("bad temp", ("400", "BadRequestError"))
+    assert ADAPTER.parse_error({"error": "plain words"}, "").message == "plain words"
+    assert ADAPTER.parse_error({"detail": "Not Found"}, "").message == "Not Found"
+    assert ADAPTER.parse_error(None, "<html>502</html>").message == "<html>502</html>"
+    assert len(ADAPTER.parse_error(None, "x" * 10_000).message) == 500
