@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nats
 import pytest
+
 from specstress.db.migrate import upgrade
 from specstress.servers import (
     Infra,

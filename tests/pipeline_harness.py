@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -47,7 +48,7 @@ async def running_stack(
         stack.stop()
 
 
-async def rows(database_url: str, sql: str) -> list[dict[str, object]]:
+async def rows(database_url: str, sql: str) -> list[dict[str, Any]]:
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
@@ -56,7 +57,9 @@ async def rows(database_url: str, sql: str) -> list[dict[str, object]]:
         await engine.dispose()
 
 
-async def planted_disagreement(running: RunningStack, database_url: str) -> dict[tuple[str, str], float]:
+async def planted_disagreement(
+    running: RunningStack, database_url: str
+) -> dict[tuple[str, str], float]:
     """D per (scenario, model set) computed with numpy from the simulator's planted positions."""
     answers = await rows(
         database_url,

@@ -54,7 +54,9 @@ def placement_parser(model_keys: list[str]) -> Callable[[str], dict[str, Placeme
 
 
 def _numbered(scale: list[dict[str, str]]) -> str:
-    return "\n".join(f"{i}. ({step['position']}) {step['response']}" for i, step in enumerate(scale))
+    return "\n".join(
+        f"{i}. ({step['position']}) {step['response']}" for i, step in enumerate(scale)
+    )
 
 
 async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = False) -> None:

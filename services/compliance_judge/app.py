@@ -67,7 +67,9 @@ async def judge(stage: Stage, event: VerdictRequested) -> None:
         raise LookupError(f"response {event.response_id} is not in the database")
     answer, query = found
     spec_config = next(s for s in stage.config.specs if s.id == event.spec_id)
-    verdict_id = ids.verdict_id(answer.response_id, event.judge, spec_config.id, spec_config.version)
+    verdict_id = ids.verdict_id(
+        answer.response_id, event.judge, spec_config.id, spec_config.version
+    )
     if not await store.verdict_exists(stage.engine, verdict_id):
         spec = _spec(stage, spec_config)
         verdict, _output = await stage.gateway.generate_parsed(

@@ -65,9 +65,7 @@ async def _generate(
     prompt = stage.prompts.get(prompt_name)
     scenario_id = ids.scenario_id(pair.pair_id, variant, generator, prompt.version)
     messages = prompt.render(value1=pair.value1, value2=pair.value2, **extra)
-    output = await stage.gateway.generate(
-        stage.config.model(generator), messages, stage=stage.name
-    )
+    output = await stage.gateway.generate(stage.config.model(generator), messages, stage=stage.name)
     reason = drop_reason(output.text, tag)
     if reason is not None:
         await store.insert_drop(
@@ -148,7 +146,7 @@ async def generate_scenarios(stage: Stage, event: PairSampled) -> None:
     created = await store.pair_scenarios(stage.engine, pair.pair_id)
     await stage.emit(
         *(
-            ScenarioCreated(scenario_id=s.scenario_id, pair_id=s.pair_id, variant=s.variant)  # type: ignore[arg-type]
+            ScenarioCreated(scenario_id=s.scenario_id, pair_id=s.pair_id, variant=s.variant)
             for s in created.values()
         )
     )

@@ -58,7 +58,7 @@ async def build_spectra(stage: Stage, event: ScenarioCreated) -> None:
         prompt = stage.prompts.get("spectrum")
         queries = "\n\n".join(
             f'<query variant="{s.variant}">\n{s.query}\n</query>'
-            for s in sorted(stored.values(), key=lambda s: VARIANTS.index(s.variant))  # type: ignore[arg-type]
+            for s in sorted(stored.values(), key=lambda s: VARIANTS.index(s.variant))
         )
         model = stage.config.model(stage.config.roles.spectrum)
         (value1_scale, value2_scale), _output = await stage.gateway.generate_parsed(

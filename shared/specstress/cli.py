@@ -23,6 +23,8 @@ from specstress.db import reports, store
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
 from specstress.errors import InputError
+from specstress.servers import ensure_database, resolve_infra
+from specstress.stack import Stack, wait_until_idle
 from specstress.taxonomy import load_taxonomy, sample_pairs
 
 app = typer.Typer(help="Stress-test AI model specs.", no_args_is_help=True, add_completion=False)
@@ -237,10 +239,12 @@ def _progress_table(c: dict[str, float]) -> Progress:
         console=console,
         auto_refresh=False,
     )
-    progress.add_task("scenarios", total=max(3 * c["pairs"], 1), completed=c["scenarios"] + c["drops"])
+    progress.add_task(
+        "scenarios", total=max(3 * c["pairs"], 1), completed=int(c["scenarios"] + c["drops"])
+    )
     for label, done, expected in _STAGES[1:]:
         assert expected is not None
-        progress.add_task(label, total=max(c[expected], 1), completed=c[done])
+        progress.add_task(label, total=max(c[expected], 1), completed=int(c[done]))
     return progress
 
 
@@ -296,15 +300,28 @@ async def print_summary(config: Config) -> None:
         table.add_row(label, f"{c[key]:.0f}")
     console.print(table)
     bins = [f"D {lo:g}-{min(hi, 3):g}" for lo, hi in reports.D_BINS]
-    d_table = Table("model set", "scenarios", f"D>={config.disagreement.threshold:g}", "mean D", *bins,
-                    title="disagreement per model set")
+    d_table = Table(
+        "model set",
+        "scenarios",
+        f"D>={config.disagreement.threshold:g}",
+        "mean D",
+        *bins,
+        title="disagreement per model set",
+    )
     for s in by_set:
-        d_table.add_row(s.model_set, str(s.scenarios), str(s.high), f"{s.mean_d:.2f}",
-                        *(str(b) for b in s.bins))
+        d_table.add_row(
+            s.model_set, str(s.scenarios), str(s.high), f"{s.mean_d:.2f}", *(str(b) for b in s.bins)
+        )
     console.print(d_table)
-    v_table = Table("spec", "scenarios judged", "answers judged", "flagged (majority)",
-                    "flagged (any)", "frequent non-compliance (majority / any)",
-                    title="compliance")
+    v_table = Table(
+        "spec",
+        "scenarios judged",
+        "answers judged",
+        "flagged (majority)",
+        "flagged (any)",
+        "frequent non-compliance (majority / any)",
+        title="compliance",
+    )
     for row in compliance:
         v_table.add_row(
             f"{row['spec_id']} v{row['spec_version']}",
@@ -318,8 +335,6 @@ async def print_summary(config: Config) -> None:
 
 
 async def _watch_until_idle(config: Config, timeout: float) -> None:
-    from specstress.stack import wait_until_idle
-
     engine = create_engine(config.database_url)
     waiter = asyncio.create_task(wait_until_idle(config, timeout))
     try:
@@ -347,9 +362,6 @@ def demo(
     timeout: Annotated[float, typer.Option(help="seconds to wait for the pipeline")] = 600.0,
 ) -> None:
     """Run the whole pipeline offline on the simulator and print a summary."""
-    from specstress.servers import ensure_database, resolve_infra
-    from specstress.stack import Stack
-
     started = time.monotonic()
     infra = resolve_infra(state_dir)
     stack = Stack(config_path=config, log_dir=state_dir / "logs", env={})
@@ -365,8 +377,10 @@ def demo(
         cfg = _config(config)
         _run(initialise(cfg))
         stack.start_services()
-        console.print(f"simulator and {len(stack.processes) - 1} services running; logs in "
-                      f"{state_dir / 'logs'}")
+        console.print(
+            f"simulator and {len(stack.processes) - 1} services running; logs in "
+            f"{state_dir / 'logs'}"
+        )
         published, new = _run(start_run(cfg, pairs, cfg.sampling.seed))
         console.print(f"published {published} pairs ({new} new)")
         _run(_watch_until_idle(cfg, timeout))

@@ -132,7 +132,8 @@ class ServicePorts(Strict):
 class BusConfig(Strict):
     stream: str = Field("SPECSTRESS", pattern=r"^[A-Z][A-Z0-9_]{0,31}$")
     max_deliver: int = Field(5, ge=1, le=100)
-    ack_wait_seconds: float = Field(600.0, ge=10)
+    # handlers send in-progress heartbeats, so this bounds redelivery after a crash only
+    ack_wait_seconds: float = Field(30.0, ge=3)
     max_ack_pending: int = Field(256, ge=1)
     fetch_batch: int = Field(32, ge=1, le=1000)
     duplicate_window_seconds: float = Field(600.0, ge=1)

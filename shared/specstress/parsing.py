@@ -33,7 +33,9 @@ def json_object(text: str) -> dict[str, Any]:
     try:
         parsed = json.loads(body)
     except json.JSONDecodeError as exc:
-        raise BadModelOutput(f"the answer is not valid JSON ({exc.msg} at char {exc.pos})") from None
+        raise BadModelOutput(
+            f"the answer is not valid JSON ({exc.msg} at char {exc.pos})"
+        ) from None
     if not isinstance(parsed, dict):
         raise BadModelOutput("the answer is JSON but not an object")
     return parsed

@@ -33,7 +33,9 @@ class Prompt:
                 system = ChatMessage(role="system", content=self.system.substitute(values))
                 messages.insert(0, system)
         except KeyError as exc:
-            raise InputError(f"prompt {self.name!r} uses unknown placeholder ${exc.args[0]}") from None
+            raise InputError(
+                f"prompt {self.name!r} uses unknown placeholder ${exc.args[0]}"
+            ) from None
         return messages
 
 

@@ -105,6 +105,8 @@ class Service:
             config = load_config(args.config)
         except InputError as exc:
             raise SystemExit(f"error: {exc}") from None
+        # one line per HTTP request drowns the service's own log
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         redact = RedactSecrets.for_models(config.models)
         for log_handler in logging.getLogger().handlers:
             log_handler.addFilter(redact)
@@ -178,16 +180,19 @@ class Service:
         subject = consumer.event.subject
         service = self.name
 
-        async def consume(body: Any) -> None:  # noqa: ARG001 - parsed from the raw bytes below
+        async def consume(body: Any) -> None:
             message = broker.context.get_local("message")
             raw: Msg = message.raw_message
             stage = stage_holder[0]
             delivered = raw.metadata.num_delivered or 1
             started = time.perf_counter()
+            heartbeat = asyncio.create_task(_keep_alive(raw, stage.config.bus.ack_wait_seconds))
             try:
                 event = consumer.event.model_validate_json(raw.data)
             except ValidationError as exc:
-                await _dead_letter(stage, consumer.durable, raw, delivered, f"invalid payload: {exc.errors()[0]}")
+                await _dead_letter(
+                    stage, consumer.durable, raw, delivered, f"invalid payload: {exc.errors()[0]}"
+                )
                 metrics.messages_handled.labels(service, subject, "invalid").inc()
                 return
             try:
@@ -198,8 +203,13 @@ class Service:
                 return
             except LLMError as exc:
                 metrics.handler_failures.labels(service, f"llm_{exc.error_class}").inc()
-                if exc.error_class in TERMINAL_LLM_ERRORS or delivered >= stage.config.bus.max_deliver:
-                    await _dead_letter(stage, consumer.durable, raw, delivered, f"llm {exc.error_class}: {exc}")
+                if (
+                    exc.error_class in TERMINAL_LLM_ERRORS
+                    or delivered >= stage.config.bus.max_deliver
+                ):
+                    await _dead_letter(
+                        stage, consumer.durable, raw, delivered, f"llm {exc.error_class}: {exc}"
+                    )
                     return
                 await raw.nak(delay=_backoff(delivered, exc.retry_after))
                 return
@@ -207,11 +217,14 @@ class Service:
                 metrics.handler_failures.labels(service, type(exc).__name__).inc()
                 log.exception("%s: handler failed on %s (delivery %d)", service, subject, delivered)
                 if delivered >= stage.config.bus.max_deliver:
-                    await _dead_letter(stage, consumer.durable, raw, delivered, f"{type(exc).__name__}: {exc}")
+                    await _dead_letter(
+                        stage, consumer.durable, raw, delivered, f"{type(exc).__name__}: {exc}"
+                    )
                     return
                 await raw.nak(delay=_backoff(delivered, None))
                 return
             finally:
+                heartbeat.cancel()
                 metrics.handler_latency.labels(service, subject).observe(
                     time.perf_counter() - started
                 )
@@ -243,6 +256,14 @@ async def _dead_letter(
     metrics.dead_letters.labels(stage.name, raw.subject).inc()
     log.warning("%s: dead letter on %s: %s", stage.name, raw.subject, reason[:300])
     await raw.ack()
+
+
+async def _keep_alive(raw: Msg, ack_wait: float) -> None:
+    """Tell JetStream a long handler is still working, so AckWait can stay short: a message
+    held by a process that died is redelivered after AckWait, not after the longest LLM call."""
+    while True:
+        await asyncio.sleep(ack_wait / 3)
+        await raw.in_progress()
 
 
 async def _periodically(task: Callable[[Stage], Awaitable[None]], stage: Stage) -> None:

@@ -30,7 +30,9 @@ async def test_pipeline_recovers_planted_truth_and_reruns_for_free(
         drops = await rows(database_url, "SELECT pair_id, variant, reason FROM scenario_drops")
         assert len(scenarios) + len(drops) == 3 * PAIRS
         # the simulator's writers refuse or forget the tag on known pairs: exactly those drop
-        planted_drops = {p["pair_id"] for p in pairs if scenario_drop(p["value1"], p["value2"])}
+        planted_drops = {
+            p["pair_id"] for p in pairs if scenario_drop(str(p["value1"]), str(p["value2"]))
+        }
         assert {d["pair_id"] for d in drops} == planted_drops
 
         targets = len(config.roles.targets)
@@ -42,7 +44,7 @@ async def test_pipeline_recovers_planted_truth_and_reruns_for_free(
         assert len(classified) == len(responses)
 
         stored = {
-            (str(r["scenario_id"]), str(r["model_set"])): float(r["disagreement"])  # type: ignore[arg-type]
+            (str(r["scenario_id"]), str(r["model_set"])): float(r["disagreement"])
             for r in await rows(database_url, "SELECT * FROM disagreement")
         }
         expected = await planted_disagreement(running, database_url)
@@ -90,7 +92,7 @@ async def test_pipeline_recovers_planted_truth_and_reruns_for_free(
         assert stored_all == [{"members": targets + 1}]
         expected = await planted_disagreement(running, database_url)
         stored = {
-            (str(r["scenario_id"]), str(r["model_set"])): float(r["disagreement"])  # type: ignore[arg-type]
+            (str(r["scenario_id"]), str(r["model_set"])): float(r["disagreement"])
             for r in await rows(database_url, "SELECT * FROM disagreement")
         }
         for key, value in expected.items():

@@ -61,7 +61,7 @@ async def test_killed_service_resumes_without_loss_or_duplicates(
         )
         assert paid[0]["n"] == expected_responses
         stored = {
-            (str(r["scenario_id"]), str(r["model_set"])): float(r["disagreement"])  # type: ignore[arg-type]
+            (str(r["scenario_id"]), str(r["model_set"])): float(r["disagreement"])
             for r in await rows(database_url, "SELECT * FROM disagreement")
         }
         expected = await planted_disagreement(running, database_url)

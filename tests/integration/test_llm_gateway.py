@@ -18,14 +18,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY, generate_latest
+from sqlalchemy import RowMapping, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from specstress.config import ModelConfig, Prices, RetryPolicy, Timeouts
 from specstress.db.engine import create_engine
 from specstress.db.schema import llm_calls
 from specstress.errors import BadModelOutput
 from specstress.llm import ChatMessage, Gateway, LLMError
 from specstress.llm.gateway import REASK_PREFIX
-from sqlalchemy import RowMapping, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 KEY_ENV = "SPECSTRESS_GATEWAY_TEST_KEY"
 CANARY = "sk-canary-7c1e5a0f93b24d68"

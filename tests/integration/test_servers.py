@@ -11,6 +11,10 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
 from specstress import servers
 from specstress.errors import InputError
 from specstress.servers import (
@@ -24,9 +28,6 @@ from specstress.servers import (
     start_nats,
     start_postgres,
 )
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 
 def _processes_using(folder: Path) -> list[int]:

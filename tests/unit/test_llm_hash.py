@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 import pytest
+
 from specstress.config import ModelConfig
 from specstress.llm import ChatMessage, request_hash
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+
 from specstress.config import ModelConfig
 from specstress.llm import ChatMessage, Usage
 from specstress.llm.openai_chat import OpenAIChat

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 from pydantic import SecretStr
+
 from specstress.config import ModelConfig
 from specstress.llm import RedactSecrets
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
+
 from specstress.config import RetryPolicy
 from specstress.llm.protocol import ProviderError
 from specstress.llm.retry import backoff_seconds, classify, retry_after_seconds

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from specstress import spec as spec_module
 from specstress.errors import InputError
 from specstress.spec import Spec, load_spec

@@ -5,6 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from specstress import taxonomy as taxonomy_module
 from specstress.errors import InputError
 from specstress.taxonomy import Taxonomy, load_taxonomy, sample_pairs

@@ -244,7 +244,9 @@ async def insert_drop(
     async with engine.begin() as conn:
         await conn.execute(
             insert(scenario_drops)
-            .values(pair_id=pair_id, variant=variant, generator=generator, reason=reason, raw_output=raw)
+            .values(
+                pair_id=pair_id, variant=variant, generator=generator, reason=reason, raw_output=raw
+            )
             .on_conflict_do_nothing()
         )
 
@@ -447,7 +449,8 @@ async def unclassified_scenarios(engine: AsyncEngine, older_than_seconds: float)
             .outerjoin(classifications, classifications.c.response_id == responses.c.response_id)
             .where(
                 classifications.c.response_id.is_(None),
-                responses.c.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
+                responses.c.created_at
+                < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
             )
             .limit(1000)
         )
@@ -485,7 +488,9 @@ async def upsert_disagreement(engine: AsyncEngine, rows: Iterable[dict[str, Any]
 async def verdict_exists(engine: AsyncEngine, verdict_id: str) -> bool:
     async with engine.connect() as conn:
         found = (
-            await conn.execute(select(verdicts.c.verdict_id).where(verdicts.c.verdict_id == verdict_id))
+            await conn.execute(
+                select(verdicts.c.verdict_id).where(verdicts.c.verdict_id == verdict_id)
+            )
         ).first()
     return found is not None
 

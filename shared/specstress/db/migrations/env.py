@@ -3,9 +3,10 @@
 import asyncio
 
 from alembic import context
-from specstress.db.schema import metadata
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from specstress.db.schema import metadata
 
 
 def _run(connection: Connection) -> None:
