@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nats
@@ -18,29 +20,48 @@ from specstress.servers import (
     drop_database,
     ensure_database,
     env_nats_url,
+    pid_alive,
     resolve_infra,
     start_nats,
+    stop_servers_under,
 )
 
+_PREFIX = "specstress-test-"
+_OWNER = "owner.pid"
 
-def _server_reachable_dir() -> tempfile.TemporaryDirectory[str]:
-    # pytest's tmp_path lives under a 0700 folder of ours; as root, Postgres runs as another
-    # user, who must be able to enter the folder (0711: enter, not list).
-    folder = tempfile.TemporaryDirectory(prefix="specstress-test-", ignore_cleanup_errors=True)
-    os.chmod(folder.name, 0o711)
-    return folder
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop servers left by earlier runs that were killed before their teardown ran."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*"):
+        try:
+            owner = int((folder / _OWNER).read_text())
+        except (OSError, ValueError):
+            continue
+        if not pid_alive(owner):
+            stop_servers_under(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def _server_dir() -> Iterator[Path]:
+    # Not pytest's tmp_path: its parent is 0700, and as root Postgres runs as another user.
+    with tempfile.TemporaryDirectory(prefix=_PREFIX, ignore_cleanup_errors=True) as name:
+        folder = Path(name)
+        folder.chmod(0o711)  # others may enter, not list
+        (folder / _OWNER).write_text(str(os.getpid()))
+        yield folder
 
 
 @pytest.fixture
 def server_tmp_path() -> Iterator[Path]:
-    """Like tmp_path, but a private Postgres running as another user can use it too."""
-    with _server_reachable_dir() as folder:
-        yield Path(folder)
+    """Like tmp_path, but usable by a private Postgres, and swept if the run is killed."""
+    with _server_dir() as folder:
+        yield folder
 
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
-    with _server_reachable_dir() as state_dir, resolve_infra(Path(state_dir)) as resolved:
+    with _server_dir() as state_dir, resolve_infra(state_dir) as resolved:
         yield resolved
 
 
@@ -57,11 +78,11 @@ async def database_url(infra: Infra) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def nats_url(tmp_path: Path) -> AsyncIterator[str]:
+async def nats_url() -> AsyncIterator[str]:
     """A fresh private nats-server, or NATS_URL emptied of the SPECSTRESS* streams."""
     shared = env_nats_url()
     if shared is None:
-        with start_nats(tmp_path / "nats") as server:
+        with _server_dir() as folder, start_nats(folder) as server:
             yield server.url
         return
     client = await nats.connect(shared)

@@ -50,6 +50,7 @@ _NATS_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
 _DB_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _PROC = Path("/proc")
 _POLL_SECONDS = 0.02
+_SERVER_PROGRAMS = frozenset({b"nats-server", b"postgres"})
 
 
 class ServerStartError(RuntimeError):
@@ -84,7 +85,7 @@ class ManagedServer:
     def is_running(self) -> bool:
         if self.process is not None:
             return self.process.poll() is None
-        return _pid_alive(self.pid)
+        return pid_alive(self.pid)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Ask the server to shut down cleanly; kill it if it is still there after `timeout`."""
@@ -107,7 +108,7 @@ class ManagedServer:
                 return False
             return True
         deadline = time.monotonic() + timeout
-        while _pid_alive(self.pid):
+        while pid_alive(self.pid):
             if time.monotonic() > deadline:
                 return False
             time.sleep(_POLL_SECONDS)
@@ -125,8 +126,9 @@ class ManagedServer:
         self.stop()
 
 
-def _pid_alive(pid: int) -> bool:
-    """A zombie counts as gone: an orphaned server may wait for a reaper that never comes."""
+def pid_alive(pid: int) -> bool:
+    """True while process `pid` exists. A zombie counts as gone: an orphaned server may wait
+    for a reaper that never comes."""
     if _PROC.is_dir():
         try:
             stat = (_PROC / str(pid) / "stat").read_text()
@@ -145,7 +147,7 @@ def _pid_alive(pid: int) -> bool:
 def _runs_on(pid: int, data_path: Path) -> bool:
     """True if `pid` is alive and was started on `data_path`: a pid file can outlive its
     server, and its number can be reused by an unrelated process."""
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     try:
         argv = (_PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
@@ -153,6 +155,39 @@ def _runs_on(pid: int, data_path: Path) -> bool:
         # Without /proc (macOS) the live pid is all there is to check.
         return not _PROC.is_dir()
     return os.fsencode(data_path) in argv
+
+
+def servers_under(folder: Path) -> list[int]:
+    """Pids of the nats-server and postgres processes whose command line names `folder` or a
+    path inside it (Linux; elsewhere none are found)."""
+    marker = os.fsencode(folder.resolve())
+    found = []
+    for entry in _PROC.glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if os.path.basename(argv[0]) in _SERVER_PROGRAMS and any(
+            arg == marker or arg.startswith(marker + b"/") for arg in argv[1:]
+        ):
+            found.append(int(entry.name))
+    return found
+
+
+def stop_servers_under(folder: Path, timeout: float = 15.0) -> None:
+    """Stop the servers kept in `folder` that nobody holds a ManagedServer for any more, as
+    after a run that was killed before it could stop them."""
+    pids = servers_under(folder)
+    for pid in pids:
+        # SIGINT is a clean shutdown for both nats-server and the PostgreSQL postmaster.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(_POLL_SECONDS)
+    for pid in filter(pid_alive, pids):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _log_tail(path: Path, lines: int = 25) -> str:
@@ -268,11 +303,9 @@ def start_nats(data_dir: Path, port: int | None = None, timeout: float = 15.0) -
                str(http_port), "-js", "-sd", str(store)]  # fmt: skip
     with log_path.open("ab") as log:
         log_start = log.tell()
-        # Own session: a Ctrl-C meant for the demo must not kill the server before the demo
-        # has shut down in order.
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
+        # Same process group as the caller on purpose: a Ctrl-C or a kill of the caller's
+        # group then ends the server too instead of orphaning it.
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     # Written before the wait, so that a run killed meanwhile still leaves the server findable.
     state_file.write_text(json.dumps({"pid": process.pid, "port": port, "http_port": http_port}))
     server = _nats_server(process.pid, port, http_port, data_dir, process)
@@ -470,13 +503,13 @@ def env_database_url() -> str | None:
     return normalize_database_url(value) if value else None
 
 
-def _database_name(name: str) -> str:
+def _check_database_name(name: str) -> None:
+    # Validated, the name can be quoted into CREATE/DROP DATABASE, which take no parameters.
     if not _DB_NAME.fullmatch(name):
         raise InputError(
             f"database name {name!r}: use 1-63 lower-case letters, digits or underscores, "
             "not starting with a digit"
         )
-    return name
 
 
 @contextlib.asynccontextmanager
@@ -493,7 +526,7 @@ async def _autocommit(url: URL) -> AsyncIterator[AsyncConnection]:
 async def ensure_database(url: str, name: str) -> str:
     """Create database `name` on the server of `url` unless it exists; return its URL."""
     admin = make_url(normalize_database_url(url))
-    _database_name(name)
+    _check_database_name(name)
     async with _autocommit(admin) as connection:
         exists = await connection.scalar(
             text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
@@ -511,7 +544,7 @@ def ensure_database_sync(url: str, name: str) -> str:
 async def drop_database(url: str, name: str) -> None:
     """Drop database `name` if it exists, closing its open connections first."""
     admin = make_url(normalize_database_url(url))
-    _database_name(name)
+    _check_database_name(name)
     async with _autocommit(admin) as connection:
         await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -521,6 +554,10 @@ async def drop_database(url: str, name: str) -> None:
 
 def docker_available() -> bool:
     """True if a Docker engine answers a ping within 3 s."""
+    # docker-py looks only at DOCKER_HOST and this socket; without either there is nothing to
+    # ask, and asking anyway costs its import and leaks a socket on the failed connect.
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return False
     try:
         import docker  # type: ignore[import-untyped]  # noqa: PLC0415  (dev-only dependency)
     except ImportError:

@@ -25,8 +25,10 @@ from specstress.servers import (
     ensure_database,
     ensure_database_sync,
     resolve_infra,
+    servers_under,
     start_nats,
     start_postgres,
+    stop_servers_under,
 )
 
 
@@ -75,7 +77,7 @@ async def _read_all(url: str) -> list[bytes]:
         await client.close()
 
 
-async def _scalar(url: str, statement: str) -> object:
+async def _sql(url: str, statement: str) -> object:
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with engine.begin() as connection:
@@ -99,7 +101,7 @@ async def test_private_nats_keeps_jetstream_data_across_restart(tmp_path: Path) 
     _assert_gone(second)
 
 
-async def test_start_nats_adopts_a_server_still_running_on_its_data_dir(tmp_path: Path) -> None:
+def test_start_nats_adopts_a_server_still_running_on_its_data_dir(tmp_path: Path) -> None:
     with start_nats(tmp_path) as running:
         adopted = start_nats(tmp_path)
         assert (adopted.pid, adopted.url) == (running.pid, running.url)
@@ -121,8 +123,8 @@ async def test_private_postgres_keeps_rows_across_restart(server_tmp_path: Path)
     data_dir = server_tmp_path / "pg"
     with start_postgres(data_dir) as first:
         url = await ensure_database(first.url, "specstress_kept")
-        await _scalar(url, "CREATE TABLE kept (id int PRIMARY KEY, note text)")
-        await _scalar(url, "INSERT INTO kept VALUES (1, 'round trip')")
+        await _sql(url, "CREATE TABLE kept (id int PRIMARY KEY, note text)")
+        await _sql(url, "INSERT INTO kept VALUES (1, 'round trip')")
         assert await ensure_database(first.url, "specstress_kept") == url
         if os.geteuid() == 0:
             assert (data_dir / "pgdata").stat().st_uid != 0
@@ -132,19 +134,27 @@ async def test_private_postgres_keeps_rows_across_restart(server_tmp_path: Path)
 
     with start_postgres(data_dir) as second:
         url = ensure_database_sync(second.url, "specstress_kept")
-        assert await _scalar(url, "SELECT note FROM kept WHERE id = 1") == "round trip"
+        assert await _sql(url, "SELECT note FROM kept WHERE id = 1") == "round trip"
         await drop_database(second.url, "specstress_kept")
-        assert await _scalar(second.url, "SELECT count(*) FROM pg_database "
+        assert await _sql(second.url, "SELECT count(*) FROM pg_database "
                              "WHERE datname = 'specstress_kept'") == 0  # fmt: skip
     _assert_gone(second)
 
 
-async def test_stop_kills_a_server_that_ignores_the_polite_signal(tmp_path: Path) -> None:
+def test_stop_kills_a_server_that_ignores_the_polite_signal(tmp_path: Path) -> None:
     server = start_nats(tmp_path)
     # A signal nats-server ignores stands in for a shutdown that hangs.
     ignored = dataclasses.replace(server, stop_signal=signal.SIGWINCH)
     ignored.stop(timeout=0.3)
     _assert_gone(server)
+
+
+def test_stop_servers_under_ends_servers_nobody_holds_any_more(server_tmp_path: Path) -> None:
+    forgotten = [start_nats(server_tmp_path / "nats"), start_postgres(server_tmp_path / "pg")]
+    assert sorted(servers_under(server_tmp_path)) == sorted(s.pid for s in forgotten)
+    stop_servers_under(server_tmp_path)
+    assert not any(server.is_running() for server in forgotten)
+    assert _processes_using(server_tmp_path) == []
 
 
 async def test_resolve_infra_uses_urls_from_the_environment(
@@ -171,7 +181,7 @@ async def test_resolve_infra_starts_private_servers_without_env_or_docker(
     with resolve_infra(server_tmp_path) as resolved:
         assert (resolved.nats_source, resolved.database_source) == ("private", "private")
         await _publish(resolved.nats_url, b"x")
-        assert await _scalar(resolved.database_url, "SELECT 1") == 1
+        assert await _sql(resolved.database_url, "SELECT 1") == 1
     assert _processes_using(server_tmp_path) == []
 
 
@@ -189,7 +199,7 @@ def test_bad_inputs_are_refused_with_one_message(monkeypatch: pytest.MonkeyPatch
 async def test_fixtures_give_a_migrated_database_and_an_empty_nats(
     database_url: str, nats_url: str
 ) -> None:
-    assert await _scalar(database_url, "SELECT count(*) FROM alembic_version") == 1
+    assert await _sql(database_url, "SELECT count(*) FROM alembic_version") == 1
     client = await nats.connect(nats_url)
     try:
         names = [info.config.name for info in await client.jetstream().streams_info()]
