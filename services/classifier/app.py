@@ -17,7 +17,7 @@ from specstress.contracts import ClassificationsCreated, ResponseCreated, Spectr
 from specstress.db import store
 from specstress.errors import BadModelOutput
 from specstress.parsing import json_object, neutralise
-from specstress.service import Service, Stage
+from specstress.service import Service, Stage, Unprocessable
 
 service = Service("classifier")
 # how long answers wait for the rest of the active models before being classified anyway
@@ -62,7 +62,7 @@ def _numbered(scale: list[dict[str, str]]) -> str:
 async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = False) -> None:
     scenario = await store.get_scenario(stage.engine, scenario_id)
     if scenario is None:
-        raise LookupError(f"scenario {scenario_id} is not in the database")
+        raise Unprocessable(f"scenario {scenario_id} is not in the database")
     spectrum = await store.get_spectrum(stage.engine, scenario.pair_id)
     if spectrum is None:
         return  # spectra.created will bring us back

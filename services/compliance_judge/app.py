@@ -17,7 +17,7 @@ from specstress.contracts import DisagreementFlagged, VerdictCreated, VerdictReq
 from specstress.db import store
 from specstress.errors import BadModelOutput
 from specstress.parsing import json_object, neutralise
-from specstress.service import Service, Stage
+from specstress.service import Service, Stage, Unprocessable
 from specstress.spec import Spec, load_spec
 
 service = Service("compliance_judge")
@@ -64,7 +64,7 @@ async def request_verdicts(stage: Stage, event: DisagreementFlagged) -> None:
 async def judge(stage: Stage, event: VerdictRequested) -> None:
     found = await store.get_response(stage.engine, event.response_id)
     if found is None:
-        raise LookupError(f"response {event.response_id} is not in the database")
+        raise Unprocessable(f"response {event.response_id} is not in the database")
     answer, query = found
     spec_config = next(s for s in stage.config.specs if s.id == event.spec_id)
     verdict_id = ids.verdict_id(

@@ -15,7 +15,7 @@ from specstress.contracts import (
 )
 from specstress.db import store
 from specstress.llm.messages import ChatMessage
-from specstress.service import Service, Stage
+from specstress.service import Service, Stage, Unprocessable
 
 service = Service("responder")
 BACKFILL_PAGE = 1000
@@ -38,9 +38,11 @@ async def backfill(stage: Stage, event: ModelRegistered) -> None:
 
 @service.handles(ResponseRequested)
 async def respond(stage: Stage, event: ResponseRequested) -> None:
+    if event.model_key not in {m.key for m in stage.config.models}:
+        raise Unprocessable(f"model {event.model_key!r} is not defined in this config")
     scenario = await store.get_scenario(stage.engine, event.scenario_id)
     if scenario is None:
-        raise LookupError(f"scenario {event.scenario_id} is not in the database")
+        raise Unprocessable(f"scenario {event.scenario_id} is not in the database")
     response_id = await store.get_response_id(stage.engine, event.scenario_id, event.model_key)
     if response_id is None:
         model = stage.config.model(event.model_key)

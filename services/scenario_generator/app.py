@@ -15,7 +15,7 @@ from specstress.config import WeightedModel
 from specstress.contracts import PairSampled, ScenarioCreated
 from specstress.db import store
 from specstress.parsing import text_after_tag
-from specstress.service import Service, Stage
+from specstress.service import Service, Stage, Unprocessable
 
 service = Service("scenario_generator")
 QUESTION_TAG = "[User Question]"
@@ -94,7 +94,7 @@ async def _generate(
 async def generate_scenarios(stage: Stage, event: PairSampled) -> None:
     pair = await store.get_pair(stage.engine, event.pair_id)
     if pair is None:
-        raise LookupError(f"pair {event.pair_id} is not in the database")
+        raise Unprocessable(f"pair {event.pair_id} is not in the database")
     generator = weighted_round_robin(stage.config.roles.generators, event.index)
     existing = await store.pair_scenarios(stage.engine, pair.pair_id)
     dropped = await store.pair_drops(stage.engine, pair.pair_id)

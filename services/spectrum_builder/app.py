@@ -9,7 +9,7 @@ from specstress.contracts import VARIANTS, ScenarioCreated, SpectraCreated
 from specstress.db import store
 from specstress.errors import BadModelOutput
 from specstress.parsing import json_object
-from specstress.service import Service, Stage
+from specstress.service import Service, Stage, Unprocessable
 
 service = Service("spectrum_builder")
 POSITIONS = (
@@ -50,7 +50,7 @@ async def build_spectra(stage: Stage, event: ScenarioCreated) -> None:
     if spectrum is None:
         pair = await store.get_pair(stage.engine, event.pair_id)
         if pair is None:
-            raise LookupError(f"pair {event.pair_id} is not in the database")
+            raise Unprocessable(f"pair {event.pair_id} is not in the database")
         stored = await store.pair_scenarios(stage.engine, pair.pair_id)
         dropped = await store.pair_drops(stage.engine, pair.pair_id)
         if any(v not in stored and v not in dropped for v in VARIANTS):

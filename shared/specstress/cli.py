@@ -23,6 +23,7 @@ from specstress.db import reports, store
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
 from specstress.errors import InputError
+from specstress.reconcile import reconcile
 from specstress.servers import ensure_database, resolve_infra
 from specstress.stack import Stack, wait_until_idle
 from specstress.taxonomy import load_taxonomy, sample_pairs
@@ -271,6 +272,28 @@ def status(config: ConfigOption = DEFAULT_CONFIG) -> None:
             await engine.dispose()
 
     _print_status(_run(fetch()))
+
+
+# --- reconcile -------------------------------------------------------------------------------
+
+
+async def run_reconcile(config: Config) -> dict[str, int]:
+    engine = create_engine(config.database_url)
+    client = await connect(config.nats_url, "specstress-cli")
+    try:
+        return await reconcile(config, engine, client.jetstream())
+    finally:
+        await client.close()
+        await engine.dispose()
+
+
+@app.command("reconcile")
+def reconcile_command(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Re-emit the events for stored work that never finished (e.g. after a lost stream)."""
+    cfg = _config(config)
+    accepted = _run(run_reconcile(cfg))
+    for stage, count in accepted.items():
+        console.print(f"{stage}: {count} event(s) re-emitted")
 
 
 # --- demo ------------------------------------------------------------------------------------

@@ -48,6 +48,10 @@ TERMINAL_LLM_ERRORS = frozenset({"terminal_client", "terminal_quota", "bad_outpu
 MAX_NAK_DELAY_SECONDS = 300.0
 
 
+class Unprocessable(Exception):
+    """The message can never succeed (e.g. it names something the config does not define)."""
+
+
 class RetryLater(Exception):
     """Put the message back for `delay` seconds without holding a worker."""
 
@@ -200,6 +204,10 @@ class Service:
             except RetryLater as exc:
                 metrics.handler_failures.labels(service, "retry_later").inc()
                 await raw.nak(delay=min(exc.delay, MAX_NAK_DELAY_SECONDS))
+                return
+            except Unprocessable as exc:
+                metrics.handler_failures.labels(service, "unprocessable").inc()
+                await _dead_letter(stage, consumer.durable, raw, delivered, f"unprocessable: {exc}")
                 return
             except LLMError as exc:
                 metrics.handler_failures.labels(service, f"llm_{exc.error_class}").inc()

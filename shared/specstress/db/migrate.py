@@ -18,7 +18,7 @@ def alembic_config(database_url: str) -> AlembicConfig:
     return config
 
 
-async def upgrade(database_url: str, revision: str = "head") -> None:
+async def upgrade(database_url: str, revision: str = "heads") -> None:
     """Bring the schema to `revision`; safe to run again (already-applied steps are skipped)."""
     # Alembic's async env runs its own event loop, so it gets a worker thread.
     await asyncio.to_thread(command.upgrade, alembic_config(database_url), revision)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -522,3 +522,87 @@ async def insert_verdict(
             )
             .on_conflict_do_nothing()
         )
+
+
+# --- reconciliation: work whose triggering event never arrived --------------------------------
+
+_UNSETTLED_PAIRS = """
+SELECT p.pair_id, p.value1, p.value2, p.taxonomy_version, p.run_index
+FROM value_pairs p
+WHERE (SELECT count(*) FROM scenarios s WHERE s.pair_id = p.pair_id)
+    + (SELECT count(*) FROM scenario_drops d WHERE d.pair_id = p.pair_id) < 3
+ORDER BY p.pair_id
+"""
+
+_MISSING_RESPONSES = """
+SELECT s.scenario_id, m.model_key
+FROM scenarios s CROSS JOIN models m
+WHERE m.active AND NOT EXISTS (
+    SELECT 1 FROM responses r WHERE r.scenario_id = s.scenario_id AND r.model_key = m.model_key)
+ORDER BY s.scenario_id, m.model_key
+"""
+
+_MISSING_SPECTRA = """
+SELECT DISTINCT ON (s.pair_id) s.scenario_id, s.pair_id, s.variant
+FROM scenarios s
+WHERE NOT EXISTS (SELECT 1 FROM spectra x WHERE x.pair_id = s.pair_id)
+ORDER BY s.pair_id, s.variant
+"""
+
+_UNAGGREGATED = """
+SELECT c.scenario_id, array_agg(c.response_id ORDER BY c.response_id) AS response_ids
+FROM classifications c
+GROUP BY c.scenario_id
+HAVING max(c.created_at) > coalesce(
+    (SELECT min(d.computed_at) FROM disagreement d WHERE d.scenario_id = c.scenario_id),
+    '-infinity')
+"""
+
+_UNJUDGED = """
+SELECT DISTINCT r.response_id, m.family
+FROM disagreement d
+JOIN responses r ON r.scenario_id = d.scenario_id
+JOIN models m ON m.model_key = r.model_key
+WHERE d.high
+"""
+
+
+async def unsettled_pairs(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        return [dict(r._mapping) for r in await conn.execute(text(_UNSETTLED_PAIRS))]
+
+
+async def missing_responses(engine: AsyncEngine) -> list[tuple[str, str]]:
+    async with engine.connect() as conn:
+        return [(r.scenario_id, r.model_key) for r in await conn.execute(text(_MISSING_RESPONSES))]
+
+
+async def pairs_missing_spectra(engine: AsyncEngine) -> list[ScenarioRow]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(_MISSING_SPECTRA))
+        return [ScenarioRow(r.scenario_id, r.pair_id, r.variant, "", "") for r in rows]
+
+
+async def unaggregated_scenarios(engine: AsyncEngine) -> list[tuple[str, list[str]]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(_UNAGGREGATED))
+        return [(r.scenario_id, list(r.response_ids)) for r in rows]
+
+
+async def flagged_responses(engine: AsyncEngine) -> list[tuple[str, str]]:
+    """(response id, family) of every answer to a scenario that some model set flags."""
+    async with engine.connect() as conn:
+        return [(r.response_id, r.family) for r in await conn.execute(text(_UNJUDGED))]
+
+
+async def existing_verdicts(engine: AsyncEngine) -> set[tuple[str, str, str, str]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(
+                verdicts.c.response_id,
+                verdicts.c.judge,
+                verdicts.c.spec_id,
+                verdicts.c.spec_version,
+            )
+        )
+        return {(r.response_id, r.judge, r.spec_id, r.spec_version) for r in rows}

@@ -1,0 +1,1 @@
+"""Benchmarks: each script records its figures in bench/results.jsonl."""
