@@ -40,7 +40,9 @@ def test_unknown_key_is_named_with_the_file(tmp_path: Path) -> None:
     data = _demo()
     data["disagreement"] = {"threshold": 1.5, "treshold_typo": 2}
     path = _write(tmp_path, data)
-    with pytest.raises(InputError, match=r"config\.yaml: unknown key 'disagreement\.treshold_typo'"):
+    with pytest.raises(
+        InputError, match=r"config\.yaml: unknown key 'disagreement\.treshold_typo'"
+    ):
         load_config(path)
 
 
