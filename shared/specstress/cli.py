@@ -19,11 +19,12 @@ from specstress import ids
 from specstress.bus import connect, ensure_topology, publish
 from specstress.config import Config, load_config
 from specstress.contracts import ModelRegistered, PairSampled
-from specstress.db import reports, store
+from specstress.db import analysis, reports, store
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
 from specstress.errors import InputError
 from specstress.reconcile import reconcile
+from specstress.reporting import report
 from specstress.servers import ensure_database, resolve_infra
 from specstress.stack import Stack, wait_until_idle
 from specstress.taxonomy import load_taxonomy, sample_pairs
@@ -31,7 +32,11 @@ from specstress.taxonomy import load_taxonomy, sample_pairs
 app = typer.Typer(help="Stress-test AI model specs.", no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Register and list target models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.command()(report)
 console = Console()
+if not console.is_terminal:
+    # logs and CI captures are read wide; rich would otherwise wrap tables at 80 columns
+    console.width = 132
 T = TypeVar("T")
 
 ConfigOption = Annotated[
@@ -88,6 +93,7 @@ async def initialise(config: Config) -> dict[str, int]:
         )
         for key in config.roles.targets:
             await store.register_model(engine, key, config.model(key).family)
+        await analysis.sync_config(engine, config)
     finally:
         await engine.dispose()
     client = await connect(config.nats_url, "specstress-cli")

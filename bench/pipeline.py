@@ -1,0 +1,300 @@
+"""Whole-pipeline throughput: private NATS and Postgres, the simulator, six services as processes.
+
+Run with `make bench` (or `python bench/pipeline.py --help`). It pushes value pairs through every
+stage exactly as the demo does, then reads the figures from the database it filled:
+- LLM calls per second end to end, counted from the ledger after a warm-up;
+- calls per second per stage;
+- p50/p95 time from a pair's publication to its last derived row (verdict, disagreement ...);
+- CPU seconds and peak RSS of every process, and the simulator's share of the CPU;
+- a correctness check: no duplicate rows, no request paid twice.
+It prints a table and appends one JSON line to bench/results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import text
+
+from specstress.cli import initialise, start_run
+from specstress.config import load_config
+from specstress.db.engine import create_engine
+from specstress.servers import ensure_database, start_nats, start_postgres
+from specstress.stack import SIM_URL_ENV, Stack, wait_until_idle
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results.jsonl"
+DEMO_CONFIG = REPO / "specstress.demo.yaml"
+PERSONAS = (
+    "aurora-cautious",
+    "aurora-balanced",
+    "aurora-deferential",
+    "borealis-candid",
+    "borealis-contrarian",
+    "borealis-literal",
+)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+PAIR_LATENCY = """
+WITH finished AS (
+    SELECT p.pair_id, p.created_at AS published, greatest(
+        (SELECT max(created_at) FROM scenarios s WHERE s.pair_id = p.pair_id),
+        (SELECT max(created_at) FROM scenario_drops d WHERE d.pair_id = p.pair_id),
+        (SELECT max(r.created_at) FROM responses r JOIN scenarios s USING (scenario_id)
+         WHERE s.pair_id = p.pair_id),
+        (SELECT max(created_at) FROM spectra x WHERE x.pair_id = p.pair_id),
+        (SELECT max(c.created_at) FROM classifications c JOIN scenarios s USING (scenario_id)
+         WHERE s.pair_id = p.pair_id),
+        (SELECT max(d.computed_at) FROM disagreement d JOIN scenarios s USING (scenario_id)
+         WHERE s.pair_id = p.pair_id),
+        (SELECT max(v.created_at) FROM verdicts v JOIN scenarios s USING (scenario_id)
+         WHERE s.pair_id = p.pair_id)) AS done
+    FROM value_pairs p)
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM done - published)) AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM done - published)) AS p95
+FROM finished
+"""
+
+CALL_RATES = """
+SELECT stage, count(*) AS calls, extract(epoch FROM max(created_at) - min(created_at)) AS span
+FROM llm_calls WHERE status = 'ok' AND created_at >= :since GROUP BY stage ORDER BY stage
+"""
+
+TOTAL_RATE = """
+SELECT count(*) AS calls, extract(epoch FROM max(created_at) - min(created_at)) AS span
+FROM llm_calls WHERE status = 'ok' AND created_at >= :since
+"""
+
+DUPLICATES = """
+SELECT (SELECT count(*) FROM responses) - (SELECT count(DISTINCT (scenario_id, model_key))
+        FROM responses) AS duplicate_responses,
+       (SELECT count(*) FROM llm_calls WHERE status = 'ok')
+       - (SELECT count(DISTINCT request_hash) FROM llm_calls WHERE status = 'ok')
+       AS duplicate_paid_calls,
+       (SELECT count(*) FROM llm_calls WHERE status = 'ok') AS ok_calls,
+       (SELECT count(*) FROM dead_letters) AS dead_letters
+"""
+
+
+@dataclass
+class ProcessUsage:
+    name: str
+    cpu_seconds: float
+    peak_rss_mib: float
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of the whole line; the split starts at field 3
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _bench_config(folder: Path, targets: int) -> Path:
+    """The demo config with `targets` target models (personas reused with distinct seeds)."""
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    base = next(m for m in config["models"] if m["key"] == PERSONAS[0])
+    targets_keys = []
+    models = [m for m in config["models"] if m["family"] == "simulator"]
+    for index in range(targets):
+        persona = PERSONAS[index % len(PERSONAS)]
+        key = persona if index < len(PERSONAS) else f"{persona}-{index}"
+        models.append(
+            {
+                **base,
+                "key": key,
+                "family": persona.split("-")[0],
+                "model_id": persona,
+                # a distinct seed keeps reused personas from sharing cached answers
+                "params": {"temperature": 0.0, "seed": index},
+                "max_concurrency": 256,
+            }
+        )
+        targets_keys.append(key)
+    for model in models:
+        model["max_concurrency"] = 256
+    config["models"] = models
+    config["roles"]["targets"] = targets_keys
+    config["model_sets"] = {"all": ["*"], "aurora": ["family:aurora"]}
+    path = folder / "bench.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+async def _query(url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(text(sql), params)]
+    finally:
+        await engine.dispose()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="specstress-bench-"))
+    os.chmod(folder, 0o711)  # a private Postgres running as another user must enter it
+    nats = start_nats(folder / "nats")
+    postgres = start_postgres(folder / "postgres")
+    stack: Stack | None = None
+    try:
+        database_url = await ensure_database(postgres.url, "bench")
+        env = {"NATS_URL": nats.url, "DATABASE_URL": database_url}
+        os.environ.update(env)
+        config_path = _bench_config(folder, args.targets)
+        stack = Stack(config_path=config_path, log_dir=folder / "logs", env=env)
+        stack.start_simulator()
+        os.environ[SIM_URL_ENV] = stack.env[SIM_URL_ENV]
+        config = load_config(config_path)
+        await initialise(config)
+        for service in ("scenario_generator", "spectrum_builder", "aggregator", "compliance_judge"):
+            stack.start_service(service)
+        for service in ("responder", "classifier"):
+            for replica in range(args.replicas):
+                stack.start_service(service, replica)
+        cpu_start = {name: _cpu_seconds(p.popen.pid) for name, p in stack.processes.items()}
+        started = time.time()
+        await start_run(config, args.pairs, args.seed)
+        await wait_until_idle(config, timeout=args.timeout, quiet_seconds=2.0, stack=stack)
+        elapsed = time.time() - started
+        usage = [
+            ProcessUsage(
+                name,
+                _cpu_seconds(p.popen.pid) - cpu_start[name],
+                _peak_rss_mib(p.popen.pid),
+            )
+            for name, p in stack.processes.items()
+        ]
+        since = datetime.fromtimestamp(started + elapsed * args.warmup_share, tz=UTC)
+        total = (await _query(database_url, TOTAL_RATE, since=since))[0]
+        stages = await _query(database_url, CALL_RATES, since=since)
+        latency = (await _query(database_url, PAIR_LATENCY))[0]
+        checks = (await _query(database_url, DUPLICATES))[0]
+        sim_stats: dict[str, Any] | None = None
+        async with httpx.AsyncClient() as client:
+            reply = await client.get(stack.env[SIM_URL_ENV].removesuffix("/v1") + "/sim/stats")
+            if reply.status_code == 200:
+                sim_stats = reply.json()
+    finally:
+        if stack is not None:
+            stack.stop()
+        postgres.stop()
+        nats.stop()
+    total_cpu = sum(u.cpu_seconds for u in usage) or 1.0
+    sim_cpu = sum(u.cpu_seconds for u in usage if u.name == "llm_sim")
+    span = float(total["span"] or 0.0)
+    return {
+        "benchmark": "pipeline",
+        "commit": _git_commit(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "parameters": {
+            "pairs": args.pairs,
+            "targets": args.targets,
+            "judges": 3,
+            "replicas": args.replicas,
+            "seed": args.seed,
+            "warmup_share": args.warmup_share,
+        },
+        "wall_seconds": round(elapsed, 2),
+        "llm_calls_per_second": round(total["calls"] / span, 1) if span else None,
+        "llm_calls_measured": total["calls"],
+        "per_stage_calls_per_second": {
+            s["stage"]: round(s["calls"] / float(s["span"]), 1) if s["span"] else None
+            for s in stages
+        },
+        "pair_latency_seconds": {
+            "p50": round(float(latency["p50"]), 2),
+            "p95": round(float(latency["p95"]), 2),
+        },
+        "processes": [
+            {
+                "name": u.name,
+                "cpu_seconds": round(u.cpu_seconds, 2),
+                "peak_rss_mib": round(u.peak_rss_mib, 1),
+            }
+            for u in usage
+        ],
+        "simulator_cpu_share": round(sim_cpu / total_cpu, 3),
+        "checks": {**checks, "simulator": sim_stats},
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    console = Console(width=120)
+    table = Table("figure", "value", title=f"pipeline benchmark @ {result['commit']}")
+    table.add_row("LLM calls/s end to end", str(result["llm_calls_per_second"]))
+    for stage, rate in result["per_stage_calls_per_second"].items():
+        table.add_row(f"  {stage} calls/s", str(rate))
+    table.add_row(
+        "pair latency p50 / p95 (s)", "{p50} / {p95}".format(**result["pair_latency_seconds"])
+    )
+    table.add_row("wall time (s)", str(result["wall_seconds"]))
+    table.add_row("simulator CPU share", f"{result['simulator_cpu_share']:.1%}")
+    for checks_key in ("duplicate_responses", "duplicate_paid_calls", "dead_letters"):
+        table.add_row(checks_key.replace("_", " "), str(result["checks"][checks_key]))
+    console.print(table)
+    processes = Table("process", "CPU s", "peak RSS MiB", title="processes")
+    for p in result["processes"]:
+        processes.add_row(p["name"], str(p["cpu_seconds"]), str(p["peak_rss_mib"]))
+    console.print(processes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=300, help="value pairs to push")
+    parser.add_argument("--targets", type=int, default=6, help="target models")
+    parser.add_argument("--replicas", type=int, default=1, help="responder/classifier replicas")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--warmup-share", type=float, default=0.1, help="share of the run skipped")
+    parser.add_argument("--no-record", action="store_true", help="do not append to results.jsonl")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    report(result)
+    if not args.no_record:
+        with RESULTS.open("a") as out:
+            out.write(json.dumps(result) + "\n")
+    bad = result["checks"]["duplicate_responses"] or result["checks"]["duplicate_paid_calls"]
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
