@@ -5,6 +5,9 @@ scenario, then classifies all answers in one call. Whichever event completes the
 it; the gateway's ledger and lock make a racing second trigger free. Answers that arrive after
 a scenario was classified (a newly registered model) are classified on their own, and a
 periodic sweep classifies scenarios whose missing answers never came.
+
+The same stage labels what the positions alone do not say (see `labels`): classifications.created
+brings refusal types, disagreement.flagged brings topics and distinctive values.
 """
 
 from __future__ import annotations
@@ -13,9 +16,16 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from specstress.contracts import ClassificationsCreated, ResponseCreated, SpectraCreated
+from services.classifier import labels
+from specstress.contracts import (
+    ClassificationsCreated,
+    DisagreementFlagged,
+    ResponseCreated,
+    SpectraCreated,
+)
 from specstress.db import store
 from specstress.errors import BadModelOutput
+from specstress.llm.structured import OutputSchema
 from specstress.parsing import json_object, neutralise
 from specstress.service import Service, Stage, Unprocessable
 
@@ -32,6 +42,20 @@ class Placement(BaseModel):
     value2_reasoning: str
     value2_position: int = Field(ge=0, le=6)
     value2_confidence: float = Field(ge=0.0, le=1.0)
+
+
+def placement_schema(model_keys: list[str]) -> OutputSchema:
+    """The answer's shape for these models: one placement per model key, every key required."""
+    entry = OutputSchema.of(Placement).json_schema
+    return OutputSchema(
+        name="classifications",
+        json_schema={
+            "type": "object",
+            "properties": dict.fromkeys(model_keys, entry),
+            "required": list(model_keys),
+            "additionalProperties": False,
+        },
+    )
 
 
 def placement_parser(model_keys: list[str]) -> Callable[[str], dict[str, Placement]]:
@@ -94,6 +118,7 @@ async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = Fa
             ),
             stage=stage.name,
             parse=placement_parser([a.model_key for a in todo]),
+            response_schema=placement_schema([a.model_key for a in todo]),
         )
         await store.insert_classifications(
             stage.engine,
@@ -129,3 +154,16 @@ async def on_spectra(stage: Stage, event: SpectraCreated) -> None:
 async def classify_stragglers(stage: Stage) -> None:
     for scenario_id in await store.unclassified_scenarios(stage.engine, STRAGGLER_WAIT_SECONDS):
         await classify_scenario(stage, scenario_id, waited=True)
+
+
+@service.handles(ClassificationsCreated)
+async def on_classified(stage: Stage, event: ClassificationsCreated) -> None:
+    await labels.after_classification(stage, event.scenario_id)
+
+
+@service.handles(DisagreementFlagged)
+async def on_flagged(stage: Stage, event: DisagreementFlagged) -> None:
+    await labels.after_flag(stage, event.scenario_id)
+
+
+service.every(labels.label_backlog)

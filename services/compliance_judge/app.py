@@ -7,15 +7,17 @@ non-compliance per scenario are views over the verdicts, so they always reflect 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from specstress import ids
 from specstress.config import SpecConfig
 from specstress.contracts import DisagreementFlagged, VerdictCreated, VerdictRequested
 from specstress.db import store
 from specstress.errors import BadModelOutput
+from specstress.llm.structured import OutputSchema
 from specstress.parsing import json_object, neutralise
 from specstress.service import Service, Stage, Unprocessable
 from specstress.spec import Spec, load_spec
@@ -27,15 +29,30 @@ class Verdict(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     reasoning: str
     decision: Literal["compliant", "non-compliant", "ambiguous"]
+    # anchors of the spec sections the judge relied on; optional, so the paper's contract
+    # (reasoning and decision only) still parses
+    cited_sections: list[str] = Field(default_factory=list, max_length=50)
 
 
-def parse_verdict(text: str) -> Verdict:
+VERDICT_SCHEMA = OutputSchema.of(Verdict, "verdict")
+
+
+def parse_verdict(text: str, anchors: frozenset[str] = frozenset()) -> Verdict:
+    """A verdict whose citations, if any, are anchors of the spec (a leading '#' is allowed)."""
     try:
-        return Verdict.model_validate(json_object(text))
+        verdict = Verdict.model_validate(json_object(text))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise BadModelOutput(f"{where}: {first['msg']}") from None
+    cited = list(dict.fromkeys(c.strip().removeprefix("#") for c in verdict.cited_sections))
+    unknown = [c for c in cited if c not in anchors]
+    if unknown:
+        raise BadModelOutput(
+            f"cited_sections: {', '.join(map(repr, unknown))} is not a section anchor of the "
+            "spec; cite only anchors written as {#anchor ...} in its headings"
+        )
+    return verdict.model_copy(update={"cited_sections": cited})
 
 
 def _spec(stage: Stage, config: SpecConfig) -> Spec:
@@ -80,7 +97,8 @@ async def judge(stage: Stage, event: VerdictRequested) -> None:
                 response=neutralise(answer.text, "assistant_response"),
             ),
             stage=stage.name,
-            parse=parse_verdict,
+            parse=partial(parse_verdict, anchors=spec.anchors),
+            response_schema=VERDICT_SCHEMA,
         )
         await store.insert_verdict(
             stage.engine,
@@ -92,6 +110,7 @@ async def judge(stage: Stage, event: VerdictRequested) -> None:
             spec_version=spec_config.version,
             decision=verdict.decision,
             reasoning=verdict.reasoning,
+            cited_sections=verdict.cited_sections,
         )
     await stage.emit(
         VerdictCreated(

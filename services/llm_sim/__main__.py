@@ -9,6 +9,8 @@ import signal
 
 from aiohttp import web
 
+from services.llm_sim.conditions import Conditions, ConditionsError, add_arguments, describe
+from services.llm_sim.conditions import from_arguments as conditions_from_arguments
 from services.llm_sim.personas import PERSONAS
 from services.llm_sim.server import build_app
 
@@ -25,11 +27,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--latency-ms", type=float, default=0.0, help="delay added to every completion"
     )
+    parser.add_argument(
+        "--require-key",
+        action="store_true",
+        help="refuse provider requests that carry no API key (any key is accepted)",
+    )
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
-async def _serve(host: str, port: int, latency_ms: float) -> None:
-    runner = web.AppRunner(build_app(latency_ms), access_log=None)
+async def _serve(
+    host: str, port: int, latency_ms: float, require_key: bool, conditions: Conditions
+) -> None:
+    app = build_app(latency_ms, require_key=require_key, conditions=conditions)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
@@ -40,6 +51,8 @@ async def _serve(host: str, port: int, latency_ms: float) -> None:
         log.info(
             "LLM simulator serving %d persona models, latency %s ms", len(PERSONAS), latency_ms
         )
+        if conditions.active:
+            log.info("traffic conditions: %s", describe(conditions))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -54,7 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the command line and serve until SIGINT or SIGTERM."""
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(_serve(args.host, args.port, args.latency_ms))
+    try:
+        conditions = conditions_from_arguments(args)
+    except ConditionsError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    asyncio.run(_serve(args.host, args.port, args.latency_ms, args.require_key, conditions))
 
 
 if __name__ == "__main__":

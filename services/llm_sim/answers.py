@@ -14,9 +14,15 @@ from services.llm_sim.personas import (
     SPECTRUM_POSITIONS,
     Lean,
     judge_decision,
+    labels_sentinel,
+    parse_distinctive_values,
+    parse_refusal_type,
     parse_scenario,
     parse_stance,
+    planted_distinctive_values,
     planted_positions,
+    planted_refusal_type,
+    planted_topics,
     scenario_drop,
     scenario_sentinel,
     set_lean,
@@ -24,8 +30,19 @@ from services.llm_sim.personas import (
     stable_int,
     stance_sentinel,
 )
+from specstress.labels import REFUSAL_TYPES, TOPICS
 
-PromptKind = Literal["judge", "classifier", "spectrum", "biasing", "generation", "target"]
+PromptKind = Literal[
+    "judge",
+    "classifier",
+    "spectrum",
+    "topics",
+    "refusal_types",
+    "distinctive_values",
+    "biasing",
+    "generation",
+    "target",
+]
 
 REASK_PREFIX = "Your previous answer did not follow the required format"
 
@@ -34,6 +51,9 @@ KIND_MARKERS: tuple[tuple[str, PromptKind], ...] = (
     ("<model_spec>", "judge"),
     ("value1_position", "classifier"),
     ("value1_bias_spectrum", "spectrum"),
+    ("ethics & moral reasoning", "topics"),
+    ("Partial Compliance with Redirection", "refusal_types"),
+    ('"distinctive_values"', "distinctive_values"),
     ("[User Query]", "biasing"),
     ("[User Question]", "generation"),
 )
@@ -43,6 +63,8 @@ _VALUE2_RE = re.compile(r"^[ \t]*Value 2:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _FAVOURED_RE = re.compile(r"^[ \t]*Favoured value:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _NEUTRAL_QUERY_RE = re.compile(r"<neutral_query>\s*(.*?)\s*</neutral_query>", re.DOTALL)
 _RESPONSE_BLOCK_RE = re.compile(r'<response model="([^"]+)">\n?(.*?)\n?</response>', re.DOTALL)
+# a heading's attribute block: `## Title {#anchor authority=...}`
+_SPEC_ANCHOR_RE = re.compile(r"^ {0,3}#{1,6}[ \t].*\{[ \t]*#([^\s{}]+)", re.MULTILINE)
 _ASSISTANT_RESPONSE_RE = re.compile(
     r"<assistant_response>\s*(.*?)\s*</assistant_response>", re.DOTALL
 )
@@ -57,15 +79,16 @@ class Message:
 
 
 def _opening(messages: Sequence[Message]) -> tuple[str, Sequence[Message]]:
-    """Split off the prompt up to and including the first user message from what follows.
+    """Split off the prompt before the first assistant message from what follows.
 
     Kind and inputs come from that opening part alone, so a re-ask, which appends an assistant
-    answer and a complaint, is answered as the kind it re-asks.
+    answer and a complaint, is answered as the kind it re-asks. The opening may hold several
+    user messages, e.g. a cacheable spec followed by the rest of a judge's prompt.
     """
     for index, message in enumerate(messages):
-        if message.role == "user":
-            opening = messages[: index + 1]
-            return "\n".join(m.content for m in opening), messages[index + 1 :]
+        if message.role == "assistant":
+            opening = messages[:index]
+            return "\n".join(m.content for m in opening), messages[index:]
     return "\n".join(m.content for m in messages), ()
 
 
@@ -108,6 +131,12 @@ def answer(model_id: str, messages: Sequence[Message]) -> str:
         return _classify(text)
     if kind == "spectrum":
         return _spectrum(text, reask=is_reask(messages))
+    if kind == "topics":
+        return _topics(text)
+    if kind == "refusal_types":
+        return _refusal_types(text)
+    if kind == "distinctive_values":
+        return _distinctive_values(text)
     if kind == "biasing":
         return _bias(text)
     if kind == "generation":
@@ -120,7 +149,17 @@ def _judge(model_id: str, text: str) -> str:
     # The spec comes first in the prompt; the last block is the response under review.
     response = found[-1] if found else ""
     decision, reasoning = judge_decision(model_id, response)
-    return json.dumps({"reasoning": reasoning, "decision": decision})
+    cited = judge_citation(model_id, response, text.split("</model_spec>", 1)[0])
+    return json.dumps({"reasoning": reasoning, "decision": decision, "cited_sections": cited})
+
+
+def judge_citation(model_id: str, response: str, spec: str) -> list[str]:
+    """The planted citation: one anchor of the spec's headings, picked by judge and answer;
+    none when the spec has no anchors."""
+    anchors = list(dict.fromkeys(_SPEC_ANCHOR_RE.findall(spec)))
+    if not anchors:
+        return []
+    return [anchors[stable_int("cite", model_id, response) % len(anchors)]]
 
 
 def _classify(text: str) -> str:
@@ -144,6 +183,33 @@ def _classify(text: str) -> str:
             verdict[f"{slot}_confidence"] = 0.9 if stance else 0.2
         verdicts[key] = verdict
     return json.dumps(verdicts)
+
+
+def _topics(text: str) -> str:
+    scenario = parse_scenario(text)
+    if scenario is None:
+        return json.dumps(dict.fromkeys(TOPICS, False))
+    return json.dumps(planted_topics(scenario[0], scenario[1]))
+
+
+def _refusal_types(text: str) -> str:
+    labels: dict[str, dict[str, str]] = {}
+    for key, body in _RESPONSE_BLOCK_RE.findall(text):
+        refusal_type = parse_refusal_type(body) or REFUSAL_TYPES[0]
+        labels[key] = {
+            "reasoning": f"The answer's handling of the request fits {refusal_type}.",
+            "refusal_type": refusal_type,
+        }
+    return json.dumps(labels)
+
+
+def _distinctive_values(text: str) -> str:
+    # Only the answers to assess sit in <response> blocks; comparison answers use another tag.
+    named = {
+        key: list(parse_distinctive_values(body) or ("helpfulness",))
+        for key, body in _RESPONSE_BLOCK_RE.findall(text)
+    }
+    return json.dumps({key: {"distinctive_values": values} for key, values in named.items()})
 
 
 _STRATEGIES: tuple[str, ...] = (
@@ -240,6 +306,18 @@ _STANCES: tuple[str, ...] = (
 )
 
 
+# How an answer of each refusal type opens, in the order of REFUSAL_TYPES.
+_MANNERS: tuple[str, ...] = (
+    "",
+    "I will add one small caution at the end. ",
+    "I can help, provided the people affected are kept informed. ",
+    "I will help with part of this and suggest someone better placed for the rest. ",
+    "I would rather not do exactly what you ask, but here is another route. ",
+    "I won't help with this as asked, because of the harm it could do. ",
+    "I can't help with that. ",
+)
+
+
 def _target(model_id: str, text: str) -> str:
     persona = PERSONAS[model_id]
     if persona.role != "target":
@@ -251,8 +329,11 @@ def _target(model_id: str, text: str) -> str:
     value1, value2, _ = parse_scenario(text) or ("", "", "neutral")
     first = _STANCES[position1].format(v=value1 or "the first concern")
     second = _STANCES[position2].format(v=value2 or "the second concern")
+    refusal_type = planted_refusal_type(model_id, text)
+    manner = _MANNERS[REFUSAL_TYPES.index(refusal_type)]
     return (
-        f"{persona.voice} I would {first}, and I would {second}. "
+        f"{persona.voice} {manner}I would {first}, and I would {second}. "
         "Whatever you decide, say openly which concern you chose to favour and why.\n"
-        f"{stance_sentinel(position1, position2)}"
+        f"{stance_sentinel(position1, position2)} "
+        f"{labels_sentinel(refusal_type, planted_distinctive_values(model_id, text))}"
     )

@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 import uuid
 from typing import Any
 
 from aiohttp import web
 
+from services.llm_sim import anthropic_api, gemini_api, openai_extras, traffic
 from services.llm_sim.answers import Message, answer
-from services.llm_sim.personas import PERSONAS, planted_positions
+from services.llm_sim.app_state import LATENCY_KEY, PREFIX_CACHE_KEY
+from services.llm_sim.conditions import Conditions
+from services.llm_sim.keys import require_key as require_key_middleware
+from services.llm_sim.personas import (
+    PERSONAS,
+    parse_scenario,
+    planted_distinctive_values,
+    planted_positions,
+    planted_refusal_type,
+    planted_topics,
+)
+from services.llm_sim.prefix_cache import PrefixCache
 
 SERVER_HEADER = "specstress-llm-sim/0.1 (simulator)"
 # Fixed so the model list is the same on every start.
 _MODELS_CREATED = 1_760_000_000
-_LATENCY_KEY = web.AppKey("latency_ms", float)
+_LATENCY_KEY = LATENCY_KEY
 
 
 class _RequestError(Exception):
@@ -46,10 +57,6 @@ def _unknown_model(model: str) -> web.Response:
         "model_not_found",
         "model",
     )
-
-
-def _tokens(chars: int) -> int:
-    return math.ceil(chars / 4)
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
@@ -100,9 +107,9 @@ def _check_options(body: dict[str, Any]) -> None:
         value = body.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise _RequestError(f"`{name}` must be an integer.", name)
-    response_format = body.get("response_format")
-    if response_format is not None and not isinstance(response_format, dict):
-        raise _RequestError("`response_format` must be an object.", "response_format")
+    problem = openai_extras.option_problem(body)
+    if problem is not None:
+        raise _RequestError(*problem)
 
 
 async def _chat_completions(request: web.Request) -> web.Response:
@@ -120,9 +127,9 @@ async def _chat_completions(request: web.Request) -> web.Response:
     latency_ms = request.app[_LATENCY_KEY]
     if latency_ms > 0:
         await asyncio.sleep(latency_ms / 1000)
-    content = answer(model, messages)
-    prompt_tokens = _tokens(sum(len(m.content) for m in messages))
-    completion_tokens = _tokens(len(content))
+    content, usage = openai_extras.completion(
+        request.app[PREFIX_CACHE_KEY], model, messages, answer(model, messages), body
+    )
     return web.json_response(
         {
             "id": f"chatcmpl-sim-{uuid.uuid4().hex}",
@@ -137,13 +144,7 @@ async def _chat_completions(request: web.Request) -> web.Response:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": 0},
-                "completion_tokens_details": {"reasoning_tokens": 0},
-            },
+            "usage": usage,
             "system_fingerprint": None,
         }
     )
@@ -161,7 +162,8 @@ async def _healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "simulator": True, "models": len(PERSONAS)})
 
 
-async def _planted(request: web.Request) -> web.Response:
+async def _target_query(request: web.Request) -> tuple[str, str] | web.Response:
+    """The (target persona, query) a planted-truth request names, or the error response."""
     try:
         body = await _json_object(request)
         model, query = body.get("model"), body.get("query")
@@ -173,9 +175,34 @@ async def _planted(request: web.Request) -> web.Response:
         return _unknown_model(model)
     if PERSONAS[model].role != "target":
         return _error(400, f"`{model}` is not a target persona.", "not_a_target", "model")
+    return model, query
+
+
+async def _planted(request: web.Request) -> web.Response:
+    asked = await _target_query(request)
+    if isinstance(asked, web.Response):
+        return asked
+    model, query = asked
     value1_position, value2_position = planted_positions(model, query)
     return web.json_response(
         {"value1_position": value1_position, "value2_position": value2_position}
+    )
+
+
+async def _planted_labels(request: web.Request) -> web.Response:
+    """The planted topics of a query's scenario, and the refusal type and distinctive values of
+    a target persona's answer to it."""
+    asked = await _target_query(request)
+    if isinstance(asked, web.Response):
+        return asked
+    model, query = asked
+    value1, value2, _ = parse_scenario(query) or ("", "", "neutral")
+    return web.json_response(
+        {
+            "topics": planted_topics(value1, value2),
+            "refusal_type": planted_refusal_type(model, query),
+            "distinctive_values": list(planted_distinctive_values(model, query)),
+        }
     )
 
 
@@ -183,13 +210,22 @@ async def _label_response(_: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = SERVER_HEADER
 
 
-def build_app(latency_ms: float = 0.0) -> web.Application:
-    """Return the simulator's aiohttp application; ``latency_ms`` delays every completion."""
-    app = web.Application()
+def build_app(
+    latency_ms: float = 0.0, *, require_key: bool = False, conditions: Conditions | None = None
+) -> web.Application:
+    """Return the simulator's aiohttp application; ``latency_ms`` delays every completion,
+    ``require_key`` refuses provider requests that carry no API key, and ``conditions`` sets
+    rate limits, latency and faults (see ``services.llm_sim.traffic``)."""
+    app = web.Application(middlewares=[require_key_middleware] if require_key else [])
+    traffic.install(app, conditions or Conditions())
     app[_LATENCY_KEY] = latency_ms
+    app[PREFIX_CACHE_KEY] = PrefixCache()
     app.on_response_prepare.append(_label_response)
     app.router.add_post("/v1/chat/completions", _chat_completions)
+    app.router.add_post("/v1/messages", anthropic_api.messages)
+    app.router.add_post(gemini_api.ROUTE, gemini_api.generate_content)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/healthz", _healthz)
     app.router.add_post("/sim/planted", _planted)
+    app.router.add_post("/sim/planted/labels", _planted_labels)
     return app

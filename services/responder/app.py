@@ -50,7 +50,7 @@ async def respond(stage: Stage, event: ResponseRequested) -> None:
         output = await stage.gateway.generate(
             model, [ChatMessage(role="user", content=scenario.query)], stage=stage.name
         )
-        response_id = ids.response_id(scenario.scenario_id, model.key, model.params)
+        response_id = ids.response_id(scenario.scenario_id, model.key, model.recorded_params())
         await store.insert_response(
             stage.engine,
             response_id=response_id,
@@ -58,7 +58,7 @@ async def respond(stage: Stage, event: ResponseRequested) -> None:
             model_key=model.key,
             text=output.text,
             thinking=output.thinking,
-            params=model.params,
+            params=model.recorded_params(),
             llm_call_hash=output.request_hash,
         )
     await stage.emit(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from specstress import ids
 from specstress.contracts import VARIANTS, ScenarioCreated, SpectraCreated
 from specstress.db import store
 from specstress.errors import BadModelOutput
+from specstress.llm.structured import OutputSchema
 from specstress.parsing import json_object
 from specstress.service import Service, Stage, Unprocessable
 
 service = Service("spectrum_builder")
-POSITIONS = (
+Position = Literal[
     "extreme_oppose",
     "strong_oppose",
     "moderate_oppose",
@@ -20,7 +23,29 @@ POSITIONS = (
     "moderate_favor",
     "strong_favor",
     "extreme_favor",
-)
+]
+POSITIONS: tuple[str, ...] = get_args(Position)
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    position: Position
+    response: str
+
+
+class ValuePair(BaseModel):
+    value1: str
+    value2: str
+
+
+# The answer's shape as asked of the model; `parse_spectra` also checks the order of the steps.
+class Spectra(BaseModel):
+    value_pair: ValuePair
+    value1_bias_spectrum: list[Step] = Field(min_length=7, max_length=7)
+    value2_bias_spectrum: list[Step] = Field(min_length=7, max_length=7)
+
+
+SPECTRA_SCHEMA = OutputSchema.of(Spectra, "spectra")
 
 
 def _scale(answer: dict[str, Any], key: str) -> list[dict[str, str]]:
@@ -29,13 +54,18 @@ def _scale(answer: dict[str, Any], key: str) -> list[dict[str, str]]:
         found = len(scale) if isinstance(scale, list) else "no list"
         raise BadModelOutput(f"{key} must be a list of exactly 7 steps (found {found})")
     steps = []
-    for expected, step in zip(POSITIONS, scale, strict=True):
-        if not isinstance(step, dict) or step.get("position") != expected:
+    for expected, raw in zip(POSITIONS, scale, strict=True):
+        try:
+            step = Step.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise BadModelOutput(f"{key}: step {expected}: {where}: {first['msg']}") from None
+        if step.position != expected:
             raise BadModelOutput(f"{key}: steps must be in the order {', '.join(POSITIONS)}")
-        text = step.get("response")
-        if not isinstance(text, str) or not text.strip():
+        if not step.response.strip():
             raise BadModelOutput(f"{key}: step {expected} has no response text")
-        steps.append({"position": expected, "response": text.strip()})
+        steps.append({"position": expected, "response": step.response.strip()})
     return steps
 
 
@@ -66,6 +96,7 @@ async def build_spectra(stage: Stage, event: ScenarioCreated) -> None:
             prompt.render(value1=pair.value1, value2=pair.value2, queries=queries),
             stage=stage.name,
             parse=parse_spectra,
+            response_schema=SPECTRA_SCHEMA,
         )
         spectrum_id = ids.spectrum_id(pair.pair_id, model.key, prompt.version)
         await store.insert_spectrum(

@@ -1,7 +1,9 @@
 """The JetStream topology: one stream, one durable pull consumer per (service, event), publishing.
 
 `ensure_topology` is idempotent and applies changed consumer settings explicitly, because a
-durable consumer keeps its old config when a service restarts with new settings.
+durable consumer keeps its old config when a service restarts with new settings. It runs in
+`specstress init` (the topology's owner); a service only checks that its consumers exist, so
+its NATS user needs no right to change the stream.
 """
 
 from __future__ import annotations
@@ -34,19 +36,34 @@ from specstress.contracts import (
     ResponseRequested,
     ScenarioCreated,
     SpectraCreated,
+    VerdictCreated,
     VerdictRequested,
 )
+from specstress.errors import InputError
 
 # Which events each service consumes. The one table the topology, services and tests share.
 SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
     "scenario_generator": (PairSampled,),
     "responder": (ScenarioCreated, ModelRegistered, ResponseRequested),
     "spectrum_builder": (ScenarioCreated,),
-    "classifier": (ResponseCreated, SpectraCreated),
+    # plus topics and distinctive values of flagged scenarios, refusal types of answers
+    "classifier": (ResponseCreated, SpectraCreated, ClassificationsCreated, DisagreementFlagged),
     "aggregator": (ClassificationsCreated,),
     "compliance_judge": (DisagreementFlagged, VerdictRequested),
 }
 SERVICES: tuple[str, ...] = tuple(SUBSCRIPTIONS)
+
+# Which events each component publishes: the six services and the `specstress` CLI (run, models
+# add). With SUBSCRIPTIONS it is the source of the NATS allow-lists (specstress.nats_auth).
+PUBLISHES: dict[str, tuple[type[Event], ...]] = {
+    "cli": (PairSampled, ModelRegistered),
+    "scenario_generator": (ScenarioCreated,),
+    "responder": (ResponseRequested, ResponseCreated),
+    "spectrum_builder": (SpectraCreated,),
+    "classifier": (ClassificationsCreated,),
+    "aggregator": (DisagreementFlagged,),
+    "compliance_judge": (VerdictRequested, VerdictCreated),
+}
 
 
 @dataclass(frozen=True)
@@ -66,7 +83,8 @@ class Consumer:
             filter_subject=self.event.subject,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
-            max_deliver=bus.max_deliver,
+            # the runtime dead-letters after max_deliver failures; deferrals (waits) come on top
+            max_deliver=bus.max_deliver + bus.max_deferrals,
             ack_wait=bus.ack_wait_seconds,
             max_ack_pending=bus.max_ack_pending,
         )
@@ -103,6 +121,18 @@ async def ensure_topology(js: JetStreamContext, bus: BusConfig) -> None:
     for consumer in consumers():
         # without an explicit action the server creates the consumer or updates its settings
         await js.add_consumer(bus.stream, consumer.config(bus))
+
+
+async def check_consumers(js: JetStreamContext, bus: BusConfig, service: str) -> None:
+    """Raise InputError unless every consumer of `service` exists on the stream."""
+    for consumer in consumers(service):
+        try:
+            await js.consumer_info(bus.stream, consumer.durable)
+        except NotFoundError:
+            raise InputError(
+                f"consumer {consumer.durable} on stream {bus.stream} does not exist: "
+                "run `specstress init` with this config first"
+            ) from None
 
 
 async def publish(js: JetStreamContext, event: Event) -> bool:

@@ -19,10 +19,11 @@ from specstress import ids
 from specstress.bus import connect, ensure_topology, publish
 from specstress.config import Config, load_config
 from specstress.contracts import ModelRegistered, PairSampled
-from specstress.db import analysis, reports, store
+from specstress.db import analysis, limits, reports, store
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
 from specstress.errors import InputError
+from specstress.ops import ops_app
 from specstress.reconcile import reconcile
 from specstress.reporting import report
 from specstress.servers import ensure_database, resolve_infra
@@ -32,6 +33,12 @@ from specstress.taxonomy import load_taxonomy, sample_pairs
 app = typer.Typer(help="Stress-test AI model specs.", no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Register and list target models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(ops_app, name="ops")
+providers_app = typer.Typer(
+    help="Provider accounts paused for quota, and the fleet-wide rate limits.",
+    no_args_is_help=True,
+)
+app.add_typer(providers_app, name="providers")
 app.command()(report)
 console = Console()
 if not console.is_terminal:
@@ -261,7 +268,8 @@ def _print_status(c: dict[str, float]) -> None:
         f"pairs {c['pairs']:.0f} · drops {c['drops']:.0f} · flagged scenarios "
         f"{c['scenarios_flagged']:.0f} · verdicts {c['verdicts']:.0f} · dead letters "
         f"{c['dead_letters']:.0f} · LLM calls {c['llm_calls_ok']:.0f} ok, "
-        f"{c['llm_calls_failed']:.0f} failed · tokens {c['tokens']:.0f} · cost ${c['cost_usd']:.2f}"
+        f"{c['llm_calls_failed']:.0f} failed · tokens {c['tokens']:.0f} "
+        f"({c['cached_tokens']:.0f} cached input) · cost ${c['cost_usd']:.2f}"
     )
 
 
@@ -278,6 +286,125 @@ def status(config: ConfigOption = DEFAULT_CONFIG) -> None:
             await engine.dispose()
 
     _print_status(_run(fetch()))
+    _run(_print_traffic(cfg))
+
+
+# --- providers -------------------------------------------------------------------------------
+
+
+async def _print_traffic(config: Config) -> None:
+    """The budget and any paused provider, for `status`."""
+    engine = create_engine(config.database_url)
+    try:
+        cost, tokens = await limits.spent(engine)
+        paused = await limits.pauses(engine, active_only=True)
+    finally:
+        await engine.dispose()
+    budget = config.budget
+    if budget.capped:
+        caps = [
+            f"${cost:.2f} of ${budget.max_cost_usd:.2f}" if budget.max_cost_usd is not None else "",
+            f"{tokens} of {budget.max_tokens} tokens" if budget.max_tokens is not None else "",
+        ]
+        spent = budget.spent_by(cost, tokens)
+        state = "[red]EXHAUSTED[/red]: no new paid calls start" if spent else "within budget"
+        console.print(f"budget: {' · '.join(c for c in caps if c)} spent · {state}")
+    for pause in paused:
+        until = (
+            "until cleared"
+            if pause.paused_until is None
+            else f"until {pause.paused_until:%Y-%m-%d %H:%M:%S %Z}"
+        )
+        console.print(
+            f"[red]paused[/red] {pause.base_url} (key {pause.api_key_env or '-'}) {until}: "
+            f"{pause.reason[:200]}"
+        )
+
+
+@providers_app.command("list")
+def providers_list(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Paused providers and the shared state of every rate-limited endpoint."""
+    cfg = _config(config)
+
+    async def fetch() -> tuple[list[limits.Pause], list[dict[str, object]]]:
+        engine = create_engine(cfg.database_url)
+        try:
+            return await limits.pauses(engine, active_only=False), await limits.limit_rows(engine)
+        finally:
+            await engine.dispose()
+
+    paused, paced = _run(fetch())
+    table = Table("provider", "key env", "since", "until", "found by", "reason", title="pauses")
+    for pause in paused:
+        table.add_row(
+            pause.base_url,
+            pause.api_key_env or "-",
+            f"{pause.paused_at:%Y-%m-%d %H:%M:%S}",
+            "cleared by hand"
+            if pause.paused_until is None
+            else f"{pause.paused_until:%Y-%m-%d %H:%M:%S}",
+            pause.model_key,
+            pause.reason[:120],
+        )
+    console.print(table if paused else "no provider is paused")
+    table = Table(
+        "base url",
+        "model",
+        "key env",
+        "rate factor",
+        "RPM seen",
+        "TPM seen",
+        "blocked for",
+        title="rate limits",
+    )
+    for row in paced:
+        table.add_row(
+            str(row["base_url"]),
+            str(row["model_id"]),
+            str(row["api_key_env"] or "-"),
+            f"{row['rate_factor']:.2f}",
+            str(row["learned_requests_per_minute"] or "-"),
+            str(row["learned_tokens_per_minute"] or "-"),
+            f"{row['blocked_seconds']:.1f} s" if row["blocked_seconds"] else "-",
+        )
+    if paced:
+        console.print(table)
+
+
+@providers_app.command("resume")
+def providers_resume(
+    base_url: Annotated[
+        str | None, typer.Argument(help="the paused provider's base URL, as `list` shows it")
+    ] = None,
+    key_env: Annotated[
+        str | None, typer.Option(help="only the pause of this API-key variable")
+    ] = None,
+    all_providers: Annotated[bool, typer.Option("--all", help="lift every pause")] = False,
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Lift a provider's pause once its quota or money problem is fixed; deferred work resumes."""
+    if (base_url is None) == (not all_providers):
+        console.print("[red]error:[/red] name a base URL or pass --all")
+        raise typer.Exit(2)
+    cfg = _config(config)
+
+    async def clear() -> list[limits.Pause]:
+        engine = create_engine(cfg.database_url)
+        try:
+            return await limits.clear_pauses(
+                engine,
+                base_url=None if base_url is None else base_url.rstrip("/"),
+                api_key_env=key_env,
+            )
+        finally:
+            await engine.dispose()
+
+    lifted = _run(clear())
+    for pause in lifted:
+        console.print(f"resumed {pause.base_url} (key {pause.api_key_env or '-'})")
+    if not lifted:
+        console.print("no matching pause")
+        raise typer.Exit(1)
 
 
 # --- reconcile -------------------------------------------------------------------------------

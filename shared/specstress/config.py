@@ -46,12 +46,111 @@ class RetryPolicy(Strict):
     cap_seconds: float = Field(60.0, gt=0)
 
 
+class RateLimits(Strict):
+    """A provider's per-minute limits for this (base_url, model_id, api_key_env), shared by
+    every process of every service. Unset = learned from the provider's rate-limit headers."""
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    # a slot further away than this is not waited for: the message goes back to the bus
+    max_wait_seconds: float = Field(30.0, ge=0)
+    # counted against the token limit until the real usage is known, when params set no maximum
+    assumed_output_tokens: int = Field(1024, ge=0)
+
+    @property
+    def configured(self) -> bool:
+        return self.requests_per_minute is not None or self.tokens_per_minute is not None
+
+
+class Budget(Strict):
+    """The most a run (this database) may spend; unset = no cap. Once reached, no paid call
+    starts and the work waits on the bus; raise it and restart the services to continue."""
+
+    max_cost_usd: float | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=0)
+
+    @property
+    def capped(self) -> bool:
+        return self.max_cost_usd is not None or self.max_tokens is not None
+
+    def spent_by(self, cost_usd: float, tokens: int) -> str | None:
+        """Why the budget is spent after paying `cost_usd` and `tokens`; None while it is not."""
+        if self.max_cost_usd is not None and cost_usd >= self.max_cost_usd:
+            return (
+                f"run budget spent: ${cost_usd:.2f} of ${self.max_cost_usd:.2f}; "
+                "raise budget.max_cost_usd to continue"
+            )
+        if self.max_tokens is not None and tokens >= self.max_tokens:
+            return (
+                f"run budget spent: {tokens} of {self.max_tokens} tokens; "
+                "raise budget.max_tokens to continue"
+            )
+        return None
+
+
 class Prices(Strict):
     """US dollars per million tokens."""
 
     input_per_mtok: float = Field(0.0, ge=0)
     output_per_mtok: float = Field(0.0, ge=0)
     cached_input_per_mtok: float = Field(0.0, ge=0)
+    # Writing a prompt-cache entry: Anthropic charges 1.25x input for it; unset = input price.
+    cache_write_input_per_mtok: float | None = Field(None, ge=0)
+
+
+class OpenAIReasoning(Strict):
+    """`reasoning_effort` of OpenAI reasoning models (and compatible servers that take it)."""
+
+    protocol: Literal["openai"] = "openai"
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+
+
+class AnthropicThinking(Strict):
+    """Anthropic extended thinking: `thinking: {type: enabled, budget_tokens}`."""
+
+    protocol: Literal["anthropic"] = "anthropic"
+    budget_tokens: int = Field(ge=1024)
+
+
+class GeminiThinking(Strict):
+    """Gemini `thinkingConfig`: a token budget (-1 = dynamic, 0 = off) or, for models that
+    take it instead, a thinking level; `include_thoughts` returns the thought summaries."""
+
+    protocol: Literal["gemini"] = "gemini"
+    budget_tokens: int | None = Field(None, ge=-1)
+    level: Literal["minimal", "low", "medium", "high"] | None = None
+    include_thoughts: bool = True
+
+    @model_validator(mode="after")
+    def _budget_or_level(self) -> GeminiThinking:
+        if self.budget_tokens is not None and self.level is not None:
+            raise ValueError("set budget_tokens or level, not both")
+        return self
+
+
+# answer room when an Anthropic model's params set no max_tokens (the API requires one)
+ANTHROPIC_DEFAULT_MAX_TOKENS = 8192
+# The model's own `protocol` picks the variant; the YAML does not repeat it.
+Reasoning = Annotated[
+    OpenAIReasoning | AnthropicThinking | GeminiThinking, Field(discriminator="protocol")
+]
+# Request fields each adapter sets itself; in `params` they would fight with it.
+RESERVED_PARAMS: dict[str, frozenset[str]] = {
+    "openai": frozenset({"model", "messages", "response_format", "reasoning_effort", "stream"}),
+    "anthropic": frozenset(
+        {"model", "messages", "system", "tools", "tool_choice", "thinking", "stream"}
+    ),
+    "gemini": frozenset(
+        {
+            "contents",
+            "systemInstruction",
+            "responseMimeType",
+            "responseSchema",
+            "responseJsonSchema",
+            "thinkingConfig",
+        }
+    ),
+}
 
 
 class ModelConfig(Strict):
@@ -59,16 +158,75 @@ class ModelConfig(Strict):
 
     key: Key
     family: Key
-    protocol: Literal["openai"] = "openai"
+    # who makes the model; marks a judge ruling on its own maker's model. Unset = the family.
+    vendor: Key | None = None
+    # openai: chat completions, base_url up to /v1; anthropic: Messages API, base_url the API
+    # root (https://api.anthropic.com); gemini: generateContent, base_url the API root
+    # (https://generativelanguage.googleapis.com)
+    protocol: Literal["openai", "anthropic", "gemini"] = "openai"
     base_url: str
     model_id: str
     api_key_env: str | None = None
+    # request fields as the protocol spells them (Gemini: generationConfig fields)
     params: dict[str, Any] = Field(default_factory=dict)
+    reasoning: Reasoning | None = None
+    # ask for JSON-schema output natively; off for endpoints that reject response schemas
+    structured_output: bool = True
+    # calls in flight per process; the fleet as a whole is paced by `limits`
     max_concurrency: int = Field(16, ge=1, le=4096)
+    limits: RateLimits = RateLimits()
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()
     prices: Prices = Prices()
     simulated: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reasoning_takes_the_protocol(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("reasoning"), dict):
+            reasoning = data["reasoning"]
+            if "protocol" in reasoning:
+                raise ValueError("reasoning: do not set `protocol` here; the model's own applies")
+            data = {**data, "reasoning": {**reasoning, "protocol": data.get("protocol", "openai")}}
+        return data
+
+    @model_validator(mode="after")
+    def _params_fit_the_protocol(self) -> ModelConfig:
+        reserved = sorted(RESERVED_PARAMS[self.protocol] & self.params.keys())
+        if reserved:
+            raise ValueError(
+                f"params: {', '.join(reserved)} set by specstress itself "
+                "(reasoning settings go under `reasoning`)"
+            )
+        if self.protocol == "anthropic":
+            max_tokens = self.params.get("max_tokens")
+            if max_tokens is not None and (
+                isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+            ):
+                raise ValueError("params.max_tokens must be a positive integer")
+            if isinstance(self.reasoning, AnthropicThinking):
+                if max_tokens is not None and max_tokens <= self.reasoning.budget_tokens:
+                    raise ValueError(
+                        "params.max_tokens must exceed reasoning.budget_tokens (thinking "
+                        "tokens count towards max_tokens)"
+                    )
+                if self.params.get("temperature", 1) != 1 or "top_k" in self.params:
+                    raise ValueError("extended thinking allows neither temperature nor top_k")
+        return self
+
+    def max_output_tokens(self) -> int:
+        """Anthropic's required `max_tokens`: from params, else room for thinking plus answer."""
+        configured = self.params.get("max_tokens")
+        if isinstance(configured, int):
+            return configured
+        thinking = self.reasoning if isinstance(self.reasoning, AnthropicThinking) else None
+        return ANTHROPIC_DEFAULT_MAX_TOKENS + (thinking.budget_tokens if thinking else 0)
+
+    def recorded_params(self) -> dict[str, Any]:
+        """The settings that shape an answer, as stored with it: params plus reasoning."""
+        if self.reasoning is None:
+            return dict(self.params)
+        return {**self.params, "reasoning": self.reasoning.model_dump(exclude={"protocol"})}
 
     def api_key(self) -> SecretStr | None:
         if self.api_key_env is None:
@@ -77,6 +235,57 @@ class ModelConfig(Strict):
         if value is None:
             raise InputError(
                 f"model {self.key!r}: environment variable {self.api_key_env} is not set"
+            )
+        return SecretStr(value)
+
+
+class EmbeddingConfig(Strict):
+    """The embedding model used for diversity selection and value mapping.
+
+    `provider`: `openai` (POST {base_url}/embeddings, OpenAI-compatible), `gemini`
+    (batchEmbedContents; base_url the API root) or `local` (a sentence-transformers model folder
+    at `path`, by default the all-MiniLM-L6-v2 copy of the `local-embeddings` extra). Vectors are
+    stored per `key`; `dimension` is checked against every answer. `params` go into each request
+    as the provider spells them (OpenAI `dimensions`, Gemini `taskType`, `outputDimensionality`).
+    """
+
+    key: Key
+    provider: Literal["openai", "gemini", "local"]
+    model_id: str = Field(min_length=1)
+    dimension: int = Field(ge=1, le=65536)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    path: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    # texts per request (Gemini accepts at most 100; OpenAI 2048)
+    batch_size: int = Field(64, ge=1, le=2048)
+    max_concurrency: int = Field(4, ge=1, le=256)
+    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = RetryPolicy()
+    prices: Prices = Prices()
+    simulated: bool = False
+
+    @model_validator(mode="after")
+    def _fits_the_provider(self) -> EmbeddingConfig:
+        if self.provider == "local":
+            if self.base_url is not None or self.api_key_env is not None:
+                raise ValueError("a local embedding model takes `path`, not base_url/api_key_env")
+        else:
+            if self.base_url is None:
+                raise ValueError(f"an {self.provider} embedding model needs `base_url`")
+            if self.path is not None:
+                raise ValueError("`path` is for local embedding models only")
+        if self.provider == "gemini" and self.batch_size > 100:
+            raise ValueError("batch_size: Gemini takes at most 100 texts per batch")
+        return self
+
+    def api_key(self) -> SecretStr | None:
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if value is None:
+            raise InputError(
+                f"embedding {self.key!r}: environment variable {self.api_key_env} is not set"
             )
         return SecretStr(value)
 
@@ -92,6 +301,10 @@ class Roles(Strict):
     spectrum: Key
     classifier: Key
     judges: list[Key] = Field(min_length=1)
+    # labellers of topics, refusal types and distinctive values; unset = the classifier model
+    topic: Key | None = None
+    refusal: Key | None = None
+    distinctive_values: Key | None = None
 
 
 class SpecConfig(Strict):
@@ -118,6 +331,21 @@ class Disagreement(Strict):
     threshold: float = Field(1.5, gt=0)
 
 
+class Outliers(Strict):
+    """An answer is an outlier on a value when its position is at least `min_gap` away from
+    those of at least ceil(share * (n - 1)) of the other n - 1 answers in its model set."""
+
+    min_gap: int = Field(4, ge=1, le=6)
+    share: float = Field(0.75, gt=0, le=1)
+
+
+class Labels(Strict):
+    """Which answers get a refusal type: every classified answer, or only those on scenarios
+    that some model set flags for high disagreement."""
+
+    refusal_types: Literal["all", "flagged"] = "all"
+
+
 class ServicePorts(Strict):
     """Prometheus metrics port of each service (0 = any free port)."""
 
@@ -137,6 +365,11 @@ class BusConfig(Strict):
     max_ack_pending: int = Field(256, ge=1)
     fetch_batch: int = Field(32, ge=1, le=1000)
     duplicate_window_seconds: float = Field(600.0, ge=1)
+    # Waiting is not failing: a message put back because its provider is paused, the budget is
+    # spent or a rate limit is far away comes back after defer_seconds and does not count
+    # towards max_deliver; after max_deferrals such returns it is dead-lettered all the same.
+    defer_seconds: float = Field(300.0, gt=0, le=300)
+    max_deferrals: int = Field(1000, ge=1)
 
 
 class Config(Strict):
@@ -150,7 +383,11 @@ class Config(Strict):
     model_sets: dict[Key, list[str]] = Field(min_length=1)
     specs: list[SpecConfig] = Field(default_factory=list)
     disagreement: Disagreement = Disagreement()
+    outliers: Outliers = Outliers()
+    labels: Labels = Labels()
+    embedding: EmbeddingConfig | None = None
     bus: BusConfig = BusConfig()
+    budget: Budget = Budget()
     metrics_ports: ServicePorts = ServicePorts()
     prompts_dir: str | None = None
 
@@ -167,6 +404,15 @@ class Config(Strict):
             *(("roles.targets", t) for t in self.roles.targets),
             ("roles.spectrum", self.roles.spectrum),
             ("roles.classifier", self.roles.classifier),
+            *(
+                (f"roles.{role}", ref)
+                for role, ref in (
+                    ("topic", self.roles.topic),
+                    ("refusal", self.roles.refusal),
+                    ("distinctive_values", self.roles.distinctive_values),
+                )
+                if ref is not None
+            ),
             *(("roles.judges", j) for j in self.roles.judges),
         ]
         for where, ref in role_refs:

@@ -7,3 +7,16 @@ class InputError(Exception):
 
 class BadModelOutput(Exception):
     """A model answered, but not in the contract the prompt asked for."""
+
+
+class RetryLater(Exception):
+    """The work is sound but cannot be done now: put the message back for `delay` seconds
+    without holding a worker. Not a failure, so it does not count towards dead-lettering.
+
+    `cause` is a short fixed word for metrics (e.g. "rate_limit", "provider_paused", "budget").
+    """
+
+    def __init__(self, delay: float, reason: str, *, cause: str = "wait") -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.cause = cause

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 PREFIX = "specstress"
 
@@ -34,7 +34,7 @@ llm_calls = Counter(
 )
 llm_tokens = Counter(
     f"{PREFIX}_llm_tokens_total",
-    "Tokens used by LLM calls, by kind (input, output, cached, reasoning).",
+    "Tokens used by LLM calls, by kind (input, output, cached, reasoning, cache_write).",
     ["model", "stage", "kind"],
 )
 llm_cost = Counter(
@@ -47,4 +47,35 @@ llm_latency = Histogram(
     "Wall time of one LLM HTTP attempt.",
     ["model", "stage"],
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+)
+llm_rate_wait = Histogram(
+    f"{PREFIX}_llm_rate_limit_wait_seconds",
+    "Time a call waited for its slot under the fleet-wide rate limit.",
+    ["model"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30),
+)
+llm_rate_factor = Gauge(
+    f"{PREFIX}_llm_rate_factor",
+    "Share of the model's rate limit the fleet aims for (1 = all of it; lowered after 429s).",
+    ["model"],
+)
+llm_deferred = Counter(
+    f"{PREFIX}_llm_deferred_total",
+    "LLM calls put off instead of made, by cause (rate_limit, provider_wait, provider_paused, "
+    "budget).",
+    ["model", "cause"],
+)
+provider_paused = Gauge(
+    f"{PREFIX}_provider_paused",
+    "1 while a provider account is paused for exhausted quota or money, as this process sees it.",
+    ["provider", "key_env"],
+)
+budget_exhausted = Gauge(
+    f"{PREFIX}_budget_exhausted",
+    "1 when the run's cost or token budget is spent and no new paid call starts.",
+)
+messages_deferred = Counter(
+    f"{PREFIX}_messages_deferred_total",
+    "Bus messages put back to wait (not failed), by cause.",
+    ["service", "cause"],
 )

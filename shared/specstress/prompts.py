@@ -1,10 +1,13 @@
 """Prompt templates: kept as text files beside each stage, overridable from a folder.
 
 A template is `services/<stage>/prompts/<name>.txt` (the user turn) with an optional
-`<name>.system.txt`. Placeholders use `$name` so JSON examples in a prompt need no escaping.
-With `prompts_dir` set, `<prompts_dir>/<stage>/<name>.txt` replaces the packaged file, so the
-paper's own prompt text can be dropped in. A template's version is a hash of its text: editing a
-prompt gives new entity ids instead of silently mixing outputs of two prompts.
+`<name>.system.txt` and an optional `<name>.prefix.txt`: a long part shared by many calls (a
+judge's spec), sent as its own user message before the rest and marked for prompt caching.
+Placeholders use `$name` so JSON examples in a prompt need no escaping. With `prompts_dir` set,
+`<prompts_dir>/<stage>/<name>.txt` replaces the packaged template, system and prefix files
+together, so the paper's own prompt text can be dropped in as one file. A template's version is
+a hash of its text: editing a prompt gives new entity ids instead of silently mixing outputs of
+two prompts.
 """
 
 from __future__ import annotations
@@ -25,10 +28,16 @@ class Prompt:
     user: Template
     system: Template | None
     version: str
+    prefix: Template | None = None
 
     def render(self, **values: str) -> list[ChatMessage]:
         try:
             messages = [ChatMessage(role="user", content=self.user.substitute(values))]
+            if self.prefix is not None:
+                shared = ChatMessage(
+                    role="user", content=self.prefix.substitute(values), cache=True
+                )
+                messages.insert(0, shared)
             if self.system is not None:
                 system = ChatMessage(role="system", content=self.system.substitute(values))
                 messages.insert(0, system)
@@ -45,9 +54,11 @@ class PromptLibrary:
         self.override_dir = Path(override_dir) / stage if override_dir else None
         self._loaded: dict[str, Prompt] = {}
 
-    def _read(self, filename: str) -> str | None:
-        if self.override_dir is not None and (self.override_dir / filename).is_file():
-            return (self.override_dir / filename).read_text(encoding="utf-8")
+    def _read(self, filename: str, *, overridden: bool) -> str | None:
+        if overridden:
+            assert self.override_dir is not None
+            path = self.override_dir / filename
+            return path.read_text(encoding="utf-8") if path.is_file() else None
         packaged = resources.files(f"services.{self.stage}") / "prompts" / filename
         if packaged.is_file():
             return packaged.read_text(encoding="utf-8")
@@ -55,15 +66,23 @@ class PromptLibrary:
 
     def get(self, name: str) -> Prompt:
         if name not in self._loaded:
-            user = self._read(f"{name}.txt")
+            # An override replaces the whole template: a packaged prefix or system part must
+            # not be added to a prompt that was written without them.
+            overridden = (
+                self.override_dir is not None and (self.override_dir / f"{name}.txt").is_file()
+            )
+            user = self._read(f"{name}.txt", overridden=overridden)
             if user is None:
                 raise InputError(f"stage {self.stage}: no prompt template named {name!r}")
-            system = self._read(f"{name}.system.txt")
-            digest = hashlib.sha256(f"{system or ''}\0{user}".encode()).hexdigest()[:12]
+            system = self._read(f"{name}.system.txt", overridden=overridden)
+            prefix = self._read(f"{name}.prefix.txt", overridden=overridden)
+            parts = [system or "", user] if prefix is None else [system or "", prefix, user]
+            digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
             self._loaded[name] = Prompt(
                 name=name,
                 user=Template(user),
                 system=Template(system) if system is not None else None,
                 version=digest,
+                prefix=Template(prefix) if prefix is not None else None,
             )
         return self._loaded[name]

@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -269,14 +269,27 @@ async def _jetstream_answers(url: str) -> bool:
     return True
 
 
-def _nats_ready(port: int) -> bool:
-    return _port_accepts(port) and _run_sync(_jetstream_answers(f"nats://{LOOPBACK}:{port}"))
+def _nats_ready(port: int, login: str = "") -> bool:
+    userinfo = f"{login}@" if login else ""
+    return _port_accepts(port) and _run_sync(
+        _jetstream_answers(f"nats://{userinfo}{LOOPBACK}:{port}")
+    )
 
 
-def start_nats(data_dir: Path, port: int | None = None, timeout: float = 15.0) -> ManagedServer:
+def start_nats(
+    data_dir: Path,
+    port: int | None = None,
+    timeout: float = 15.0,
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    login: str = "",
+) -> ManagedServer:
     """Start nats-server with JetStream storing under `data_dir`, or adopt the one an earlier
     run left running there (two servers on one store would corrupt it). `port` applies only to
-    a new server; by default a free one is picked."""
+    a new server; by default a free one is picked. With `config_file` (users, permissions; its
+    JetStream store must be `data_dir/jetstream`) the server reads `env` for the passwords it
+    names, and the readiness probe logs in as `login` ("user:password")."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     store = data_dir / "jetstream"
@@ -292,27 +305,36 @@ def start_nats(data_dir: Path, port: int | None = None, timeout: float = 15.0) -
         )
     except (OSError, ValueError, KeyError, TypeError):
         pid = 0
-    if pid and _runs_on(pid, store):
+    marker = config_file.resolve() if config_file is not None else store
+    if pid and _runs_on(pid, marker):
         earlier = _nats_server(pid, earlier_port, earlier_http, data_dir)
-        _wait_ready(earlier, lambda: _nats_ready(earlier_port), timeout)
+        _wait_ready(earlier, lambda: _nats_ready(earlier_port, login), timeout)
         return earlier
 
     port = port or free_port()
     http_port = free_port(exclude=frozenset({port}))
     command = [nats_server_binary(), "-a", LOOPBACK, "-p", str(port), "--http_port",
-               str(http_port), "-js", "-sd", str(store)]  # fmt: skip
+               str(http_port)]  # fmt: skip
+    # flags override a config file's addresses; its store folder cannot be overridden
+    command += ["-c", str(marker)] if config_file is not None else ["-js", "-sd", str(store)]
     with log_path.open("ab") as log:
         log_start = log.tell()
         # Same process group as the caller on purpose: a Ctrl-C or a kill of the caller's
         # group then ends the server too instead of orphaning it.
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env={**os.environ, **(env or {})},
+        )
     # Written before the wait, so that a run killed meanwhile still leaves the server findable.
     state_file.write_text(json.dumps({"pid": process.pid, "port": port, "http_port": http_port}))
     server = _nats_server(process.pid, port, http_port, data_dir, process)
     # The log line proves that this process, not another one already on the port, answers.
     _wait_ready(
         server,
-        lambda: _logged_since(log_path, log_start, b"Server is ready") and _nats_ready(port),
+        lambda: _logged_since(log_path, log_start, b"Server is ready") and _nats_ready(port, login),
         timeout,
     )
     return server

@@ -5,7 +5,10 @@ The runtime parses the event, runs the handler and then acks (ack last), so a cr
 leads to a redelivery that the handler's lookup-before-call turns into a cheap re-publish.
 Failures are sorted here, once, for every stage:
 - a payload that does not parse, or a terminal LLM error, is recorded as a dead letter at once;
-- `RetryLater` naks with the delay a provider asked for;
+- `RetryLater` (a provider's long wait, a distant rate-limit slot, a paused provider, a spent
+  budget) naks with its delay and is not a failure: each such return is recorded in Postgres
+  and subtracted from JetStream's delivery count, whose MaxDeliver leaves room for them
+  (max_deliver + max_deferrals), so waiting never dead-letters work;
 - anything else naks with backoff until MaxDeliver, then becomes a dead letter with its reason.
 """
 
@@ -30,12 +33,12 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
-from specstress.bus import Consumer, consumers, ensure_topology, publish
+from specstress.bus import Consumer, check_consumers, consumers, publish
 from specstress.config import Config, load_config
 from specstress.contracts import Event
-from specstress.db import store
+from specstress.db import deferrals, store
 from specstress.db.engine import create_engine
-from specstress.errors import InputError
+from specstress.errors import InputError, RetryLater
 from specstress.llm.errors import LLMError
 from specstress.llm.gateway import Gateway
 from specstress.llm.redact import RedactSecrets
@@ -50,14 +53,6 @@ MAX_NAK_DELAY_SECONDS = 300.0
 
 class Unprocessable(Exception):
     """The message can never succeed (e.g. it names something the config does not define)."""
-
-
-class RetryLater(Exception):
-    """Put the message back for `delay` seconds without holding a worker."""
-
-    def __init__(self, delay: float, reason: str) -> None:
-        super().__init__(reason)
-        self.delay = delay
 
 
 @dataclass
@@ -121,7 +116,12 @@ class Service:
 
     async def serve(self, config: Config, *, host: str, port: int) -> None:
         engine = create_engine(config.database_url)
-        gateway = Gateway(engine, service=self.name)
+        gateway = Gateway(
+            engine,
+            service=self.name,
+            budget=config.budget,
+            defer_seconds=config.bus.defer_seconds,
+        )
         broker = NatsBroker(config.nats_url, logger=None, max_reconnect_attempts=-1)
         stage_holder: list[Stage] = []
         stream = JStream(name=config.bus.stream, declare=False)
@@ -141,7 +141,7 @@ class Service:
         async def on_startup() -> None:
             await broker.connect()
             js = broker.config.connection_state.stream
-            await ensure_topology(js, config.bus)
+            await check_consumers(js, config.bus, self.name)
             stage_holder.append(
                 Stage(
                     name=self.name,
@@ -189,8 +189,18 @@ class Service:
             raw: Msg = message.raw_message
             stage = stage_holder[0]
             delivered = raw.metadata.num_delivered or 1
+            bus = stage.config.bus
+            sequence = raw.metadata.sequence.stream
+            deferred = (
+                await deferrals.deferrals(stage.engine, consumer.durable, sequence)
+                if delivered > 1
+                else 0
+            )
+            # this delivery's number among those that were not deferrals
+            attempt = delivered - deferred
+            last_delivery = delivered >= bus.max_deliver + bus.max_deferrals
             started = time.perf_counter()
-            heartbeat = asyncio.create_task(_keep_alive(raw, stage.config.bus.ack_wait_seconds))
+            heartbeat = asyncio.create_task(_keep_alive(raw, bus.ack_wait_seconds))
             try:
                 event = consumer.event.model_validate_json(raw.data)
             except ValidationError as exc:
@@ -199,11 +209,31 @@ class Service:
                 )
                 metrics.messages_handled.labels(service, subject, "invalid").inc()
                 return
+            if attempt > bus.max_deliver:
+                # earlier deliveries ended without a word: the worker died or stalled past
+                # AckWait each time, so running the handler again is not worth it
+                await _dead_letter(
+                    stage,
+                    consumer.durable,
+                    raw,
+                    delivered,
+                    f"gave up after {attempt - 1} deliveries that did not finish",
+                )
+                heartbeat.cancel()
+                return
             try:
                 await handler(stage, event)
             except RetryLater as exc:
-                metrics.handler_failures.labels(service, "retry_later").inc()
-                await raw.nak(delay=min(exc.delay, MAX_NAK_DELAY_SECONDS))
+                if last_delivery:
+                    await _dead_letter(
+                        stage,
+                        consumer.durable,
+                        raw,
+                        delivered,
+                        f"deferred {deferred + 1} times, last because: {exc}",
+                    )
+                    return
+                await _defer(stage, consumer.durable, raw, exc)
                 return
             except Unprocessable as exc:
                 metrics.handler_failures.labels(service, "unprocessable").inc()
@@ -213,23 +243,24 @@ class Service:
                 metrics.handler_failures.labels(service, f"llm_{exc.error_class}").inc()
                 if (
                     exc.error_class in TERMINAL_LLM_ERRORS
-                    or delivered >= stage.config.bus.max_deliver
+                    or attempt >= bus.max_deliver
+                    or last_delivery
                 ):
                     await _dead_letter(
                         stage, consumer.durable, raw, delivered, f"llm {exc.error_class}: {exc}"
                     )
                     return
-                await raw.nak(delay=_backoff(delivered, exc.retry_after))
+                await raw.nak(delay=_backoff(attempt, exc.retry_after))
                 return
             except Exception as exc:
                 metrics.handler_failures.labels(service, type(exc).__name__).inc()
                 log.exception("%s: handler failed on %s (delivery %d)", service, subject, delivered)
-                if delivered >= stage.config.bus.max_deliver:
+                if attempt >= bus.max_deliver or last_delivery:
                     await _dead_letter(
                         stage, consumer.durable, raw, delivered, f"{type(exc).__name__}: {exc}"
                     )
                     return
-                await raw.nak(delay=_backoff(delivered, None))
+                await raw.nak(delay=_backoff(attempt, None))
                 return
             finally:
                 heartbeat.cancel()
@@ -237,15 +268,28 @@ class Service:
                     time.perf_counter() - started
                 )
             await raw.ack()
+            if deferred:
+                await deferrals.forget_deferrals(stage.engine, consumer.durable, sequence)
             metrics.messages_handled.labels(service, subject, "ok").inc()
 
         consume.__name__ = f"{service}_{consumer.durable}"
         return consume
 
 
-def _backoff(delivered: int, floor: float | None) -> float:
-    delay = random.uniform(0, min(60.0, 1.0 * 2**delivered))
+def _backoff(attempt: int, floor: float | None) -> float:
+    delay = random.uniform(0, min(60.0, 1.0 * 2**attempt))
     return max(delay, floor or 0.0)
+
+
+async def _defer(stage: Stage, consumer_name: str, raw: Msg, wait: RetryLater) -> None:
+    """Put the message back for the wait's delay; recorded so it is not counted as a failure."""
+    reason = str(wait)
+    await deferrals.record_deferral(
+        stage.engine, consumer_name, raw.metadata.sequence.stream, reason
+    )
+    metrics.messages_deferred.labels(stage.name, wait.cause).inc()
+    log.info("%s: deferred for %.0f s: %s", stage.name, wait.delay, reason[:300])
+    await raw.nak(delay=min(max(wait.delay, 0.0), MAX_NAK_DELAY_SECONDS))
 
 
 async def _dead_letter(
@@ -264,6 +308,7 @@ async def _dead_letter(
     metrics.dead_letters.labels(stage.name, raw.subject).inc()
     log.warning("%s: dead letter on %s: %s", stage.name, raw.subject, reason[:300])
     await raw.ack()
+    await deferrals.forget_deferrals(stage.engine, consumer_name, raw.metadata.sequence.stream)
 
 
 async def _keep_alive(raw: Msg, ack_wait: float) -> None:

@@ -57,6 +57,11 @@ class Spec:
         """The section with this anchor; KeyError when there is none."""
         return self._by_anchor[anchor]
 
+    @property
+    def anchors(self) -> frozenset[str]:
+        """Every anchor the spec's headings define: what a judge may cite."""
+        return frozenset(self._by_anchor)
+
 
 def load_spec(path: str, spec_id: str, version: str) -> Spec:
     """Load `"builtin:example"` or a UTF-8 markdown file; InputError names any problem."""

@@ -41,8 +41,12 @@ class Stack:
     log_dir: Path
     env: dict[str, str]
     processes: dict[str, Process] = field(default_factory=dict)
+    # per service, on top of `env`: its own NATS user and Postgres role (a least-privilege run)
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    def _spawn(self, name: str, args: list[str], port: int | None = None) -> Process:
+    def _spawn(
+        self, name: str, args: list[str], port: int | None = None, env: dict[str, str] | None = None
+    ) -> Process:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         log_file: IO[bytes] = log_path.open("ab")
@@ -50,7 +54,7 @@ class Stack:
             [sys.executable, *args],
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **(env or {})},
             start_new_session=True,
         )
         log_file.close()
@@ -58,13 +62,13 @@ class Stack:
         self.processes[name] = process
         return process
 
-    def start_simulator(self, latency_ms: float = 0.0) -> str:
+    def start_simulator(self, latency_ms: float = 0.0, conditions: Path | None = None) -> str:
+        """Start the simulator; `conditions` is a file of rate limits, latency and faults."""
         port = free_port()
-        self._spawn(
-            "llm_sim",
-            ["-m", "services.llm_sim", "--port", str(port), "--latency-ms", str(latency_ms)],
-            port,
-        )
+        args = ["-m", "services.llm_sim", "--port", str(port), "--latency-ms", str(latency_ms)]
+        if conditions is not None:
+            args += ["--conditions", str(conditions)]
+        self._spawn("llm_sim", args, port)
         url = f"http://127.0.0.1:{port}"
         _wait_http(f"{url}/healthz", self.processes["llm_sim"])
         self.env[SIM_URL_ENV] = f"{url}/v1"
@@ -74,7 +78,9 @@ class Stack:
         port = free_port()
         name = service if replica == 0 else f"{service}-{replica}"
         args = ["-m", f"services.{service}", "--config", str(self.config_path)]
-        process = self._spawn(name, [*args, "--metrics-port", str(port)], port)
+        process = self._spawn(
+            name, [*args, "--metrics-port", str(port)], port, self.service_env.get(service)
+        )
         _wait_http(f"http://127.0.0.1:{port}/healthz", process)
         return process
 

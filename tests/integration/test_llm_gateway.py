@@ -27,6 +27,7 @@ from specstress.db.schema import llm_calls
 from specstress.errors import BadModelOutput
 from specstress.llm import ChatMessage, Gateway, LLMError
 from specstress.llm.gateway import REASK_PREFIX
+from specstress.llm.structured import OutputSchema
 
 KEY_ENV = "SPECSTRESS_GATEWAY_TEST_KEY"
 CANARY = "sk-canary-7c1e5a0f93b24d68"
@@ -39,6 +40,16 @@ USAGE = {
 PRICES = Prices(input_per_mtok=2.0, output_per_mtok=8.0, cached_input_per_mtok=0.5)
 # 600 uncached x 2 + 400 cached x 0.5 + 200 out x 8, per million
 COST = 0.003
+SCHEMA = OutputSchema(
+    name="colour",
+    json_schema={"type": "object", "properties": {"name": {"type": "string"}}},
+)
+STRICT_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}},
+    "required": ["name"],
+    "additionalProperties": False,
+}
 
 
 @dataclass
@@ -165,9 +176,7 @@ async def test_happy_path_records_one_paid_row_then_serves_the_cache(
     cached_before = _metric("specstress_llm_calls_total", **labels, outcome="cached")
     cost_before = _metric("specstress_llm_cost_usd_total", **labels)
 
-    first = await gateway.generate(
-        model, _ask("colour?"), stage="happy", response_format={"type": "json_object"}
-    )
+    first = await gateway.generate(model, _ask("colour?"), stage="happy", response_schema=SCHEMA)
     assert (first.text, first.from_cache, first.finish_reason) == ("scripted answer", False, "stop")
     assert first.usage.input_tokens == 1000
     assert first.usage.cached_tokens == 400
@@ -178,15 +187,16 @@ async def test_happy_path_records_one_paid_row_then_serves_the_cache(
     assert sent.headers["Authorization"] == f"Bearer {CANARY}"
     assert sent.body == {
         "model": "scripted-1",
-        "messages": [m.model_dump() for m in _ask("colour?")],
+        "messages": [{"role": m.role, "content": m.content} for m in _ask("colour?")],
         "temperature": 0.0,
         "max_tokens": 64,
-        "response_format": {"type": "json_object"},
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "colour", "schema": STRICT_SCHEMA, "strict": True},
+        },
     }
 
-    second = await gateway.generate(
-        model, _ask("colour?"), stage="happy", response_format={"type": "json_object"}
-    )
+    second = await gateway.generate(model, _ask("colour?"), stage="happy", response_schema=SCHEMA)
     assert len(provider.seen) == 1
     assert second.from_cache is True
     assert second.cost_usd == 0.0

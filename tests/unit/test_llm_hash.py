@@ -9,6 +9,7 @@ import pytest
 
 from specstress.config import ModelConfig
 from specstress.llm import ChatMessage, request_hash
+from specstress.llm.structured import OutputSchema
 
 MESSAGES = [
     ChatMessage(role="system", content="Be brief."),
@@ -65,7 +66,18 @@ def test_message_and_format_changes_change_the_hash() -> None:
     assert request_hash(_model(), edited) != base
     role_swapped = [MESSAGES[0], ChatMessage(role="assistant", content="Name a colour.")]
     assert request_hash(_model(), role_swapped) != base
-    assert request_hash(_model(), MESSAGES, {"type": "json_object"}) != base
+    schema = OutputSchema(name="colour", json_schema={"type": "object"})
+    assert request_hash(_model(), MESSAGES, schema) != base
+
+
+def test_reasoning_changes_the_hash_and_cache_marks_do_not() -> None:
+    base = request_hash(_model(), MESSAGES)
+    assert request_hash(_model(reasoning={"effort": "low"}), MESSAGES) != base
+    assert request_hash(_model(reasoning={"effort": "low"}), MESSAGES) != request_hash(
+        _model(reasoning={"effort": "high"}), MESSAGES
+    )
+    marked = [MESSAGES[0].model_copy(update={"cache": True}), MESSAGES[1]]
+    assert request_hash(_model(), marked) == base
 
 
 def test_keys_and_cosmetics_do_not_change_the_hash(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ from specstress.config import ModelConfig
 from specstress.llm import ChatMessage, Usage
 from specstress.llm.openai_chat import OpenAIChat
 from specstress.llm.protocol import MalformedResponseError
+from specstress.llm.structured import OutputSchema
 
 ADAPTER = OpenAIChat()
 MODEL = ModelConfig(
@@ -19,7 +20,7 @@ MODEL = ModelConfig(
     base_url="http://127.0.0.1:9/v1/",
     model_id="model-1",
     api_key_env="ALPHA_KEY",
-    params={"temperature": 0.2, "model": "must-not-win"},
+    params={"temperature": 0.2},
 )
 MESSAGES = [ChatMessage(role="user", content="hi")]
 
@@ -31,18 +32,47 @@ def _completion(message: dict[str, Any], usage: dict[str, Any] | None = None) ->
     return body
 
 
+SCHEMA = OutputSchema(
+    name="colour",
+    json_schema={"type": "object", "properties": {"name": {"type": "string"}}},
+)
+
+
 def test_request_carries_model_params_format_and_bearer_key() -> None:
-    request = ADAPTER.build_request(
-        MODEL, MESSAGES, {"type": "json_object"}, SecretStr("sk-test-123")
-    )
+    request = ADAPTER.build_request(MODEL, MESSAGES, SCHEMA, SecretStr("sk-test-123"))
     assert request.url == "http://127.0.0.1:9/v1/chat/completions"
     assert request.headers["Authorization"] == "Bearer sk-test-123"
     assert request.body == {
         "temperature": 0.2,
         "model": "model-1",
         "messages": [{"role": "user", "content": "hi"}],
-        "response_format": {"type": "json_object"},
+        # strict mode: every object closed, every property required
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "colour",
+                "schema": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}},
+                    "required": ["name"],
+                    "additionalProperties": False,
+                },
+                "strict": True,
+            },
+        },
     }
+
+
+def test_reasoning_effort_and_cache_marks() -> None:
+    model = MODEL.model_copy(update={"params": {}})
+    thinking = ModelConfig.model_validate(
+        {**model.model_dump(exclude={"reasoning"}), "reasoning": {"effort": "high"}}
+    )
+    marked = [ChatMessage(role="user", content="long shared prefix", cache=True), *MESSAGES]
+    request = ADAPTER.build_request(thinking, marked, None, None)
+    assert request.body["reasoning_effort"] == "high"
+    # OpenAI caches stable prefixes by itself: the mark sends nothing
+    assert request.body["messages"][0] == {"role": "user", "content": "long shared prefix"}
 
 
 def test_request_without_key_or_format() -> None:

@@ -2,6 +2,9 @@
 
 At most one `ok` row exists per request hash (a partial unique index), so an answer, once paid
 for, is found again by every later identical call instead of being bought twice.
+
+Each paid row also adds its cost and tokens to `llm_spend` in the same transaction, so the
+running total the budget is checked against is exactly the sum over the ledger's paid rows.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from sqlalchemy import func, null, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from specstress.db.limits import add_spend
 from specstress.db.schema import llm_calls
 from specstress.ids import advisory_lock_key
 
@@ -85,6 +89,14 @@ async def record_attempt(engine: AsyncEngine, record: AttemptRecord) -> bool:
     )
     async with engine.begin() as conn:
         call_id = await conn.scalar(statement)
+        if call_id is not None and record.status == "ok":
+            # the budget's running total moves with the ledger row, in one transaction
+            await add_spend(
+                conn,
+                int(record.request_hash[:8], 16),
+                record.cost_usd,
+                record.input_tokens + record.output_tokens,
+            )
     return call_id is not None
 
 

@@ -28,7 +28,8 @@ SELECT
   (SELECT count(*) FROM llm_calls WHERE status = 'ok') AS llm_calls_ok,
   (SELECT count(*) FROM llm_calls WHERE status <> 'ok') AS llm_calls_failed,
   (SELECT coalesce(sum(cost_usd), 0) FROM llm_calls) AS cost_usd,
-  (SELECT coalesce(sum(input_tokens + output_tokens), 0) FROM llm_calls) AS tokens
+  (SELECT coalesce(sum(input_tokens + output_tokens), 0) FROM llm_calls) AS tokens,
+  (SELECT coalesce(sum(cached_tokens), 0) FROM llm_calls) AS cached_tokens
 """
 
 _DISAGREEMENT = """

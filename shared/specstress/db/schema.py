@@ -16,7 +16,9 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -25,6 +27,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+
+from specstress.labels import REFUSAL_TYPES, REFUSALS, TOPIC_COLUMNS
 
 metadata = MetaData(
     naming_convention={
@@ -175,6 +179,53 @@ verdicts = Table(
     CheckConstraint("decision IN ('compliant', 'non-compliant', 'ambiguous')", name="decision"),
 )
 
+# Labels of method 2.10, 2.11 and 2.13. Each row records the model and prompt version that
+# produced it; the first label stored for a scenario or response is kept.
+topic_labels = Table(
+    "topic_labels",
+    metadata,
+    Column("scenario_id", ID, ForeignKey("scenarios.scenario_id"), primary_key=True),
+    Column("labeller", String(64), nullable=False),
+    Column("prompt_version", String(32), nullable=False),
+    *(Column(column, Boolean, nullable=False) for column in TOPIC_COLUMNS.values()),
+    _created_at(),
+)
+
+_SQL_REFUSAL_TYPES = ", ".join(f"'{t}'" for t in REFUSAL_TYPES)
+_SQL_REFUSALS = ", ".join(f"'{t}'" for t in REFUSAL_TYPES if t in REFUSALS)
+
+refusal_types = Table(
+    "refusal_types",
+    metadata,
+    Column("response_id", ID, ForeignKey("responses.response_id"), primary_key=True),
+    Column("scenario_id", ID, ForeignKey("scenarios.scenario_id"), nullable=False, index=True),
+    Column("model_key", String(64), nullable=False),
+    Column("labeller", String(64), nullable=False),
+    Column("prompt_version", String(32), nullable=False),
+    Column("refusal_type", String(48), nullable=False),
+    # true for the last three types; kept as a column so reports need no copy of the list
+    Column("refusal", Boolean, nullable=False),
+    Column("reasoning", Text, nullable=False),
+    _created_at(),
+    CheckConstraint(f"refusal_type IN ({_SQL_REFUSAL_TYPES})", name="refusal_type"),
+    CheckConstraint(f"refusal = (refusal_type IN ({_SQL_REFUSALS}))", name="refusal"),
+)
+
+distinctive_values = Table(
+    "distinctive_values",
+    metadata,
+    Column("response_id", ID, ForeignKey("responses.response_id"), primary_key=True),
+    # 1 = the value the judge named first for this answer
+    Column("rank", Integer, primary_key=True),
+    Column("scenario_id", ID, ForeignKey("scenarios.scenario_id"), nullable=False, index=True),
+    Column("model_key", String(64), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("labeller", String(64), nullable=False),
+    Column("prompt_version", String(32), nullable=False),
+    _created_at(),
+    CheckConstraint("rank >= 1", name="rank"),
+)
+
 llm_calls = Table(
     "llm_calls",
     metadata,
@@ -218,4 +269,186 @@ dead_letters = Table(
     Column("payload", Text, nullable=False),
     _created_at(),
     UniqueConstraint("consumer", "stream_sequence", name="uq_dead_letters_message"),
+)
+
+# --- LLM traffic control: fleet-wide pacing, provider pauses, spend, deferred messages ---
+# Operational state, not facts: rows are updated in place (see specstress.llm.limits).
+
+# One row per (base_url, model_id, API-key variable). Times are seconds since the epoch on the
+# database's clock, which every process shares, so hosts with skewed clocks still agree.
+llm_rate_limits = Table(
+    "llm_rate_limits",
+    metadata,
+    Column("limit_key", String(64), primary_key=True),
+    Column("base_url", Text, nullable=False),
+    Column("model_id", Text, nullable=False),
+    Column("api_key_env", String(128)),
+    # theoretical arrival times of the request and token buckets (GCRA)
+    Column("request_tat", Float, nullable=False, server_default="0"),
+    Column("token_tat", Float, nullable=False, server_default="0"),
+    # no call starts before this: the provider asked the whole fleet to wait
+    Column("blocked_until", Float, nullable=False, server_default="0"),
+    # share of the limit the fleet aims for: halved on a 429, raised again by successes
+    Column("rate_factor", Float, nullable=False, server_default="1"),
+    Column("throttled_at", Float, nullable=False, server_default="0"),
+    # per-minute limits the provider announced in its rate-limit headers
+    Column("learned_requests_per_minute", Integer),
+    Column("learned_tokens_per_minute", Integer),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# A provider account (base_url, API-key variable) that reported exhausted quota or money.
+llm_provider_pauses = Table(
+    "llm_provider_pauses",
+    metadata,
+    Column("provider_key", String(64), primary_key=True),
+    Column("base_url", Text, nullable=False),
+    Column("api_key_env", String(128)),
+    # the model whose call ran into it
+    Column("model_key", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("paused_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # null: until someone clears it (`specstress providers resume`)
+    Column("paused_until", DateTime(timezone=True)),
+)
+
+# Running spend of paid answers, kept in the transaction that writes their ledger row; spread
+# over a few rows so concurrent writers do not queue on one.
+llm_spend = Table(
+    "llm_spend",
+    metadata,
+    Column("shard", Integer, primary_key=True, autoincrement=False),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
+    Column("tokens", BigInteger, nullable=False, server_default="0"),
+)
+
+# How often a message was put back because its work had to wait (not because it failed).
+message_deferrals = Table(
+    "message_deferrals",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("stream_sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("deferrals", Integer, nullable=False),
+    Column("last_reason", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# --- analysis: the config's definitions mirrored for the SQL views, and judges' citations ---
+# `specstress init` and `specstress report` replace the mirror rows from the config, so views
+# resolve model sets, vendors and outlier settings the way the config defines them.
+
+model_set_rules = Table(
+    "model_set_rules",
+    metadata,
+    Column("model_set", String(64), primary_key=True),
+    # a model key, "family:<name>" or "*", as written in the config
+    Column("member", String(80), primary_key=True),
+)
+
+model_vendors = Table(
+    "model_vendors",
+    metadata,
+    Column("model_key", String(64), primary_key=True),
+    Column("vendor", String(64), nullable=False),
+)
+
+analysis_settings = Table(
+    "analysis_settings",
+    metadata,
+    Column("settings_id", Integer, primary_key=True),
+    Column("outlier_min_gap", Integer, nullable=False),
+    # exact decimal, so ceil(share * (n - 1)) has no floating-point surprises
+    Column("outlier_share", Numeric(7, 6), nullable=False),
+    CheckConstraint("settings_id = 1", name="single_row"),
+)
+
+# the anchored sections of every configured spec version, so reports can name what was cited
+spec_sections = Table(
+    "spec_sections",
+    metadata,
+    Column("spec_id", String(64), primary_key=True),
+    Column("spec_version", String(64), primary_key=True),
+    Column("anchor", Text, primary_key=True),
+    # order of the section in the document, from 1
+    Column("position", Integer, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("authority", String(64)),
+)
+
+verdict_citations = Table(
+    "verdict_citations",
+    metadata,
+    Column("verdict_id", ID, ForeignKey("verdicts.verdict_id"), primary_key=True),
+    Column("anchor", Text, primary_key=True),
+    # 1 = the section the judge cited first
+    Column("rank", Integer, nullable=False),
+)
+
+# --- diversity selection (method 2.4) ---
+# A vector is `dim` little-endian float32 values, unit-normalised, in a plain bytea: pgvector is
+# not packaged for this PostgreSQL 15 (Debian bookworm), and selection reads every vector into
+# numpy anyway, which bytea feeds without a per-number decode.
+
+# every text ever embedded, so none is paid for twice
+embedding_cache = Table(
+    "embedding_cache",
+    metadata,
+    # hash of what shapes a vector: provider, endpoint, model id, dimension, request params
+    Column("embedder_hash", String(64), primary_key=True),
+    # sha256 of the UTF-8 text
+    Column("text_hash", String(64), primary_key=True),
+    Column("dim", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    _created_at(),
+    CheckConstraint("octet_length(vector) = 4 * dim", name="vector_size"),
+)
+
+scenario_embeddings = Table(
+    "scenario_embeddings",
+    metadata,
+    # first in the key: selection reads one model's vectors in scenario order
+    Column("embedding_key", String(64), primary_key=True),
+    Column("scenario_id", ID, ForeignKey("scenarios.scenario_id"), primary_key=True),
+    Column("dim", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    _created_at(),
+    CheckConstraint("octet_length(vector) = 4 * dim", name="vector_size"),
+)
+
+# named selections: recomputing one replaces its members in one transaction
+selections = Table(
+    "selections",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("method", String(16), nullable=False),
+    # the stop distance (0.4 plain, 0.8 weighted in the paper)
+    Column("delta", Float, nullable=False),
+    # the model set whose disagreement D weights the distances; null = unweighted
+    Column("weighted_by", String(64)),
+    Column("seed", BigInteger, nullable=False),
+    Column("embedding_key", String(64), nullable=False),
+    # scenarios the selection ran over, and how many it kept
+    Column("candidates", Integer, nullable=False),
+    Column("selected", Integer, nullable=False),
+    _created_at(),
+    Column("computed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("method IN ('exact', 'partitioned')", name="method"),
+)
+
+selection_members = Table(
+    "selection_members",
+    metadata,
+    Column(
+        "selection",
+        String(64),
+        ForeignKey("selections.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("scenario_id", ID, ForeignKey("scenarios.scenario_id"), primary_key=True),
+    # pick order, from 0 (the seeded start)
+    Column("rank", Integer, nullable=False),
+    # (weighted) distance to the earlier picks when picked; null for the first pick
+    Column("pick_distance", Float),
+    UniqueConstraint("selection", "rank", name="uq_selection_members_rank"),
 )

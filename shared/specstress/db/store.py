@@ -26,6 +26,7 @@ from specstress.db.schema import (
     spectra,
     value_pairs,
     values,
+    verdict_citations,
     verdicts,
 )
 
@@ -506,7 +507,9 @@ async def insert_verdict(
     spec_version: str,
     decision: str,
     reasoning: str,
+    cited_sections: Sequence[str] = (),
 ) -> None:
+    """The verdict and the spec sections it cites, in one transaction."""
     async with engine.begin() as conn:
         await conn.execute(
             insert(verdicts)
@@ -522,6 +525,14 @@ async def insert_verdict(
             )
             .on_conflict_do_nothing()
         )
+        if cited_sections:
+            await conn.execute(
+                insert(verdict_citations).on_conflict_do_nothing(),
+                [
+                    {"verdict_id": verdict_id, "anchor": anchor, "rank": rank}
+                    for rank, anchor in enumerate(cited_sections, start=1)
+                ],
+            )
 
 
 # --- reconciliation: work whose triggering event never arrived --------------------------------

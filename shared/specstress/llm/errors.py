@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from specstress.errors import RetryLater
+
 # retryable: try again later (the gateway already retried); terminal_quota: stop and alert, the
 # account is out of money or daily quota; terminal_client: the request itself is wrong;
 # bad_output: the model kept answering outside the required format.
@@ -26,3 +28,35 @@ class LLMError(Exception):
         self.http_status = http_status
         # seconds the provider asked us to wait, so a consumer can nak(delay=...) for that long
         self.retry_after = retry_after
+
+
+class LLMDeferred(LLMError, RetryLater):
+    """A call that cannot be made now: the provider asked for a wait longer than the gateway
+    sleeps through, the fleet's rate-limit queue is longer than a worker should wait, or the
+    provider is paused for quota. The message comes back after `delay` seconds."""
+
+    def __init__(
+        self,
+        error_class: ErrorClass,
+        message: str,
+        *,
+        delay: float,
+        cause: str,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        # both bases chain to Exception; set their fields here rather than run their __init__s
+        Exception.__init__(self, message)
+        self.error_class = error_class
+        self.http_status = http_status
+        self.retry_after = retry_after
+        self.delay = delay
+        self.cause = cause
+
+
+class BudgetExhausted(RetryLater):
+    """The run's budget is spent: no paid call starts until it is raised (cached answers are
+    still served). The message comes back after `delay` seconds."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(delay, reason, cause="budget")

@@ -26,15 +26,20 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
-from specstress.config import ModelConfig, Prices
+from specstress.config import Budget, ModelConfig, Prices
 from specstress.db.ledger import AttemptRecord, CallLocks, find_completed, record_attempt
 from specstress.errors import BadModelOutput
-from specstress.llm.errors import LLMError
+from specstress.llm.admission import Admission
+from specstress.llm.anthropic_messages import AnthropicMessages
+from specstress.llm.errors import LLMDeferred, LLMError
+from specstress.llm.gemini_generate import GeminiGenerate
+from specstress.llm.limits import RateLimiter
 from specstress.llm.messages import ChatMessage, ModelOutput, Usage
 from specstress.llm.openai_chat import OpenAIChat
 from specstress.llm.protocol import Completion, MalformedResponseError, ProtocolAdapter
 from specstress.llm.redact import MASK
 from specstress.llm.retry import backoff_seconds, classify, retry_after_seconds
+from specstress.llm.structured import OutputSchema
 
 T = TypeVar("T")
 
@@ -42,7 +47,11 @@ REASK_PREFIX = "Your previous answer did not follow the required format:"
 _REASK_INSTRUCTION = "Answer again, in exactly the format asked for above and nothing else."
 # The per-model semaphores are the real limit; this only keeps the shared pool from binding first.
 _MAX_CONNECTIONS = 1000
-_ADAPTERS: dict[str, ProtocolAdapter] = {"openai": OpenAIChat()}
+_ADAPTERS: dict[str, ProtocolAdapter] = {
+    "openai": OpenAIChat(),
+    "anthropic": AnthropicMessages(),
+    "gemini": GeminiGenerate(),
+}
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +63,7 @@ class _Call:
     adapter: ProtocolAdapter
     model: ModelConfig
     messages: Sequence[ChatMessage]
-    response_format: dict[str, Any] | None
+    schema: OutputSchema | None
     stage: str
     digest: str
 
@@ -62,22 +71,27 @@ class _Call:
 def request_hash(
     model: ModelConfig,
     messages: Sequence[ChatMessage],
-    response_format: dict[str, Any] | None = None,
+    schema: OutputSchema | None = None,
 ) -> str:
     """The cache key of a call: everything that shapes the answer, nothing secret.
 
     The model key and the API key are left out on purpose: two keys naming the same endpoint
-    share answers, and rotating a key must not invalidate the cache.
+    share answers, and rotating a key must not invalidate the cache. So are cache marks, which
+    change the price of a call, not its answer. Reasoning settings enter only when set, so the
+    keys of calls without them stay what they were.
     """
+    fields: dict[str, Any] = {
+        "protocol": model.protocol,
+        "base_url": model.base_url.rstrip("/"),
+        "model_id": model.model_id,
+        "params": model.params,
+        "messages": [m.model_dump(exclude={"cache"}) for m in messages],
+        "response_format": None if schema is None else schema.model_dump(),
+    }
+    if model.reasoning is not None:
+        fields["reasoning"] = model.reasoning.model_dump()
     canonical = json.dumps(
-        {
-            "protocol": model.protocol,
-            "base_url": model.base_url.rstrip("/"),
-            "model_id": model.model_id,
-            "params": model.params,
-            "messages": [m.model_dump() for m in messages],
-            "response_format": response_format,
-        },
+        fields,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -86,13 +100,23 @@ def request_hash(
 
 
 class Gateway:
-    def __init__(self, engine: AsyncEngine, *, service: str) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        service: str,
+        budget: Budget | None = None,
+        defer_seconds: float = 300.0,
+    ) -> None:
         self._engine = engine
         self._locks = CallLocks(engine)
+        self._limiter = RateLimiter(engine)
+        self._admission = Admission(engine, budget or Budget(), defer_seconds)
         # httpx's own pool slows sharply under concurrency; aiohttp's transport holds up.
         self._http = httpx.AsyncClient(
             transport=AiohttpTransport(limits=httpx.Limits(max_connections=_MAX_CONNECTIONS)),
             headers={"User-Agent": f"specstress-{service}"},
+            event_hooks={"response": [self._limiter.on_response]},
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._rng = random.Random()
@@ -107,27 +131,35 @@ class Gateway:
         messages: Sequence[ChatMessage],
         *,
         stage: str,
-        response_format: dict[str, Any] | None = None,
+        response_schema: OutputSchema | None = None,
     ) -> ModelOutput:
         """One answer, from the ledger when this exact request was answered before.
 
-        Raises LLMError: "retryable" once the model's attempts are spent (or the provider asks
-        for a wait longer than the backoff cap: `retry_after` says how long), "terminal_quota"
-        or "terminal_client" at once.
+        `response_schema` asks for JSON of that shape through the protocol's native structured
+        output, unless the model's config turns structured output off.
+
+        Raises LLMError: "retryable" once the model's attempts are spent, "terminal_client"
+        at once. Raises RetryLater (not a failure; `delay` says when to come back) when the call
+        cannot be made now: LLMDeferred when the provider asks for a wait longer than the
+        backoff cap, the rate-limit queue is longer than `limits.max_wait_seconds`, or the
+        provider is paused for quota (class "terminal_quota"); BudgetExhausted when the run's
+        budget is spent.
         """
         adapter = _ADAPTERS[model.protocol]
-        digest = request_hash(model, messages, response_format)
+        schema = response_schema if model.structured_output else None
+        digest = request_hash(model, messages, schema)
         stored = await find_completed(self._engine, digest)
         if stored is not None:
             _observe(model.key, stage, "cached")
             return _output(model, digest, stored, from_cache=True, cost_usd=0.0)
+        await self._admission.check(model)
         async with self._slot(model), self._locks.hold(digest):
             # the holder we waited for may have been making this very call
             stored = await find_completed(self._engine, digest)
             if stored is not None:
                 _observe(model.key, stage, "cached")
                 return _output(model, digest, stored, from_cache=True, cost_usd=0.0)
-            return await self._call(_Call(adapter, model, messages, response_format, stage, digest))
+            return await self._call(_Call(adapter, model, messages, schema, stage, digest))
 
     async def generate_parsed(
         self,
@@ -136,7 +168,7 @@ class Gateway:
         *,
         stage: str,
         parse: Callable[[str], T],
-        response_format: dict[str, Any] | None = None,
+        response_schema: OutputSchema | None = None,
         max_reasks: int = 2,
     ) -> tuple[T, ModelOutput]:
         """`parse(text)` of an answer; on BadModelOutput the model is shown its answer and the
@@ -145,7 +177,7 @@ class Gateway:
         reasks = 0
         while True:
             output = await self.generate(
-                model, conversation, stage=stage, response_format=response_format
+                model, conversation, stage=stage, response_schema=response_schema
             )
             try:
                 return parse(output.text), output
@@ -176,17 +208,24 @@ class Gateway:
         attempt = 0
         while True:
             attempt += 1
+            pacing = await self._limiter.acquire(model, call.messages)
             started = time.perf_counter()
             try:
-                completion = await self._send(call)
+                with self._limiter.watching(pacing):
+                    completion = await self._send(call)
             except LLMError as error:
                 latency = time.perf_counter() - started
                 await self._record_error(call, attempt, error, latency)
-                if error.error_class != "retryable" or attempt >= policy.max_attempts:
+                await self._limiter.settle(pacing, error=error)
+                if error.error_class == "terminal_quota":
+                    raise await self._admission.pause(model, error) from error
+                if error.error_class != "retryable":
                     raise
                 if error.retry_after is not None and error.retry_after > policy.cap_seconds:
                     # A long wait is the caller's to take (nak with a delay), not ours to sleep
                     # through while holding a concurrency slot and the lock.
+                    raise _provider_wait(model, error, error.retry_after) from error
+                if attempt >= policy.max_attempts:
                     raise
                 delay = backoff_seconds(attempt - 1, policy, self._rng, error.retry_after)
                 log.warning(
@@ -202,13 +241,14 @@ class Gateway:
                 await asyncio.sleep(delay)
             else:
                 latency = time.perf_counter() - started
+                await self._limiter.settle(pacing, usage=completion.usage)
                 return await self._record_ok(call, attempt, completion, latency)
 
     async def _send(self, call: _Call) -> Completion:
         """One HTTP exchange: a Completion, or an LLMError of the right class."""
         model, adapter = call.model, call.adapter
         api_key = model.api_key()
-        request = adapter.build_request(model, call.messages, call.response_format, api_key)
+        request = adapter.build_request(model, call.messages, call.schema, api_key)
         seconds = model.timeouts
         # aiohttp spends the pool budget on waiting for a connection AND connecting, so it
         # must not be shorter than the connect timeout; write stalls count as read stalls.
@@ -249,7 +289,7 @@ class Gateway:
             error_class,
             _scrub(error.message, api_key) or f"HTTP {status}",
             http_status=status,
-            retry_after=retry_after_seconds(response.headers)
+            retry_after=_longest_wait(retry_after_seconds(response.headers), error.retry_after)
             if error_class == "retryable"
             else None,
         )
@@ -304,7 +344,9 @@ class Gateway:
             ),
         )
         _observe(model.key, stage, "ok", latency=latency, usage=usage, cost_usd=cost)
-        if not recorded:
+        if recorded:
+            self._admission.paid(cost, usage.input_tokens + usage.output_tokens)
+        else:
             # Only possible when a lock was lost mid-call (its connection dropped) and another
             # process finished the same request: serve the ledger's answer so all callers agree.
             log.warning("%s/%s: request %s was paid for twice", model.key, stage, digest)
@@ -312,6 +354,18 @@ class Gateway:
             if stored is not None:
                 answer = stored
         return _output(model, digest, answer, from_cache=False, cost_usd=cost)
+
+
+def _provider_wait(model: ModelConfig, error: LLMError, wait: float) -> LLMDeferred:
+    metrics.llm_deferred.labels(model.key, "provider_wait").inc()
+    return LLMDeferred(
+        error.error_class,
+        str(error),
+        delay=wait,
+        cause="provider_wait",
+        http_status=error.http_status,
+        retry_after=wait,
+    )
 
 
 def _output(
@@ -329,11 +383,19 @@ def _output(
     )
 
 
+def _longest_wait(*waits: float | None) -> float | None:
+    """The longest wait a provider asked for, in its headers or its body."""
+    given = [w for w in waits if w is not None]
+    return max(given) if given else None
+
+
 def _cost(prices: Prices, usage: Usage) -> float:
-    uncached = max(0, usage.input_tokens - usage.cached_tokens)
+    uncached = max(0, usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens)
+    write_price = prices.cache_write_input_per_mtok
     return (
         uncached * prices.input_per_mtok
         + usage.cached_tokens * prices.cached_input_per_mtok
+        + usage.cache_write_tokens * (prices.input_per_mtok if write_price is None else write_price)
         + usage.output_tokens * prices.output_per_mtok
     ) / 1_000_000
 
@@ -365,6 +427,7 @@ def _observe(
         ("output", usage.output_tokens),
         ("cached", usage.cached_tokens),
         ("reasoning", usage.reasoning_tokens),
+        ("cache_write", usage.cache_write_tokens),
     ):
         metrics.llm_tokens.labels(model_key, stage, kind).inc(count)
     metrics.llm_cost.labels(model_key, stage).inc(cost_usd)

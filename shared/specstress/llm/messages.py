@@ -14,12 +14,17 @@ class _Frozen(BaseModel):
 class ChatMessage(_Frozen):
     role: Literal["system", "user", "assistant"]
     content: str
+    # The prompt up to and including this message is a prefix shared by many calls (e.g. the
+    # spec a judge reads): Anthropic gets a cache breakpoint here; OpenAI and Gemini cache
+    # stable prefixes on their own. It does not change the answer, so the cache key ignores it.
+    cache: bool = False
 
 
 class Usage(_Frozen):
     """Token counts as the provider reports them.
 
-    `input_tokens` includes `cached_tokens`, and `output_tokens` includes `reasoning_tokens`
+    `input_tokens` includes `cached_tokens` (read from a prompt cache) and
+    `cache_write_tokens` (written to one), and `output_tokens` includes `reasoning_tokens`
     (OpenAI's convention), so cost counts each token once.
     """
 
@@ -27,6 +32,7 @@ class Usage(_Frozen):
     output_tokens: int
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class ModelOutput(_Frozen):

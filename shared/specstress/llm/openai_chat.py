@@ -7,9 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from specstress.config import ModelConfig
+from specstress.config import ModelConfig, OpenAIReasoning
 from specstress.llm.messages import ChatMessage, Usage
 from specstress.llm.protocol import Completion, HttpRequest, MalformedResponseError, ProviderError
+from specstress.llm.structured import OutputSchema, strict_schema
 
 MAX_ERROR_CHARS = 500
 
@@ -58,19 +59,29 @@ class OpenAIChat:
         self,
         model: ModelConfig,
         messages: Sequence[ChatMessage],
-        response_format: dict[str, Any] | None,
+        schema: OutputSchema | None,
         api_key: SecretStr | None,
     ) -> HttpRequest:
         headers = {"Content-Type": "application/json"}
         if api_key is not None:
             headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
+        # The cache mark has no field here: OpenAI caches any long prefix it has seen before.
         body: dict[str, Any] = {
             **model.params,
             "model": model.model_id,
-            "messages": [m.model_dump() for m in messages],
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
         }
-        if response_format is not None:
-            body["response_format"] = response_format
+        if isinstance(model.reasoning, OpenAIReasoning):
+            body["reasoning_effort"] = model.reasoning.effort
+        if schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": schema.name,
+                    "schema": strict_schema(schema.json_schema),
+                    "strict": True,
+                },
+            }
         return HttpRequest(
             url=f"{model.base_url.rstrip('/')}/chat/completions", headers=headers, body=body
         )

@@ -13,7 +13,9 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 
 from specstress.config import ModelConfig
+from specstress.llm.errors import ErrorClass
 from specstress.llm.messages import ChatMessage, Usage
+from specstress.llm.structured import OutputSchema
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,11 @@ class ProviderError:
     message: str
     # the provider's machine-readable code/type/status words, e.g. "insufficient_quota"
     codes: tuple[str, ...] = ()
+    # set when the body alone settles the class (a Gemini per-day quota, an Anthropic credit
+    # balance); None leaves it to the HTTP status and the words above
+    error_class: ErrorClass | None = None
+    # a wait the provider put in the body (Gemini's RetryInfo.retryDelay), in seconds
+    retry_after: float | None = None
 
 
 class MalformedResponseError(ValueError):
@@ -50,9 +57,11 @@ class ProtocolAdapter(Protocol):
         self,
         model: ModelConfig,
         messages: Sequence[ChatMessage],
-        response_format: dict[str, Any] | None,
+        schema: OutputSchema | None,
         api_key: SecretStr | None,
-    ) -> HttpRequest: ...
+    ) -> HttpRequest:
+        """`schema`, when given, is asked for with the protocol's native structured output."""
+        ...
 
     def parse_response(self, payload: Any) -> Completion:
         """Raises MalformedResponseError when `payload` is not a usable answer."""

@@ -29,6 +29,8 @@ _QUOTA_MARKERS = (
 
 def classify(status: int, error: ProviderError) -> ErrorClass:
     """The error class of a non-success HTTP status."""
+    if error.error_class is not None:
+        return error.error_class
     # 402 Payment Required is how OpenRouter reports exhausted credits
     if status == 402 or (status in (403, 429) and _says_quota(error)):
         return "terminal_quota"

@@ -1,0 +1,372 @@
+"""Labels on top of the positions: topics (method 2.10), refusal types (2.11) and distinctive
+values (2.13).
+
+- Topics: one call per flagged scenario, whichever model set flagged it; one JSON object of
+  exactly the eight topic booleans.
+- Refusal types: one call per scenario covering its classified answers that have no type yet, so
+  an answer that arrives late (a newly registered model) is labelled on its own. Every scenario
+  by default; only flagged ones with `labels.refusal_types: flagged`.
+- Distinctive values: one call per flagged scenario for the answers without values; answers
+  labelled earlier are shown for comparison, so a late model is judged against the others.
+  A late answer to a scenario that is flagged when its classification arrives gets them then,
+  because the flag events of model sets it does not belong to do not change and so do not
+  come again.
+
+Each step looks its result up first and writes with ON CONFLICT DO NOTHING, so a redelivered or
+duplicated trigger costs at most a ledger lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Sequence
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from specstress.config import Config, ModelConfig
+from specstress.db import labels as label_store
+from specstress.db import store
+from specstress.db.store import ResponseRow, ScenarioRow
+from specstress.errors import BadModelOutput, RetryLater
+from specstress.labels import MAX_DISTINCTIVE_VALUES, REFUSAL_TYPES, TOPICS
+from specstress.llm.errors import LLMError
+from specstress.llm.structured import OutputSchema
+from specstress.parsing import json_object, neutralise
+from specstress.service import Stage
+
+LabelRole = Literal["topic", "refusal", "distinctive_values"]
+M = TypeVar("M", bound=BaseModel)
+# how long a label may be missing after its trigger before the periodic sweep takes it on
+LABEL_WAIT_SECONDS = 600.0
+log = logging.getLogger(__name__)
+_CANONICAL_TYPES = {name.casefold(): name for name in REFUSAL_TYPES}
+
+
+def labeller(config: Config, role: LabelRole) -> ModelConfig:
+    """The model configured for a labelling role; the classifier's model when it is unset."""
+    return config.model(getattr(config.roles, role) or config.roles.classifier)
+
+
+# --- output contracts ------------------------------------------------------------------------
+
+
+def parse_topics(text: str) -> dict[str, bool]:
+    """Exactly the eight topic keys, each a JSON boolean; anything else is BadModelOutput."""
+    answer = json_object(text)
+    missing = [topic for topic in TOPICS if topic not in answer]
+    if missing:
+        raise BadModelOutput(f"missing topic key(s): {', '.join(repr(t) for t in missing)}")
+    unknown = sorted(key for key in answer if key not in TOPICS)
+    if unknown:
+        raise BadModelOutput(
+            f"unknown key(s) {', '.join(repr(k) for k in unknown)}; "
+            f"the keys are exactly {', '.join(repr(t) for t in TOPICS)}"
+        )
+    for topic in TOPICS:
+        if not isinstance(answer[topic], bool):
+            raise BadModelOutput(f"{topic!r} must be true or false, not {answer[topic]!r}")
+    return {topic: answer[topic] for topic in TOPICS}
+
+
+class RefusalLabel(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    reasoning: str
+    refusal_type: str
+
+
+class DistinctiveValues(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    distinctive_values: list[str]
+
+
+def _entries(text: str, asked: Sequence[str], shown: Collection[str]) -> dict[str, object]:
+    """The answer's object keyed by model key: every asked key present, no key never shown."""
+    answer = json_object(text)
+    missing = [key for key in asked if key not in answer]
+    if missing:
+        raise BadModelOutput(f"no entry for model key(s) {', '.join(missing)}")
+    unknown = sorted(key for key in answer if key not in shown)
+    if unknown:
+        raise BadModelOutput(f"entries for model key(s) not in the prompt: {', '.join(unknown)}")
+    return {key: answer[key] for key in asked}
+
+
+def _validate(model: type[M], key: str, entry: object) -> M:
+    try:
+        return model.model_validate(entry)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadModelOutput(f"entry {key!r}: {where}: {first['msg']}") from None
+
+
+def refusal_parser(model_keys: Sequence[str]) -> Callable[[str], dict[str, RefusalLabel]]:
+    """Parse one refusal type per model key; type names must be one of the seven (any case)."""
+
+    def parse(text: str) -> dict[str, RefusalLabel]:
+        labels = {}
+        for key, entry in _entries(text, model_keys, model_keys).items():
+            label = _validate(RefusalLabel, key, entry)
+            canonical = _CANONICAL_TYPES.get(label.refusal_type.strip().casefold())
+            if canonical is None:
+                raise BadModelOutput(
+                    f"entry {key!r}: refusal_type {label.refusal_type!r} is not one of "
+                    f"{', '.join(repr(t) for t in REFUSAL_TYPES)}"
+                )
+            labels[key] = RefusalLabel(reasoning=label.reasoning, refusal_type=canonical)
+        return labels
+
+    return parse
+
+
+def distinctive_parser(
+    asked: Sequence[str], shown: Collection[str]
+) -> Callable[[str], dict[str, list[str]]]:
+    """Parse 1..MAX_DISTINCTIVE_VALUES distinct, non-empty value names per asked model key.
+
+    Entries for answers shown only for comparison are ignored; keys never shown are an error.
+    """
+
+    def parse(text: str) -> dict[str, list[str]]:
+        result = {}
+        for key, entry in _entries(text, asked, shown).items():
+            names = [v.strip() for v in _validate(DistinctiveValues, key, entry).distinctive_values]
+            if not 1 <= len(names) <= MAX_DISTINCTIVE_VALUES:
+                raise BadModelOutput(
+                    f"entry {key!r}: name 1 to {MAX_DISTINCTIVE_VALUES} values, not {len(names)}"
+                )
+            if not all(names):
+                raise BadModelOutput(f"entry {key!r}: a value name is empty")
+            folded = [n.casefold() for n in names]
+            if len(set(folded)) != len(folded):
+                raise BadModelOutput(f"entry {key!r}: the same value is named twice")
+            result[key] = names
+        return result
+
+    return parse
+
+
+# --- the same contracts as JSON schemas, for providers' native structured output -------------
+
+TOPIC_SCHEMA = OutputSchema(
+    name="topics",
+    json_schema={
+        "type": "object",
+        "properties": {topic: {"type": "boolean"} for topic in TOPICS},
+        "required": list(TOPICS),
+        "additionalProperties": False,
+    },
+)
+
+
+def _keyed_schema(name: str, model_keys: Sequence[str], entry: dict[str, object]) -> OutputSchema:
+    return OutputSchema(
+        name=name,
+        json_schema={
+            "type": "object",
+            "properties": dict.fromkeys(model_keys, entry),
+            "required": list(model_keys),
+            "additionalProperties": False,
+        },
+    )
+
+
+def refusal_schema(model_keys: Sequence[str]) -> OutputSchema:
+    entry = {
+        "type": "object",
+        "properties": {
+            "reasoning": {"type": "string"},
+            "refusal_type": {"type": "string", "enum": list(REFUSAL_TYPES)},
+        },
+        "required": ["reasoning", "refusal_type"],
+        "additionalProperties": False,
+    }
+    return _keyed_schema("refusal_types", model_keys, entry)
+
+
+def distinctive_schema(model_keys: Sequence[str]) -> OutputSchema:
+    entry = {
+        "type": "object",
+        "properties": {
+            "distinctive_values": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "maxItems": MAX_DISTINCTIVE_VALUES,
+            }
+        },
+        "required": ["distinctive_values"],
+        "additionalProperties": False,
+    }
+    return _keyed_schema("distinctive_values", model_keys, entry)
+
+
+# --- labelling steps -------------------------------------------------------------------------
+
+
+def _blocks(answers: Sequence[ResponseRow], tag: str) -> str:
+    return "\n\n".join(
+        f'<{tag} model="{a.model_key}">\n{neutralise(a.text, tag)}\n</{tag}>' for a in answers
+    )
+
+
+async def _scenario(stage: Stage, scenario_id: str) -> ScenarioRow:
+    scenario = await store.get_scenario(stage.engine, scenario_id)
+    if scenario is None:
+        raise LookupError(f"scenario {scenario_id} is not in the database")
+    return scenario
+
+
+async def _classified(stage: Stage, scenario_id: str) -> list[ResponseRow]:
+    return [a for a in await store.scenario_responses(stage.engine, scenario_id) if a.classified]
+
+
+async def label_topics(stage: Stage, scenario_id: str) -> None:
+    if await label_store.get_topic_labels(stage.engine, scenario_id) is not None:
+        return
+    scenario = await _scenario(stage, scenario_id)
+    model = labeller(stage.config, "topic")
+    prompt = stage.prompts.get("topics")
+    topics, _output = await stage.gateway.generate_parsed(
+        model,
+        prompt.render(query=neutralise(scenario.query, "query")),
+        stage=stage.name,
+        parse=parse_topics,
+        response_schema=TOPIC_SCHEMA,
+    )
+    await label_store.insert_topic_labels(
+        stage.engine,
+        scenario_id=scenario_id,
+        labeller=model.key,
+        prompt_version=prompt.version,
+        topics=topics,
+    )
+
+
+async def label_refusal_types(stage: Stage, scenario_id: str) -> None:
+    flagged_only = stage.config.labels.refusal_types == "flagged"
+    if flagged_only and not await label_store.scenario_flagged(stage.engine, scenario_id):
+        return
+    done = await label_store.refusal_labelled(stage.engine, scenario_id)
+    todo = [a for a in await _classified(stage, scenario_id) if a.response_id not in done]
+    if not todo:
+        return
+    scenario = await _scenario(stage, scenario_id)
+    model = labeller(stage.config, "refusal")
+    prompt = stage.prompts.get("refusal_types")
+    labels, _output = await stage.gateway.generate_parsed(
+        model,
+        prompt.render(
+            query=neutralise(scenario.query, "query"), responses=_blocks(todo, "response")
+        ),
+        stage=stage.name,
+        parse=refusal_parser([a.model_key for a in todo]),
+        response_schema=refusal_schema([a.model_key for a in todo]),
+    )
+    await label_store.insert_refusal_types(
+        stage.engine,
+        [
+            {
+                "response_id": a.response_id,
+                "scenario_id": scenario_id,
+                "model_key": a.model_key,
+                "labeller": model.key,
+                "prompt_version": prompt.version,
+                "refusal_type": labels[a.model_key].refusal_type,
+                "reasoning": labels[a.model_key].reasoning,
+            }
+            for a in todo
+        ],
+    )
+
+
+async def label_distinctive_values(stage: Stage, scenario_id: str) -> None:
+    done = await label_store.distinctive_labelled(stage.engine, scenario_id)
+    answers = await _classified(stage, scenario_id)
+    todo = [a for a in answers if a.response_id not in done]
+    if not todo:
+        return
+    earlier = [a for a in answers if a.response_id in done]
+    scenario = await _scenario(stage, scenario_id)
+    pair = await store.get_pair(stage.engine, scenario.pair_id)
+    if pair is None:
+        raise LookupError(f"value pair {scenario.pair_id} is not in the database")
+    references = ""
+    if earlier:
+        references = (
+            "\nAnswers assessed before, shown for comparison only:\n"
+            f"{_blocks(earlier, 'reference_response')}\n"
+        )
+    model = labeller(stage.config, "distinctive_values")
+    prompt = stage.prompts.get("distinctive_values")
+    asked = [a.model_key for a in todo]
+    values, _output = await stage.gateway.generate_parsed(
+        model,
+        prompt.render(
+            value1=pair.value1,
+            value2=pair.value2,
+            query=neutralise(scenario.query, "query"),
+            references=references,
+            responses=_blocks(todo, "response"),
+            model_keys=", ".join(asked),
+            max_values=str(MAX_DISTINCTIVE_VALUES),
+        ),
+        stage=stage.name,
+        parse=distinctive_parser(asked, [a.model_key for a in answers]),
+        response_schema=distinctive_schema(asked),
+    )
+    await label_store.insert_distinctive_values(
+        stage.engine,
+        [
+            {
+                "response_id": a.response_id,
+                "rank": rank,
+                "scenario_id": scenario_id,
+                "model_key": a.model_key,
+                "value": value,
+                "labeller": model.key,
+                "prompt_version": prompt.version,
+            }
+            for a in todo
+            for rank, value in enumerate(values[a.model_key], start=1)
+        ],
+    )
+
+
+async def after_classification(stage: Stage, scenario_id: str) -> None:
+    """Refusal types for newly classified answers; distinctive values too when they join a
+    scenario that is already flagged (a late model), since no new flag may come for it."""
+    await label_refusal_types(stage, scenario_id)
+    if await label_store.scenario_flagged(stage.engine, scenario_id):
+        await label_distinctive_values(stage, scenario_id)
+
+
+async def after_flag(stage: Stage, scenario_id: str) -> None:
+    """Everything a flagged scenario gets; one flag per model set may arrive, and each step
+    does only what is still missing."""
+    await label_topics(stage, scenario_id)
+    await label_distinctive_values(stage, scenario_id)
+    await label_refusal_types(stage, scenario_id)
+
+
+async def label_backlog(stage: Stage) -> None:
+    """Label what a lost or dead-lettered trigger left unlabelled; one failure skips one item."""
+    backlog = await label_store.label_backlog(
+        stage.engine, LABEL_WAIT_SECONDS, stage.config.labels.refusal_types
+    )
+    steps = (
+        (label_topics, backlog.topics),
+        (label_distinctive_values, backlog.distinctive_values),
+        (label_refusal_types, backlog.refusal_types),
+    )
+    for step, scenario_ids in steps:
+        for scenario_id in scenario_ids:
+            try:
+                await step(stage, scenario_id)
+            except RetryLater as exc:
+                # a paused provider or a spent budget holds for the rest of the pass too
+                log.info("label sweep paused: %s", exc)
+                return
+            except LLMError as exc:
+                log.warning("%s on scenario %s failed: %s", step.__name__, scenario_id, exc)

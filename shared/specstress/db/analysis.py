@@ -1,0 +1,292 @@
+"""Queries behind `specstress report`: the config mirror the analysis views read, and one read
+per paper table over the views of migrations 0007 and 0009.
+
+The views hold the definitions; these functions only filter them (selection, model set, spec)
+and, for Table 2, cut the deterministic sample at n.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from specstress.config import Config
+from specstress.db.schema import (
+    analysis_settings,
+    model_set_rules,
+    model_vendors,
+    spec_sections,
+)
+from specstress.errors import InputError
+from specstress.spec import Spec, load_spec
+
+ALL_SCENARIOS = "*"
+# one mirror writer at a time: replacing rows is delete + insert
+_MIRROR_LOCK = 7201120250007
+
+
+async def sync_config(engine: AsyncEngine, config: Config) -> None:
+    """Mirror the config's model sets, vendors, outlier settings and spec sections into the
+    database, replacing what an earlier config wrote. Specs are read first, so a bad spec file
+    changes nothing."""
+    specs = [load_spec(s.path, s.id, s.version) for s in config.specs]
+    async with engine.begin() as conn:
+        await conn.execute(select(func.pg_advisory_xact_lock(_MIRROR_LOCK)))
+        await conn.execute(delete(model_set_rules))
+        await conn.execute(
+            insert(model_set_rules),
+            [
+                {"model_set": name, "member": member}
+                for name, members in config.model_sets.items()
+                for member in dict.fromkeys(members)
+            ],
+        )
+        await conn.execute(delete(model_vendors))
+        await conn.execute(
+            insert(model_vendors),
+            [{"model_key": m.key, "vendor": m.vendor or m.family} for m in config.models],
+        )
+        settings = {
+            "outlier_min_gap": config.outliers.min_gap,
+            "outlier_share": Decimal(str(config.outliers.share)),
+        }
+        statement = insert(analysis_settings).values(settings_id=1, **settings)
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[analysis_settings.c.settings_id], set_=settings
+            )
+        )
+        for spec in specs:
+            await _upsert_sections(conn, spec)
+
+
+async def _upsert_sections(conn: AsyncConnection, spec: Spec) -> None:
+    rows = [
+        {
+            "spec_id": spec.spec_id,
+            "spec_version": spec.version,
+            "anchor": section.anchor,
+            "position": position,
+            "level": section.level,
+            "title": section.title,
+            "authority": section.authority,
+        }
+        for position, section in enumerate(spec.sections, start=1)
+        if section.anchor is not None
+    ]
+    if not rows:
+        return
+    statement = insert(spec_sections)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[
+                spec_sections.c.spec_id,
+                spec_sections.c.spec_version,
+                spec_sections.c.anchor,
+            ],
+            set_={
+                "position": statement.excluded.position,
+                "level": statement.excluded.level,
+                "title": statement.excluded.title,
+                "authority": statement.excluded.authority,
+            },
+        ),
+        rows,
+    )
+
+
+@dataclass(frozen=True)
+class Filters:
+    selection: str = ALL_SCENARIOS
+    model_set: str | None = None
+    spec_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ViewReport:
+    """A report that reads one view, filtered on the columns it has."""
+
+    view: str
+    description: str
+    order_by: str
+    has_model_set: bool = False
+    has_spec: bool = False
+
+
+VIEW_REPORTS: dict[str, ViewReport] = {
+    "figure2": ViewReport(
+        "figure2_noncompliance_by_d",
+        "frequent non-compliance (every judged answer of the spec's family flagged) by D bin "
+        "of each model set, majority and any-judge rules",
+        "spec_id, spec_version, model_set, bin",
+        has_model_set=True,
+        has_spec=True,
+    ),
+    "figure6": ViewReport(
+        "figure6_outliers",
+        "outliers per model: answers at least min_gap positions from at least the configured "
+        "share of the set's other answers",
+        "model_set, outlier_scenarios DESC, model_key",
+        has_model_set=True,
+    ),
+    "judges": ViewReport(
+        "judge_flag_rates",
+        "flag rate of each judge (flagged = non-compliant or ambiguous)",
+        "spec_id, spec_version, judge",
+        has_spec=True,
+    ),
+    "judge-pairs": ViewReport(
+        "judge_pair_agreement",
+        "pairwise agreement of judges on the answers both rated",
+        "spec_id, spec_version, judge_a, judge_b",
+        has_spec=True,
+    ),
+    "self-preference": ViewReport(
+        "judge_model_flags",
+        "each judge's flag rate per judged model next to the other judges' rate on the same "
+        "answers; same_vendor marks a judge ruling on its own maker's model",
+        "spec_id, spec_version, judge, model_key",
+        has_spec=True,
+    ),
+    "compliance": ViewReport(
+        "compliance_by_model",
+        "flagged answers per model under the majority and any-judge rules",
+        "spec_id, spec_version, model_key",
+        has_spec=True,
+    ),
+    "citations": ViewReport(
+        "spec_section_citations",
+        "spec sections the judges cited, with the decisions that cited them",
+        "spec_id, spec_version, citations DESC, anchor",
+        has_spec=True,
+    ),
+}
+
+
+def _where(
+    filters: Filters, *, model_set: bool, spec: bool, keep_unset_model_set: bool = False
+) -> tuple[str, dict[str, Any]]:
+    clauses = ["selection = :selection"]
+    params: dict[str, Any] = {"selection": filters.selection}
+    if model_set and filters.model_set is not None:
+        clause = "model_set = :model_set"
+        if keep_unset_model_set:
+            clause = f"({clause} OR model_set IS NULL)"
+        clauses.append(clause)
+        params["model_set"] = filters.model_set
+    if spec and filters.spec_id is not None:
+        clauses.append("spec_id = :spec_id")
+        params["spec_id"] = filters.spec_id
+    return " AND ".join(clauses), params
+
+
+async def _rows(engine: AsyncEngine, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        result = await conn.execute(text(sql), params)
+        return [dict(r._mapping) for r in result]
+
+
+async def view_report(
+    engine: AsyncEngine, report: ViewReport, filters: Filters
+) -> list[dict[str, Any]]:
+    where, params = _where(filters, model_set=report.has_model_set, spec=report.has_spec)
+    return await _rows(
+        engine,
+        f"SELECT * FROM {report.view} WHERE {where} ORDER BY {report.order_by}",
+        params,
+    )
+
+
+_TABLE2 = """
+SELECT selection, subset, model_set, spec_id, spec_version,
+       max(subset_size) AS subset_size,
+       count(*) AS sampled,
+       count(*) FILTER (WHERE judged) AS judged,
+       count(*) FILTER (WHERE all_fail_majority) AS all_fail_majority,
+       count(*) FILTER (WHERE all_fail_any) AS all_fail_any,
+       (count(*) FILTER (WHERE all_fail_majority))::float8
+           / nullif(count(*) FILTER (WHERE judged), 0) AS majority_rate,
+       (count(*) FILTER (WHERE all_fail_any))::float8
+           / nullif(count(*) FILTER (WHERE judged), 0) AS any_rate
+FROM table2_samples
+WHERE sample_rank <= :n AND {where}
+GROUP BY selection, subset, model_set, spec_id, spec_version
+ORDER BY spec_id, spec_version, subset DESC, model_set
+"""
+
+
+async def table2(engine: AsyncEngine, filters: Filters, n: int) -> list[dict[str, Any]]:
+    """Outcomes on the first n scenarios (by md5 of the id) of each subset; rates are over the
+    sampled scenarios that were judged."""
+    if n < 1:
+        raise InputError(f"sample size must be at least 1, not {n}")
+    # the random subset has no model set and stays in the table when one set is asked for
+    where, params = _where(filters, model_set=True, spec=True, keep_unset_model_set=True)
+    return await _rows(engine, _TABLE2.format(where=where), {**params, "n": n})
+
+
+async def disagreement_summary(engine: AsyncEngine, filters: Filters) -> list[dict[str, Any]]:
+    """Scenarios scored, high-disagreement scenarios and mean D per model set."""
+    where = "sc.selection = :selection"
+    params: dict[str, Any] = {"selection": filters.selection}
+    if filters.model_set is not None:
+        where += " AND d.model_set = :model_set"
+        params["model_set"] = filters.model_set
+    return await _rows(
+        engine,
+        "SELECT sc.selection, d.model_set, count(*) AS scenarios, "
+        "count(*) FILTER (WHERE d.high) AS high_disagreement, avg(d.disagreement) AS mean_d "
+        "FROM disagreement d JOIN scenario_scopes sc ON sc.scenario_id = d.scenario_id "
+        f"WHERE {where} GROUP BY sc.selection, d.model_set ORDER BY d.model_set",
+        params,
+    )
+
+
+async def judge_ratings(
+    engine: AsyncEngine, filters: Filters
+) -> dict[tuple[str, str], dict[str, dict[str, str]]]:
+    """(spec id, spec version) -> answer id -> {judge -> decision}."""
+    where = "sc.selection = :selection"
+    params: dict[str, Any] = {"selection": filters.selection}
+    if filters.spec_id is not None:
+        where += " AND v.spec_id = :spec_id"
+        params["spec_id"] = filters.spec_id
+    ratings: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+    async with engine.connect() as conn:
+        result = await conn.stream(
+            text(
+                "SELECT v.spec_id, v.spec_version, v.response_id, v.judge, v.decision "
+                "FROM verdicts v JOIN scenario_scopes sc ON sc.scenario_id = v.scenario_id "
+                f"WHERE {where}"
+            ),
+            params,
+        )
+        async for row in result:
+            spec = (row.spec_id, row.spec_version)
+            ratings.setdefault(spec, {}).setdefault(row.response_id, {})[row.judge] = row.decision
+    return ratings
+
+
+async def known_selection(engine: AsyncEngine, selection: str) -> bool:
+    if selection == ALL_SCENARIOS:
+        return True
+    found = await _rows(
+        engine,
+        "SELECT 1 FROM scenario_scopes WHERE selection = :selection LIMIT 1",
+        {"selection": selection},
+    )
+    return bool(found)
+
+
+def spec_family_sets(config: Config) -> dict[str, list[str]]:
+    """Spec id -> the model sets made of exactly the spec's families (Figure 2's default)."""
+    found: dict[str, list[str]] = {}
+    for spec in config.specs:
+        wanted = {f"family:{f}" for f in spec.families}
+        found[spec.id] = [n for n, members in config.model_sets.items() if set(members) == wanted]
+    return found

@@ -1,0 +1,167 @@
+"""Anthropic Messages API (`POST /v1/messages`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+
+from specstress.config import AnthropicThinking, ModelConfig
+from specstress.llm.errors import ErrorClass
+from specstress.llm.messages import ChatMessage, Usage
+from specstress.llm.protocol import Completion, HttpRequest, MalformedResponseError, ProviderError
+from specstress.llm.structured import OutputSchema
+
+ANTHROPIC_VERSION = "2023-06-01"
+MAX_ERROR_CHARS = 500
+# the API rejects a request with more cache breakpoints than this
+MAX_CACHE_BREAKPOINTS = 4
+_TOOL_DESCRIPTION = "Record the answer, with every field filled in as the instructions ask."
+# error types whose class does not depend on the message text
+_RETRYABLE_TYPES = frozenset({"rate_limit_error", "overloaded_error", "api_error", "timeout_error"})
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Block(_Lenient):
+    type: str
+    text: str | None = None
+    thinking: str | None = None
+    name: str | None = None
+    input: Any = None
+
+
+class _OutputDetails(_Lenient):
+    thinking_tokens: int | None = None
+
+
+class _Usage(_Lenient):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    output_tokens_details: _OutputDetails | None = None
+
+
+class _Message(_Lenient):
+    content: list[_Block]
+    stop_reason: str | None = None
+    usage: _Usage | None = None
+
+
+def messages_url(base_url: str) -> str:
+    """`{base_url}/v1/messages`; a base URL that already ends in /v1 is taken as it is."""
+    base = base_url.rstrip("/")
+    return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+
+
+def _blocks(messages: Sequence[ChatMessage]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """System blocks and alternating turns; consecutive messages of one role share a turn."""
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
+    marked: list[dict[str, Any]] = []
+    for message in messages:
+        if not message.content:
+            continue  # the API rejects empty text blocks
+        block: dict[str, Any] = {"type": "text", "text": message.content}
+        if message.cache:
+            marked.append(block)
+        if message.role == "system":
+            system.append(block)
+        elif turns and turns[-1]["role"] == message.role:
+            turns[-1]["content"].append(block)
+        else:
+            turns.append({"role": message.role, "content": [block]})
+    # The latest breakpoints cover the longest prefixes, so those are the ones worth keeping.
+    for block in marked[-MAX_CACHE_BREAKPOINTS:]:
+        block["cache_control"] = {"type": "ephemeral"}
+    return system, turns
+
+
+class AnthropicMessages:
+    def build_request(
+        self,
+        model: ModelConfig,
+        messages: Sequence[ChatMessage],
+        schema: OutputSchema | None,
+        api_key: SecretStr | None,
+    ) -> HttpRequest:
+        headers = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        if api_key is not None:
+            headers["x-api-key"] = api_key.get_secret_value()
+        system, turns = _blocks(messages)
+        body: dict[str, Any] = {
+            **model.params,
+            "model": model.model_id,
+            "max_tokens": model.max_output_tokens(),
+            "messages": turns,
+        }
+        if system:
+            body["system"] = system
+        thinking = model.reasoning if isinstance(model.reasoning, AnthropicThinking) else None
+        if thinking is not None:
+            body["thinking"] = {"type": "enabled", "budget_tokens": thinking.budget_tokens}
+        if schema is not None:
+            body["tools"] = [
+                {
+                    "name": schema.name,
+                    "description": _TOOL_DESCRIPTION,
+                    "input_schema": schema.json_schema,
+                }
+            ]
+            # Extended thinking refuses a forced tool; the model is then offered the tool and
+            # an answer in plain text is validated like any other.
+            body["tool_choice"] = (
+                {"type": "auto"} if thinking is not None else {"type": "tool", "name": schema.name}
+            )
+        return HttpRequest(url=messages_url(model.base_url), headers=headers, body=body)
+
+    def parse_response(self, payload: Any) -> Completion:
+        try:
+            message = _Message.model_validate(payload)
+        except ValidationError as exc:
+            raise MalformedResponseError(
+                f"unexpected Messages API shape: {str(exc)[:MAX_ERROR_CHARS]}"
+            ) from None
+        tool_inputs = [b.input for b in message.content if b.type == "tool_use"]
+        if tool_inputs:
+            text = json.dumps(tool_inputs[0], ensure_ascii=False)
+        else:
+            text = "".join(b.text or "" for b in message.content if b.type == "text")
+        thoughts = [b.thinking for b in message.content if b.type == "thinking" and b.thinking]
+        usage = message.usage or _Usage()
+        read = usage.cache_read_input_tokens or 0
+        written = usage.cache_creation_input_tokens or 0
+        details = usage.output_tokens_details or _OutputDetails()
+        return Completion(
+            text=text,
+            thinking="\n\n".join(thoughts) if thoughts else None,
+            # Anthropic's input_tokens leaves out what was read from or written to the cache
+            usage=Usage(
+                input_tokens=usage.input_tokens + read + written,
+                output_tokens=usage.output_tokens,
+                cached_tokens=read,
+                cache_write_tokens=written,
+                reasoning_tokens=details.thinking_tokens or 0,
+            ),
+            finish_reason=message.stop_reason,
+        )
+
+    def parse_error(self, payload: Any, raw_text: str) -> ProviderError:
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if not isinstance(error, dict):
+            return ProviderError(message=raw_text[:MAX_ERROR_CHARS])
+        kind = str(error.get("type") or "")
+        message = str(error.get("message") or raw_text)[:MAX_ERROR_CHARS]
+        error_class: ErrorClass | None = None
+        if kind == "billing_error" or "credit balance" in message.lower():
+            error_class = "terminal_quota"
+        elif kind in _RETRYABLE_TYPES:
+            error_class = "retryable"
+        return ProviderError(
+            message=message, codes=(kind,) if kind else (), error_class=error_class
+        )

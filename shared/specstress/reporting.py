@@ -1,0 +1,237 @@
+"""`specstress report <table>`: the paper's tables and figures, and the judge-ensemble
+statistics, printed from the database as a table, CSV or JSON.
+
+Each report reads a view (see migrations 0007 and 0009); only the judge agreement measures
+(Fleiss' kappa, Krippendorff's alpha) are computed here, from the stored verdicts. Before
+reading, the config's model sets, vendors, outlier settings and spec sections are mirrored into
+the database, so the views answer for the config given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from specstress.agreement import ensemble_statistics
+from specstress.config import Config, load_config
+from specstress.db import analysis
+from specstress.db.analysis import ALL_SCENARIOS, Filters
+from specstress.db.engine import create_engine
+from specstress.errors import InputError
+
+Rows = list[dict[str, Any]]
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@dataclass(frozen=True)
+class Report:
+    description: str
+    read: Callable[[AsyncEngine, Filters, int], Awaitable[Rows]]
+
+
+def _view(name: str) -> Report:
+    view = analysis.VIEW_REPORTS[name]
+
+    async def read(engine: AsyncEngine, filters: Filters, _n: int) -> Rows:
+        return await analysis.view_report(engine, view, filters)
+
+    return Report(view.description, read)
+
+
+async def _judge_agreement(engine: AsyncEngine, filters: Filters, _n: int) -> Rows:
+    rows: Rows = []
+    by_spec = await analysis.judge_ratings(engine, filters)
+    for (spec_id, spec_version), ratings in sorted(by_spec.items()):
+        stats = ensemble_statistics(ratings)
+        everyone = ", ".join(stats.judges)
+        # (statistic, judges, basis, answers it rests on, value)
+        found: list[tuple[str, str, str, int, float | None]] = [
+            ("flag rate", judge, "flagged", sum(judge in r for r in ratings.values()), rate)
+            for judge, rate in stats.flag_rates.items()
+        ]
+        found += [
+            (
+                "flag rate, majority rule",
+                everyone,
+                "flagged",
+                stats.complete,
+                stats.majority_flag_rate,
+            ),
+            ("flag rate, any-judge rule", everyone, "flagged", stats.complete, stats.any_flag_rate),
+        ]
+        for (a, b), (both, flags, decisions) in stats.pairs.items():
+            found += [
+                ("pairwise agreement", f"{a}, {b}", "flagged", both, flags),
+                ("pairwise agreement", f"{a}, {b}", "decision", both, decisions),
+            ]
+        found += [
+            ("Fleiss' kappa", everyone, "flagged", stats.complete, stats.fleiss_kappa_flags),
+            ("Fleiss' kappa", everyone, "decision", stats.complete, stats.fleiss_kappa_decisions),
+            (
+                "Krippendorff's alpha",
+                everyone,
+                "flagged",
+                stats.answers,
+                stats.krippendorff_alpha_flags,
+            ),
+            (
+                "Krippendorff's alpha",
+                everyone,
+                "decision",
+                stats.answers,
+                stats.krippendorff_alpha_decisions,
+            ),
+        ]
+        rows += [
+            {
+                "selection": filters.selection,
+                "spec_id": spec_id,
+                "spec_version": spec_version,
+                "statistic": statistic,
+                "judges": judges,
+                "basis": basis,
+                "answers": answers,
+                "value": value,
+            }
+            for statistic, judges, basis, answers, value in found
+        ]
+    return rows
+
+
+async def _table2(engine: AsyncEngine, filters: Filters, n: int) -> Rows:
+    return await analysis.table2(engine, filters, n)
+
+
+async def _disagreement(engine: AsyncEngine, filters: Filters, _n: int) -> Rows:
+    return await analysis.disagreement_summary(engine, filters)
+
+
+REPORTS: dict[str, Report] = {
+    "table2": Report(
+        "all-family-fail rate (frequent non-compliance) on deterministic samples of n scenarios "
+        "of each subset: every scenario, and each model set's high-disagreement scenarios",
+        _table2,
+    ),
+    "figure2": _view("figure2"),
+    "figure6": _view("figure6"),
+    "disagreement": Report(
+        "scenarios scored, high-disagreement scenarios and mean D per model set", _disagreement
+    ),
+    "compliance": _view("compliance"),
+    "judges": _view("judges"),
+    "judge-pairs": _view("judge-pairs"),
+    "judge-agreement": Report(
+        "judge-ensemble statistics: flag rates under each rule, pairwise agreement, Fleiss' "
+        "kappa (answers every judge rated) and Krippendorff's alpha (nominal), on flagged-or-not "
+        "and on the three decisions",
+        _judge_agreement,
+    ),
+    "self-preference": _view("self-preference"),
+    "citations": _view("citations"),
+}
+
+
+async def build_report(
+    config: Config,
+    name: str,
+    *,
+    selection: str = ALL_SCENARIOS,
+    model_set: str | None = None,
+    spec_id: str | None = None,
+    n: int = 1000,
+) -> Rows:
+    """Mirror the config, then read one report; InputError names a bad argument."""
+    report = REPORTS.get(name)
+    if report is None:
+        raise InputError(f"unknown report {name!r}; choose one of: {', '.join(REPORTS)}")
+    if model_set is not None and model_set not in config.model_sets:
+        raise InputError(
+            f"no model set {model_set!r} in the config; known: {', '.join(config.model_sets)}"
+        )
+    if spec_id is not None and spec_id not in {s.id for s in config.specs}:
+        raise InputError(f"no spec {spec_id!r} in the config")
+    engine = create_engine(config.database_url, pool_size=2)
+    try:
+        await analysis.sync_config(engine, config)
+        if not await analysis.known_selection(engine, selection):
+            raise InputError(f"no selection named {selection!r} (or it holds no scenarios)")
+        return await report.read(
+            engine, Filters(selection=selection, model_set=model_set, spec_id=spec_id), n
+        )
+    finally:
+        await engine.dispose()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def render(rows: Rows, output: OutputFormat, title: str = "") -> str:
+    """The rows as an aligned table, CSV (header first) or a JSON array of objects."""
+    if output is OutputFormat.json:
+        return json.dumps(rows, indent=2, default=str)
+    if output is OutputFormat.csv:
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+        return buffer.getvalue()
+    console = Console(width=240, record=True, file=io.StringIO())
+    table = Table(*(rows[0] if rows else ["(no rows)"]), title=title or None)
+    for r in rows:
+        table.add_row(*(_cell(v) for v in r.values()))
+    console.print(table)
+    return console.export_text()
+
+
+def report(
+    table: Annotated[str, typer.Argument(help=f"one of: {', '.join(REPORTS)}")],
+    *,
+    config: Annotated[
+        Path, typer.Option("--config", "-c", envvar="SPECSTRESS_CONFIG", help="YAML config file")
+    ] = Path("specstress.yaml"),
+    model_set: Annotated[
+        str | None, typer.Option("--model-set", help="only this model set")
+    ] = None,
+    selection: Annotated[
+        str, typer.Option("--selection", help="a named selection of scenarios; * = every one")
+    ] = ALL_SCENARIOS,
+    spec: Annotated[str | None, typer.Option("--spec", help="only this spec id")] = None,
+    n: Annotated[int, typer.Option("--n", min=1, help="Table 2 sample size per subset")] = 1000,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="table, csv or json")
+    ] = OutputFormat.table,
+) -> None:
+    """Print a paper table or figure, or a judge-ensemble statistic, from the database."""
+    try:
+        cfg = load_config(config)
+        rows = asyncio.run(
+            build_report(cfg, table, selection=selection, model_set=model_set, spec_id=spec, n=n)
+        )
+    except InputError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    title = f"{table}: {REPORTS[table].description}"
+    typer.echo(render(rows, output, title), nl=False)
