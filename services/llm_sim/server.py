@@ -1,4 +1,5 @@
-"""HTTP side of the specstress LLM simulator: OpenAI chat completions plus a planted-truth route."""
+"""HTTP side of the specstress LLM simulator: OpenAI chat completions, the routes of the other
+protocols (`anthropic_api`, `gemini_api`) and the planted-truth routes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.llm_sim import anthropic_api, gemini_api, openai_extras, traffic
+from services.llm_sim import anthropic_api, embeddings, gemini_api, openai_extras, traffic
 from services.llm_sim.answers import Message, answer
 from services.llm_sim.app_state import LATENCY_KEY, PREFIX_CACHE_KEY
 from services.llm_sim.conditions import Conditions
@@ -228,4 +229,5 @@ def build_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_post("/sim/planted", _planted)
     app.router.add_post("/sim/planted/labels", _planted_labels)
+    embeddings.add_routes(app)
     return app

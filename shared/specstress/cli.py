@@ -22,10 +22,12 @@ from specstress.contracts import ModelRegistered, PairSampled
 from specstress.db import analysis, limits, reports, store
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
+from specstress.diversity import run_selection
 from specstress.errors import InputError
 from specstress.ops import ops_app
 from specstress.reconcile import reconcile
 from specstress.reporting import report
+from specstress.selection import Method
 from specstress.servers import ensure_database, resolve_infra
 from specstress.stack import Stack, wait_until_idle
 from specstress.taxonomy import load_taxonomy, sample_pairs
@@ -427,6 +429,41 @@ def reconcile_command(config: ConfigOption = DEFAULT_CONFIG) -> None:
     accepted = _run(run_reconcile(cfg))
     for stage, count in accepted.items():
         console.print(f"{stage}: {count} event(s) re-emitted")
+
+
+# --- select ----------------------------------------------------------------------------------
+
+
+@app.command("select")
+def select_command(
+    name: Annotated[str, typer.Argument(help="selection name; running it again replaces it")],
+    *,
+    config: ConfigOption = DEFAULT_CONFIG,
+    delta: Annotated[
+        float | None,
+        typer.Option(help="stop distance (0.4 by default, 0.8 with --weighted-by)", min=0.0),
+    ] = None,
+    weighted_by: Annotated[
+        str | None,
+        typer.Option("--weighted-by", help="model set whose disagreement D weights distances"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="chooses the first (random) scenario")] = 0,
+    method: Annotated[
+        Method, typer.Option(help="exact farthest-first, partitioned, or auto by size")
+    ] = "auto",
+) -> None:
+    """Embed scenarios that lack a vector, select a diverse subset (greedy k-center), store it."""
+    cfg = _config(config)
+    done = _run(
+        run_selection(cfg, name, delta=delta, weighted_by=weighted_by, seed=seed, method=method)
+    )
+    weighting = f", weighted by D on {done.weighted_by}" if done.weighted_by else ""
+    console.print(
+        f"selection {done.name}: {done.selected} of {done.candidates} scenarios "
+        f"({done.method}, delta {done.delta:g}{weighting}, seed {done.seed}); "
+        f"{done.embedded} newly embedded in {done.embed_seconds:.1f} s, "
+        f"selected in {done.select_seconds:.1f} s"
+    )
 
 
 # --- demo ------------------------------------------------------------------------------------

@@ -74,6 +74,11 @@ budget_exhausted = Gauge(
     f"{PREFIX}_budget_exhausted",
     "1 when the run's cost or token budget is spent and no new paid call starts.",
 )
+budget_used_ratio = Gauge(
+    f"{PREFIX}_budget_used_ratio",
+    "Share of the run's budget spent, by kind (cost, tokens); only for the kinds that are capped.",
+    ["kind"],
+)
 messages_deferred = Counter(
     f"{PREFIX}_messages_deferred_total",
     "Bus messages put back to wait (not failed), by cause.",

@@ -112,7 +112,7 @@ def select_kcenter(
         initial = np.full(n, np.inf, np.float32)
         order, distance = _run(x, w, initial, stop, start)
         return Selection(order, distance, "exact")
-    return _partitioned(x, w, stop, start, rng, cells)
+    return _partitioned(x, weights=w, stop=stop, start=start, rng=rng, cells=cells)
 
 
 def _check_vectors(vectors: FloatArray) -> FloatArray:
@@ -136,9 +136,7 @@ def _check_vectors(vectors: FloatArray) -> FloatArray:
     return x
 
 
-def _check_weights(
-    weights: npt.NDArray[np.floating] | None, n: int
-) -> FloatArray | None:
+def _check_weights(weights: npt.NDArray[np.floating] | None, n: int) -> FloatArray | None:
     if weights is None:
         return None
     w = np.asarray(weights, dtype=np.float32)
@@ -182,7 +180,8 @@ class _Frontier:
             return m
         with np.errstate(invalid="ignore"):
             # a zero weight times an unreached (infinite) distance counts as zero
-            return np.nan_to_num(self.w2[rows] * m, nan=0.0, posinf=np.inf)
+            weighted: FloatArray = np.nan_to_num(self.w2[rows] * m, nan=0.0, posinf=np.inf)
+        return weighted
 
     def _resort(self) -> None:
         pri = self.priority(self.active)
@@ -252,8 +251,8 @@ class _Frontier:
 def _min_sq_distance(rows: FloatArray, picks: FloatArray) -> FloatArray:
     """Squared distance of each unit row to its nearest unit pick (2 - 2 cos, clipped at 0)."""
     cos = rows @ picks.T
-    d2 = 2.0 - 2.0 * cos.max(axis=1)
-    return np.maximum(d2, 0.0).astype(np.float32, copy=False)
+    d2: FloatArray = np.maximum(2.0 - 2.0 * cos.max(axis=1), 0.0).astype(np.float32, copy=False)
+    return d2
 
 
 def _run(
@@ -323,7 +322,9 @@ def _halo_radius(
     with np.errstate(divide="ignore"):
         # a hair over stop / w so float32 rounding cannot make a pickable row look covered
         radius = np.where(
-            np.isfinite(smallest), np.minimum(2.0, stop / smallest.astype(np.float64) * 1.000001), 0.0
+            np.isfinite(smallest),
+            np.minimum(2.0, stop / smallest.astype(np.float64) * 1.000001),
+            0.0,
         )
     return radius.astype(np.float32)
 
@@ -367,6 +368,7 @@ def _halo_bitmap(
 
 def _partitioned(
     x: FloatArray,
+    *,
     weights: FloatArray | None,
     stop: float,
     start: int,

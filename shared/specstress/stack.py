@@ -62,12 +62,17 @@ class Stack:
         self.processes[name] = process
         return process
 
-    def start_simulator(self, latency_ms: float = 0.0, conditions: Path | None = None) -> str:
-        """Start the simulator; `conditions` is a file of rate limits, latency and faults."""
+    def start_simulator(
+        self, latency_ms: float = 0.0, conditions: Path | None = None, *, require_key: bool = False
+    ) -> str:
+        """Start the simulator; `conditions` is a file of rate limits, latency and faults;
+        `require_key` makes it refuse provider calls that carry no API key."""
         port = free_port()
         args = ["-m", "services.llm_sim", "--port", str(port), "--latency-ms", str(latency_ms)]
         if conditions is not None:
             args += ["--conditions", str(conditions)]
+        if require_key:
+            args.append("--require-key")
         self._spawn("llm_sim", args, port)
         url = f"http://127.0.0.1:{port}"
         _wait_http(f"{url}/healthz", self.processes["llm_sim"])

@@ -53,8 +53,7 @@ def net_properties(
     to the picks made before it), by brute force."""
     weight = weights if weights is not None else [1.0] * len(points)
     cover = max(
-        weight[i] * min(_distance(points[i], points[p]) for p in picked)
-        for i in range(len(points))
+        weight[i] * min(_distance(points[i], points[p]) for p in picked) for i in range(len(points))
     )
     separation = min(
         (

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import FromClause, and_, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -106,7 +106,7 @@ async def selection_inputs(
     vectors = scenario_embeddings
     condition = and_(vectors.c.embedding_key == embedding_key, vectors.c.dim == dim)
     columns = [vectors.c.scenario_id, vectors.c.vector]
-    source = vectors
+    source: FromClause = vectors
     if weighted_by is not None:
         source = vectors.join(
             disagreement,
@@ -119,11 +119,15 @@ async def selection_inputs(
     async with engine.connect() as conn:
         # one snapshot for the count and the rows
         await conn.execution_options(isolation_level="REPEATABLE READ")
-        count = int(await conn.scalar(select(func.count()).select_from(source).where(condition)) or 0)
+        count = int(
+            await conn.scalar(select(func.count()).select_from(source).where(condition)) or 0
+        )
         matrix = np.empty((count, dim), np.float32)
         weights = np.empty(count, np.float32) if weighted_by is not None else None
         ids: list[str] = []
-        query = select(*columns).select_from(source).where(condition).order_by(vectors.c.scenario_id)
+        query = (
+            select(*columns).select_from(source).where(condition).order_by(vectors.c.scenario_id)
+        )
         result = await conn.stream(query.execution_options(yield_per=_READ_BATCH))
         async for batch in result.partitions():
             for row in batch:

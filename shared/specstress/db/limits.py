@@ -38,24 +38,22 @@ WITH current AS MATERIALIZED (
            60.0 / (tpm * rate_factor) AS token_interval
     FROM current
 ), planned AS (
+    -- a call starts once each bucket's backlog is within the burst; its tokens are added
+    -- after, so a call bigger than the burst is not starved by smaller ones
     SELECT *,
            greatest(
                now,
                blocked_until,
                coalesce(request_tat + request_interval
                         - greatest(request_interval, CAST(:burst AS float8)), now),
-               coalesce(token_tat + CAST(:tokens AS float8) * token_interval
-                        - CAST(:burst AS float8), now)
-           ) AS start_at,
-           -- the wait this call would have with nobody ahead of it: its own size
-           coalesce(greatest(0, CAST(:tokens AS float8) * token_interval
-                                - CAST(:burst AS float8)), 0) AS own_wait
+               CASE WHEN token_interval IS NOT NULL
+                    THEN token_tat - CAST(:burst AS float8) END
+           ) AS start_at
     FROM paced
 ), decided AS (
     SELECT *,
            start_at - now AS wait,
-           (start_at - now <= CAST(:max_wait AS float8) OR start_at - now <= own_wait)
-               AS admitted
+           start_at - now <= CAST(:max_wait AS float8) AS admitted
     FROM planned
 )
 UPDATE llm_rate_limits AS l SET

@@ -72,7 +72,9 @@ async def replace_selection(
     async with engine.begin() as conn:
         # the upsert locks the selection's row, so concurrent recomputations take turns
         await conn.execute(upsert)
-        await conn.execute(delete(selection_members).where(selection_members.c.selection == record.name))
+        await conn.execute(
+            delete(selection_members).where(selection_members.c.selection == record.name)
+        )
         for begin in range(0, len(rows), _WRITE_BATCH):
             await conn.execute(insert(selection_members), rows[begin : begin + _WRITE_BATCH])
 

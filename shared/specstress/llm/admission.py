@@ -92,6 +92,12 @@ class Admission:
                 )
         spent = self._budget.spent_by(snapshot.cost_usd, snapshot.tokens)
         metrics.budget_exhausted.set(1 if spent else 0)
+        for kind, used, cap in (
+            ("cost", snapshot.cost_usd, self._budget.max_cost_usd),
+            ("tokens", snapshot.tokens, self._budget.max_tokens),
+        ):
+            if cap:
+                metrics.budget_used_ratio.labels(kind).set(used / cap)
         if spent:
             metrics.llm_deferred.labels(model.key, "budget").inc()
             raise BudgetExhausted(self._defer_seconds, spent)

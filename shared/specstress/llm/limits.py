@@ -2,11 +2,14 @@
 
 Each (base_url, model_id, API-key variable) has one row in `llm_rate_limits`, and every call
 reserves its slot there before it goes out. The pacing is GCRA (the generic cell rate
-algorithm): a request bucket and a token bucket are each one "theoretical arrival time"; a call
-may start once both have room for it (one second's worth of burst), and reserving moves them on
-by the call's share of a minute. A call waits for its slot while it holds its worker; a slot
-further away than `limits.max_wait_seconds` is not taken and the call is deferred
-(`LLMDeferred`, which the service runtime turns into a delayed nak).
+algorithm): a request bucket and a token bucket are each one "theoretical arrival time" (when
+the fleet's calls so far will have been paid off at the per-minute rate). A call may start once
+each bucket's backlog is within one second's worth of burst, and reserving moves the buckets on
+by its share of a minute: one request, and its estimated tokens (a call bigger than the burst
+goes when its turn comes and the calls after it wait it off, so it is never starved). A call
+waits for its slot while it holds its worker; a slot further away than
+`limits.max_wait_seconds` is not taken and the call is deferred (`LLMDeferred`, which the
+service runtime turns into a delayed nak).
 
 Why Postgres and not NATS KV for the shared state:
 - Correct under concurrency by construction: a reservation is one statement that locks the

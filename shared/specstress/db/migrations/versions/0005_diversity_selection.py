@@ -68,9 +68,7 @@ def upgrade() -> None:
             server_default=sa.text("now()"),
             nullable=False,
         ),
-        sa.CheckConstraint(
-            "method IN ('exact', 'partitioned')", name=op.f("ck_selections_method")
-        ),
+        sa.CheckConstraint("method IN ('exact', 'partitioned')", name=op.f("ck_selections_method")),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_selections")),
     )
     op.create_table(

@@ -1,0 +1,248 @@
+"""k-center diversity selection at the paper's scale: 411k synthetic unit vectors x 384.
+
+Run with `python bench/kcenter.py` (see --help). The vectors imitate sentence embeddings of the
+paper's scenarios: topics (nearly orthogonal directions), value pairs spread around their topic,
+and each pair's three variants (neutral, value1, value2) scattered around the pair at a
+pair-specific spread, so some variants fall within delta = 0.4 of each other and some do not.
+The default mixture keeps about 73% of the rows at delta 0.4, close to the paper's ~300k of
+~410k. Synthetic disagreement weights (D in [0, 3], shared by a pair's variants) feed the
+weighted run.
+
+Each selection runs in a child process that builds the same vectors, resets its peak-memory
+mark, selects, and reports wall time and peak resident memory (Linux VmHWM) during the
+selection, with and without the input matrix. A sample of rows is then checked by brute force:
+every sampled row lies within delta of a pick, every sampled pick at least delta from the
+others. Prints a table and appends one JSON line to bench/results.jsonl. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from rich.console import Console
+from rich.table import Table
+
+from specstress.selection import DEFAULT_DELTA, DEFAULT_WEIGHTED_STOP, select_kcenter
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results.jsonl"
+_CHUNK = 30_000
+
+
+def synthetic_vectors(
+    n: int, dim: int, topics: int, seed: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """(n, dim) unit rows in pair-of-three structure around topics, and a D weight per row."""
+    rng = np.random.default_rng(seed)
+    topic = rng.standard_normal((topics, dim), dtype=np.float32)
+    topic /= np.linalg.norm(topic, axis=1, keepdims=True)
+    pairs = (n + 2) // 3
+    centre = topic[rng.integers(topics, size=pairs)]
+    centre += 0.055 * rng.standard_normal((pairs, dim), dtype=np.float32)
+    centre /= np.linalg.norm(centre, axis=1, keepdims=True)
+    # per-dimension spread of a pair's variants, log-uniform: variant distances ~0.2 to ~1.1
+    spread = np.exp(rng.uniform(np.log(0.008), np.log(0.04), size=pairs)).astype(np.float32)
+    weight = rng.uniform(0.0, 3.0, size=pairs).astype(np.float32)
+    out = np.empty((n, dim), np.float32)
+    for begin in range(0, n, _CHUNK):
+        rows = np.arange(begin, min(n, begin + _CHUNK))
+        pair = rows // 3
+        block = centre[pair] + spread[pair, None] * rng.standard_normal(
+            (rows.size, dim), dtype=np.float32
+        )
+        out[rows] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out, weight[np.arange(n) // 3]
+
+
+def _memory_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _check_sample(
+    x: npt.NDArray[np.float32],
+    order: npt.NDArray[np.int64],
+    weights: npt.NDArray[np.float32] | None,
+    stop: float,
+    sample: int,
+    seed: int,
+) -> dict[str, float]:
+    """Brute force on a sample: the largest (weighted) distance of a sampled row to the picks,
+    and the smallest (weighted) distance of a sampled pick to the picks made before it."""
+    rng = np.random.default_rng(seed)
+    picks = x[order]
+    rows = rng.choice(x.shape[0], size=min(sample, x.shape[0]), replace=False)
+    cover = 0.0
+    for row in rows:
+        d = float(np.sqrt(max(0.0, 2.0 - 2.0 * float((picks @ x[row]).max()))))
+        cover = max(cover, d * (1.0 if weights is None else float(weights[row])))
+    separation = np.inf
+    for k in rng.choice(np.arange(1, order.size), size=min(sample, order.size - 1), replace=False):
+        before = picks[:k] @ picks[k]
+        d = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(before.max()))))
+        separation = min(separation, d * (1.0 if weights is None else float(weights[order[k]])))
+    return {"sampled_cover_max": round(cover, 5), "sampled_separation_min": round(separation, 5)}
+
+
+def _run_one(spec: dict[str, Any], queue: multiprocessing.Queue[dict[str, Any]]) -> None:
+    x, weight = synthetic_vectors(spec["n"], spec["dim"], spec["topics"], spec["data_seed"])
+    weights = weight if spec["weighted"] else None
+    stop = DEFAULT_WEIGHTED_STOP if spec["weighted"] else DEFAULT_DELTA
+    before = _memory_kib("VmRSS")
+    # reset the peak-RSS mark, so VmHWM below is the peak during the selection alone
+    Path("/proc/self/clear_refs").write_text("5")
+    started = time.perf_counter()
+    result = select_kcenter(x, stop=stop, seed=spec["seed"], weights=weights, method=spec["method"])
+    seconds = time.perf_counter() - started
+    peak = _memory_kib("VmHWM")
+    queue.put(
+        {
+            "method": result.method,
+            "requested": spec["method"],
+            "weighted": spec["weighted"],
+            "stop": stop,
+            "selected": int(result.order.size),
+            "kept_share": round(result.order.size / spec["n"], 4),
+            "seconds": round(seconds, 1),
+            "peak_rss_mib": round(peak / 1024, 1),
+            "input_matrix_mib": round(x.nbytes / 2**20, 1),
+            "rss_before_mib": round(before / 1024, 1),
+            "selection_overhead_mib": round((peak - before) / 1024, 1),
+            **_check_sample(x, result.order, weights, stop, spec["check_sample"], spec["seed"]),
+        }
+    )
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _blas() -> str:
+    config = np.show_config(mode="dicts")
+    blas = config.get("Build Dependencies", {}).get("blas", {}) if isinstance(config, dict) else {}
+    return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    runs = []
+    context = multiprocessing.get_context("fork")
+    for method in args.methods:
+        for weighted in [False, True] if args.weighted else [False]:
+            spec = {
+                "n": args.n,
+                "dim": args.dim,
+                "topics": args.topics,
+                "data_seed": args.data_seed,
+                "seed": args.seed,
+                "method": method,
+                "weighted": weighted,
+                "check_sample": args.check_sample,
+            }
+            queue: multiprocessing.Queue[dict[str, Any]] = context.Queue()
+            child = context.Process(target=_run_one, args=(spec, queue))
+            child.start()
+            outcome = queue.get()
+            child.join()
+            runs.append(outcome)
+            print(json.dumps(outcome), flush=True)
+    return {
+        "benchmark": "kcenter",
+        "commit": _git_commit(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "blas": _blas(),
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+            "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+        },
+        "parameters": {
+            "n": args.n,
+            "dim": args.dim,
+            "topics": args.topics,
+            "data_seed": args.data_seed,
+            "seed": args.seed,
+            "check_sample": args.check_sample,
+        },
+        "runs": runs,
+    }
+
+
+def show(result: dict[str, Any]) -> None:
+    p = result["parameters"]
+    table = Table(
+        "method",
+        "weighted",
+        "stop",
+        "selected",
+        "kept",
+        "seconds",
+        "peak RSS MiB",
+        "of which input",
+        "cover max (sample)",
+        "separation min (sample)",
+        title=f"k-center @ {result['commit']}: {p['n']:,} x {p['dim']} float32",
+    )
+    for r in result["runs"]:
+        table.add_row(
+            r["method"],
+            "yes" if r["weighted"] else "no",
+            str(r["stop"]),
+            f"{r['selected']:,}",
+            f"{r['kept_share']:.1%}",
+            str(r["seconds"]),
+            str(r["peak_rss_mib"]),
+            str(r["input_matrix_mib"]),
+            str(r["sampled_cover_max"]),
+            str(r["sampled_separation_min"]),
+        )
+    Console(width=160).print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--n", type=int, default=411_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--topics", type=int, default=400)
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="selection seed (first pick)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["exact", "partitioned"],
+        choices=["auto", "exact", "partitioned"],
+    )
+    parser.add_argument("--weighted", action="store_true", help="also run the weighted variant")
+    parser.add_argument("--check-sample", type=int, default=2000)
+    parser.add_argument("--no-record", action="store_true", help="do not append to results.jsonl")
+    args = parser.parse_args()
+    result = run(args)
+    show(result)
+    if not args.no_record:
+        with RESULTS.open("a") as out:
+            out.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

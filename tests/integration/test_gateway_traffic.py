@@ -1,0 +1,167 @@
+"""The gateway against the simulator over real HTTP: terminal errors, provider pauses, the budget.
+
+Counts come from the simulator (`/sim/stats`): what it received is what would have been paid.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from specstress.config import Budget, ModelConfig
+from specstress.db import limits
+from specstress.db.engine import create_engine
+from specstress.llm import ChatMessage, Gateway, LLMError
+from specstress.llm.errors import BudgetExhausted, LLMDeferred
+from specstress.stack import Stack
+from tests.traffic_harness import Sim, model, simulator, write_config
+
+SPECSTRESS = str(Path(sys.executable).with_name("specstress"))
+SHARED_KEY = "SPECSTRESS_TRAFFIC_SHARED_KEY"
+OTHER_KEY = "SPECSTRESS_TRAFFIC_OTHER_KEY"
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    created = create_engine(database_url, pool_size=4)
+    yield created
+    await created.dispose()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Any:
+    processes = Stack(config_path=tmp_path / "specstress.yaml", log_dir=tmp_path / "logs", env={})
+    yield processes
+    processes.stop()
+
+
+def _model(sim: Sim, key: str, model_id: str, api_key_env: str = SHARED_KEY) -> ModelConfig:
+    return ModelConfig.model_validate(model(key, model_id, sim, api_key_env=api_key_env))
+
+
+def _ask(text: str) -> list[ChatMessage]:
+    return [ChatMessage(role="user", content=text)]
+
+
+def _cli(config: Path, database_url: str, *args: str) -> str:
+    done = subprocess.run(
+        [SPECSTRESS, *args, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+async def test_terminal_errors_are_not_retried_and_quota_pauses_the_provider(
+    stack: Stack,
+    tmp_path: Path,
+    engine: AsyncEngine,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(SHARED_KEY, "sk-shared")
+    monkeypatch.setenv(OTHER_KEY, "sk-other")
+    faults = {
+        "aurora-cautious": {"faults": {"bad_request": 1.0}},
+        "aurora-balanced": {"faults": {"unauthorized": 1.0}},
+        "aurora-deferential": {"faults": {"insufficient_quota": 1.0}},
+    }
+    with simulator(stack, tmp_path, {"models": faults}) as sim:
+        gateway = Gateway(engine, service="test", defer_seconds=7)
+        try:
+            for model_id, status in (("aurora-cautious", 400), ("aurora-balanced", 401)):
+                with pytest.raises(LLMError) as caught:
+                    await gateway.generate(_model(sim, "m", model_id), _ask("hi"), stage="t")
+                assert (caught.value.error_class, caught.value.http_status) == (
+                    "terminal_client",
+                    status,
+                )
+                assert not isinstance(caught.value, LLMDeferred)
+                assert (await sim.stats())[model_id]["requests"] == 1
+
+            broke = _model(sim, "broke", "aurora-deferential")
+            with pytest.raises(LLMDeferred) as deferred:
+                await gateway.generate(broke, _ask("hi"), stage="t")
+            assert deferred.value.error_class == "terminal_quota"
+            assert deferred.value.delay == 7
+            assert "exceeded your current quota" in str(deferred.value)
+            assert (await sim.stats())["aurora-deferential"]["requests"] == 1
+
+            # the whole account is paused: a sibling model on the same key is not even asked
+            sibling = _model(sim, "sibling", "borealis-candid")
+            with pytest.raises(LLMDeferred) as paused:
+                await gateway.generate(sibling, _ask("hi"), stage="t")
+            assert paused.value.cause == "provider_paused"
+            assert "borealis-candid" not in await sim.stats()
+            labels = {"provider": sim.base_url.removeprefix("http://"), "key_env": SHARED_KEY}
+            assert REGISTRY.get_sample_value("specstress_provider_paused", labels) == 1
+            # ... while another account on the same server is untouched
+            elsewhere = _model(sim, "elsewhere", "borealis-candid", api_key_env=OTHER_KEY)
+            assert (await gateway.generate(elsewhere, _ask("hi"), stage="t")).text
+        finally:
+            await gateway.aclose()
+
+        [pause] = await limits.pauses(engine, active_only=True)
+        assert (pause.base_url, pause.api_key_env, pause.paused_until) == (
+            sim.base_url,
+            SHARED_KEY,
+            None,
+        )
+        config = write_config(tmp_path, sim, models=[], targets=["spectrum", "classifier"])
+        listed = _cli(config, database_url, "providers", "list")
+        assert sim.base_url in listed and "cleared by hand" in listed
+        resumed = _cli(config, database_url, "providers", "resume", sim.base_url)
+        assert f"resumed {sim.base_url}" in resumed
+
+        gateway = Gateway(engine, service="test")
+        try:
+            # the same question was answered on the other account: the ledger serves it
+            assert (await gateway.generate(sibling, _ask("hi"), stage="t")).from_cache
+            assert (await gateway.generate(sibling, _ask("hi again"), stage="t")).text
+        finally:
+            await gateway.aclose()
+        assert (await sim.stats())["borealis-candid"]["requests"] == 2
+
+
+async def test_a_spent_budget_stops_paid_calls_but_serves_the_cache(
+    stack: Stack,
+    tmp_path: Path,
+    engine: AsyncEngine,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(SHARED_KEY, "sk-shared")
+    with simulator(stack, tmp_path, {}) as sim:
+        target = _model(sim, "target", "aurora-balanced")
+        gateway = Gateway(engine, service="test", budget=Budget(max_tokens=10), defer_seconds=9)
+        try:
+            first = await gateway.generate(target, _ask("first question"), stage="t")
+            spent = first.usage.input_tokens + first.usage.output_tokens
+            assert spent >= 10
+            with pytest.raises(BudgetExhausted) as caught:
+                await gateway.generate(target, _ask("second question"), stage="t")
+            assert caught.value.delay == 9
+            assert f"{spent} of 10 tokens" in str(caught.value)
+            again = await gateway.generate(target, _ask("first question"), stage="t")
+            assert again.from_cache and again.text == first.text
+        finally:
+            await gateway.aclose()
+        assert (await sim.stats())["aurora-balanced"]["requests"] == 1
+        assert await limits.spent(engine) == (pytest.approx(first.cost_usd), spent)
+
+        config = write_config(
+            tmp_path, sim, models=[], targets=["spectrum", "classifier"], budget={"max_tokens": 10}
+        )
+        status = _cli(config, database_url, "status")
+        assert f"budget: {spent} of 10 tokens spent" in status
+        assert "EXHAUSTED" in status

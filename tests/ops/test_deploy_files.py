@@ -1,0 +1,214 @@
+"""The Docker stack's files are what the code says: compose parsed and validated by the real
+Compose v2 binary, the NATS config rendered from the bus, Dockerfile lint, Prometheus config,
+rules and alert unit tests, and dashboards that use the provisioned datasources."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+from specstress.bus import SERVICES
+from specstress.db.access import role_name
+from specstress.nats_auth import password_env, render_config
+from specstress.secure import Credentials
+from tests.ops.tools import (
+    COMPOSE_FILE,
+    DASHBOARDS_DIR,
+    DEPLOY,
+    NATS_CONF,
+    PROMETHEUS_DIR,
+    PROVIDERS_OVERRIDE,
+    PROVISIONING_DIR,
+    REPO,
+    system_tool,
+    venv_tool,
+)
+
+# published on the host: Grafana for people, Prometheus on the loopback for operators
+PUBLISHED = {"grafana": "3000", "prometheus": "127.0.0.1"}
+ONE_SHOT = {"init", "cli"}
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """What compose interpolates from .env, as `specstress ops stack-env` writes it."""
+    env_file = tmp_path / "stack.env"
+    subprocess.run(
+        [venv_tool("specstress"), "ops", "stack-env", "--out", str(env_file)],
+        check=True,
+        capture_output=True,
+    )
+    lines = env_file.read_text().splitlines()
+    values = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **values}
+
+
+def compose(env: dict[str, str], *args: str, files: tuple[Path, ...] = (COMPOSE_FILE,)) -> str:
+    command = [venv_tool("docker-compose"), "--project-directory", str(REPO)]
+    for file in files:
+        command += ["-f", str(file)]
+    done = subprocess.run(
+        [*command, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def model(env: dict[str, str]) -> dict[str, Any]:
+    """The compose model after merging, anchors and interpolation, from Compose itself."""
+    resolved: dict[str, Any] = json.loads(compose(env, "config", "--format", "json"))
+    return resolved
+
+
+def test_compose_file_parses_and_names_every_service() -> None:
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(raw, dict) and isinstance(raw["services"], dict)
+    stage_names = {service.replace("_", "-") for service in SERVICES}
+    assert stage_names <= set(raw["services"])
+    expected = {"nats", "nats-exporter", "postgres", "llm-sim", "init", "cli", "prometheus"}
+    assert expected | {"grafana"} <= set(raw["services"])
+
+
+def test_compose_validates_with_and_without_the_providers_override(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    compose(env, "config", "--quiet")
+    config_file = tmp_path / "specstress.yaml"
+    config_file.write_text((REPO / "specstress.demo.yaml").read_text())
+    keys = DEPLOY / "providers.env.local"
+    created = not keys.exists()
+    if created:
+        keys.write_text((DEPLOY / "providers.env.example").read_text())
+    try:
+        override = json.loads(
+            compose(
+                {**env, "SPECSTRESS_CONFIG_FILE": str(config_file)},
+                "config",
+                "--format",
+                "json",
+                files=(COMPOSE_FILE, PROVIDERS_OVERRIDE),
+            )
+        )
+    finally:
+        if created:
+            keys.unlink()
+    assert "llm-sim" not in override["services"], "the simulator only runs on request"
+    for stage in SERVICES:
+        service = override["services"][stage.replace("_", "-")]
+        assert service["volumes"][0]["target"] == "/app/config/specstress.yaml"
+        assert service["volumes"][0]["source"] == str(config_file)
+        # keys go to the stages that call models, and nowhere else
+        assert ("OPENAI_API_KEY" in service["environment"]) is (stage != "aggregator"), stage
+    for name in ("init", "nats", "postgres", "grafana", "prometheus"):
+        assert "OPENAI_API_KEY" not in override["services"][name].get("environment", {}), name
+
+
+def test_every_service_has_image_health_check_and_environment(model: dict[str, Any]) -> None:
+    services = model["services"]
+    for name, service in services.items():
+        assert service.get("image") or service.get("build"), name
+        if name in ONE_SHOT:
+            assert service["restart"] == "no", name
+            continue
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
+        assert service["restart"] == "unless-stopped", name
+        assert "container_name" not in service, f"{name} could not be scaled"
+        if name in PUBLISHED:
+            assert PUBLISHED[name] in json.dumps(service["ports"]), name
+        else:
+            assert not service.get("ports"), f"{name} publishes a host port"
+        for dependency, condition in service.get("depends_on", {}).items():
+            wanted = (
+                "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
+            )
+            assert condition["condition"] == wanted, (name, dependency)
+    assert services["nats-exporter"]["network_mode"] == "service:nats"
+    assert services["init"]["depends_on"].keys() == {"nats", "postgres"}
+
+
+def test_each_stage_connects_as_its_own_user_and_role(model: dict[str, Any]) -> None:
+    for stage in SERVICES:
+        service = model["services"][stage.replace("_", "-")]
+        environment = service["environment"]
+        nats_url = urlsplit(environment["NATS_URL"])
+        assert (nats_url.username, nats_url.hostname) == (stage, "nats")
+        assert nats_url.password == model["services"]["nats"]["environment"][password_env(stage)]
+        database = make_url(environment["DATABASE_URL"])
+        assert (database.username, database.host) == (role_name(stage), "postgres")
+        assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
+        assert service["command"][:3] == ["python", "-m", f"services.{stage}"]
+        assert service["expose"] == ["9100"]
+
+
+def test_nats_config_is_rendered_from_the_bus_and_accepted_by_nats_server() -> None:
+    assert NATS_CONF.read_text() == render_config(), (
+        "deploy/nats/nats.conf is stale: run `specstress ops nats-config --out deploy/nats/nats.conf`"
+    )
+    done = subprocess.run(
+        [venv_tool("nats-server"), "-t", "-c", str(NATS_CONF)],
+        env={"PATH": "/usr/bin:/bin", **Credentials.generate().env()},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sync_interval: always" in NATS_CONF.read_text()
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    done = subprocess.run(
+        [venv_tool("hadolint"), str(DEPLOY / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_prometheus_config_rules_and_alert_unit_tests_pass() -> None:
+    promtool = system_tool("promtool")
+    for args in (
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", *(str(p) for p in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")))],
+        ["test", "rules", "tests/alerts.test.yml"],
+    ):
+        done = subprocess.run(
+            [promtool, *args], cwd=PROMETHEUS_DIR, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_prometheus_scrapes_every_service() -> None:
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert jobs == {*SERVICES, "nats", "prometheus"}
+
+
+def test_dashboards_use_the_provisioned_datasources() -> None:
+    provisioned = yaml.safe_load((PROVISIONING_DIR / "datasources" / "specstress.yml").read_text())
+    uids = {source["uid"]: source["type"] for source in provisioned["datasources"]}
+    boards = [json.loads(path.read_text()) for path in sorted(DASHBOARDS_DIR.glob("*.json"))]
+    assert {board["title"] for board in boards} == {
+        "specstress · Pipeline health",
+        "specstress · Model behaviour",
+        "specstress · New model watch",
+    }
+    assert len({board["uid"] for board in boards}) == len(boards)
+    for board in boards:
+        sources = [
+            target["datasource"] for panel in board["panels"] for target in panel.get("targets", [])
+        ] + [variable["datasource"] for variable in board["templating"]["list"]]
+        for source in sources:
+            assert uids.get(source["uid"]) == source["type"], (board["title"], source)
