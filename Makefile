@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-ratelimit clean test-ops demo-least-privilege stack-env nats-config
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
@@ -28,6 +28,27 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
+
+# share of a 300 RPM limit two gateway processes use against the simulator (about 3 minutes)
+bench-ratelimit: $(STAMP)
+	$(BIN)/python bench/ratelimit.py
+
+# the Docker stack's least-privilege proofs: compose, Dockerfile, NATS users, Postgres roles,
+# and every dashboard and rule query against a real Prometheus and Postgres (part of `make test`)
+test-ops: $(STAMP)
+	$(BIN)/pytest -q tests/ops
+
+# the demo with authentication on: each service as its own NATS user and Postgres role
+demo-least-privilege: $(STAMP)
+	$(BIN)/specstress ops demo --config specstress.demo.yaml --pairs 20
+
+# passwords for `docker compose up` (never overwrites an existing .env)
+stack-env: $(STAMP)
+	$(BIN)/specstress ops stack-env --out .env
+
+# re-render deploy/nats/nats.conf after a change to bus.SUBSCRIPTIONS or bus.PUBLISHES
+nats-config: $(STAMP)
+	$(BIN)/specstress ops nats-config --out deploy/nats/nats.conf
 
 clean:
 	rm -rf .specstress

@@ -100,8 +100,9 @@ async def _sim_counts(sim_url: str) -> tuple[float, int, int]:
 
 async def _row_throughput(database_url: str, clients: int, seconds: float) -> dict[str, Any]:
     """Reservations per second on one hot limit row, with no waiting (an unreachable limit)."""
-    engine = create_engine(database_url, pool_size=clients)
-    key = "f" * 64
+    base = create_engine(database_url, pool_size=1)
+    engine = limits.pacing_engine(base)
+    key = f"{clients:064d}"
     await limits.ensure_limit(engine, key, "http://bench/v1", "hot-row", None)
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
@@ -124,6 +125,7 @@ async def _row_throughput(database_url: str, clients: int, seconds: float) -> di
         await asyncio.gather(*(client() for _ in range(clients)))
     finally:
         await engine.dispose()
+        await base.dispose()
     cuts = statistics.quantiles(latencies, n=100)
     return {
         "clients": clients,
@@ -150,7 +152,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     os.chmod(folder, 0o711)  # a private Postgres running as another user must enter it
     postgres = start_postgres(folder / "postgres")
     stack = Stack(config_path=folder / "unused.yaml", log_dir=folder / "logs", env={})
-    workers: list[subprocess.Popen[bytes]] = []
+    workers: list[asyncio.subprocess.Process] = []
     try:
         database_url = await ensure_database(postgres.url, "bench")
         await upgrade(database_url)
@@ -173,25 +175,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             command += ["--database-url", database_url, "--sim-url", sim_url]
             command += ["--rpm", str(args.rpm), "--concurrency", str(args.concurrency)]
             command += ["--seconds", str(seconds + 5)]
-            log = (folder / "logs" / f"worker-{worker_id}.log").open("wb")
-            workers.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+            with (folder / "logs" / f"worker-{worker_id}.log").open("wb") as log:
+                workers.append(
+                    await asyncio.create_subprocess_exec(
+                        *command, stdout=log, stderr=asyncio.subprocess.STDOUT
+                    )
+                )
         await asyncio.sleep(args.warmup)
         start, ok_start, refused_start = await _sim_counts(sim_url)
         await asyncio.sleep(args.window)
         end, ok_end, refused_end = await _sim_counts(sim_url)
         for worker in workers:
-            worker.wait(timeout=60 + args.latency_ms / 1000)
+            await asyncio.wait_for(worker.wait(), timeout=60 + args.latency_ms / 1000)
         engine = create_engine(database_url, pool_size=1)
         try:
             async with engine.connect() as conn:
                 paid = int(await conn.scalar(text(PAID_IN_WINDOW), {"start": start, "end": end}))
         finally:
             await engine.dispose()
-        row = await _row_throughput(database_url, args.row_clients, args.row_seconds)
+        rows = [
+            await _row_throughput(database_url, clients, args.row_seconds)
+            for clients in args.row_clients
+        ]
     finally:
         for worker in workers:
-            if worker.poll() is None:
+            if worker.returncode is None:
                 worker.kill()
+                await worker.wait()
         stack.stop()
         postgres.stop()
     minutes = (end - start) / 60
@@ -219,7 +229,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "ledger_rpm": round(paid / minutes, 1),
         "http_429_after_warmup": refused_end - refused_start,
         "http_429_total": refused_end,
-        "limit_row": row,
+        "limit_row": rows,
     }
 
 
@@ -236,11 +246,11 @@ def report(result: dict[str, Any]) -> None:
     table.add_row("paid per minute (ledger)", str(result["ledger_rpm"]))
     table.add_row("429s after warm-up", str(result["http_429_after_warmup"]))
     table.add_row("429s in the whole run", str(result["http_429_total"]))
-    row = result["limit_row"]
-    table.add_row(
-        f"one limit row, {row['clients']} callers",
-        f"{row['per_second']} reservations/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms",
-    )
+    for row in result["limit_row"]:
+        table.add_row(
+            f"one limit row, {row['clients']} concurrent callers",
+            f"{row['per_second']} reservations/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms",
+        )
     console.print(table)
 
 
@@ -261,8 +271,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="callers per process")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds before measuring")
     parser.add_argument("--window", type=float, default=120.0, help="seconds measured")
-    parser.add_argument("--row-clients", type=int, default=32)
-    parser.add_argument("--row-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--row-clients", type=int, nargs="+", default=[1, 8, 32], help="callers on one row"
+    )
+    parser.add_argument("--row-seconds", type=float, default=5.0, help="per caller count")
     parser.add_argument("--no-record", action="store_true", help="do not append to results.jsonl")
     args = parser.parse_args()
     if args.command == "worker":

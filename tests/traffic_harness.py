@@ -4,6 +4,9 @@ own, seeded scenarios, and what the simulator says it served."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -92,7 +95,9 @@ def write_config(
             "judges": ["judge-strict"],
         },
         "model_sets": {"all": ["*"]},
-        "specs": [{"id": "example", "version": "1", "path": "builtin:example", "families": ["aurora"]}],
+        "specs": [
+            {"id": "example", "version": "1", "path": "builtin:example", "families": ["aurora"]}
+        ],
         **sections,
     }
     path = tmp_path / "specstress.yaml"
@@ -127,7 +132,7 @@ async def seed_scenarios(database_url: str, count: int, topic: str) -> list[str]
     engine = create_engine(database_url, pool_size=2)
     scenario_ids = []
     try:
-        pairs = [
+        pairs: list[dict[str, Any]] = [
             {
                 "pair_id": ids.pair_id(f"{topic} {n}", "honesty", TAXONOMY_VERSION),
                 "value1": f"{topic} {n}",
@@ -178,3 +183,16 @@ async def eventually(
         if loop.time() > deadline:
             raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
         await asyncio.sleep(0.25)
+
+
+def specstress_cli(config: Path, database_url: str, *args: str) -> str:
+    """Run the `specstress` command as a user would; its output, or a failed assertion."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("specstress")), *args, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": database_url, "COLUMNS": "200"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout

@@ -7,6 +7,7 @@ a model names the environment variable that holds its key.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -96,6 +97,9 @@ class Prices(Strict):
     cached_input_per_mtok: float = Field(0.0, ge=0)
     # Writing a prompt-cache entry: Anthropic charges 1.25x input for it; unset = input price.
     cache_write_input_per_mtok: float | None = Field(None, ge=0)
+    # Share of the price the batch APIs take off (OpenAI Batch and Anthropic Message Batches
+    # both charge half): an answer that came back in a batch costs (1 - batch_discount) x.
+    batch_discount: float = Field(0.5, ge=0, le=1)
 
 
 class OpenAIReasoning(Strict):
@@ -172,6 +176,9 @@ class ModelConfig(Strict):
     reasoning: Reasoning | None = None
     # ask for JSON-schema output natively; off for endpoints that reject response schemas
     structured_output: bool = True
+    # whether the endpoint takes its protocol's batch API when a stage runs in batch mode:
+    # off for OpenAI-compatible servers without /v1/batches; Gemini models are always online
+    batch_api: bool = True
     # calls in flight per process; the fleet as a whole is paced by `limits`
     max_concurrency: int = Field(16, ge=1, le=4096)
     limits: RateLimits = RateLimits()
@@ -346,6 +353,44 @@ class Labels(Strict):
     refusal_types: Literal["all", "flagged"] = "all"
 
 
+# A batch is answered within this window or its unanswered requests expire (both batch APIs).
+BATCH_WINDOW_SECONDS = 24 * 3600.0
+# The longest a message waiting for a batch stays away before it looks again.
+BATCH_RECHECK_MAX_SECONDS = 300.0
+# Deferrals a message may need to wait out a whole window: ramping up to the longest recheck,
+# then one every BATCH_RECHECK_MAX_SECONDS.
+BATCH_MIN_DEFERRALS = math.ceil(BATCH_WINDOW_SECONDS / BATCH_RECHECK_MAX_SECONDS) + 32
+
+
+class BatchMode(Strict):
+    """A stage's use of the batch APIs (OpenAI Batch, Anthropic Message Batches): its calls are
+    gathered into batch jobs, answered within 24 h at the batch price. Models of other
+    protocols, or with `batch_api: false`, are called online as usual."""
+
+    enabled: bool = False
+    # requests per job (both APIs also cap a job's size in bytes; a job is cut to fit)
+    max_requests_per_batch: int = Field(1000, ge=1, le=50_000)
+    # how long requests are gathered before a job smaller than max_requests_per_batch is sent
+    max_wait_seconds: float = Field(300.0, ge=0)
+    # how often a submitted job's status is asked for
+    poll_seconds: float = Field(60.0, gt=0)
+
+
+class StageBatches(Strict):
+    """Batch mode per stage, for the stages that are not latency-sensitive."""
+
+    responder: BatchMode = BatchMode()
+    classifier: BatchMode = BatchMode()
+    compliance_judge: BatchMode = BatchMode()
+
+    def for_stage(self, stage: str) -> BatchMode | None:
+        """The stage's settings; None for a stage that has no batch mode."""
+        if stage not in StageBatches.model_fields:
+            return None
+        mode: BatchMode = getattr(self, stage)
+        return mode
+
+
 class ServicePorts(Strict):
     """Prometheus metrics port of each service (0 = any free port)."""
 
@@ -387,6 +432,7 @@ class Config(Strict):
     labels: Labels = Labels()
     embedding: EmbeddingConfig | None = None
     bus: BusConfig = BusConfig()
+    batch: StageBatches = StageBatches()
     budget: Budget = Budget()
     metrics_ports: ServicePorts = ServicePorts()
     prompts_dir: str | None = None
@@ -433,6 +479,28 @@ class Config(Strict):
             for family in spec.families:
                 if family not in families:
                     raise ValueError(f"specs.{spec.id}: unknown family {family!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _batches_fit_the_bus(self) -> Config:
+        # A message whose answer waits in a batch stays unacknowledged and comes back now and
+        # then: the bus must let enough of them wait, for long enough.
+        for stage in StageBatches.model_fields:
+            mode = self.batch.for_stage(stage)
+            if mode is None or not mode.enabled:
+                continue
+            if mode.max_requests_per_batch > self.bus.max_ack_pending:
+                raise ValueError(
+                    f"batch.{stage}.max_requests_per_batch ({mode.max_requests_per_batch}) is "
+                    f"larger than bus.max_ack_pending ({self.bus.max_ack_pending}): messages "
+                    "waiting for a batch stay unacknowledged, so no batch could fill; raise "
+                    "bus.max_ack_pending"
+                )
+            if self.bus.max_deferrals < BATCH_MIN_DEFERRALS:
+                raise ValueError(
+                    f"batch.{stage}: batch mode needs bus.max_deferrals >= "
+                    f"{BATCH_MIN_DEFERRALS} so a message can wait out a batch's 24 h window"
+                )
         return self
 
     def model(self, key: str) -> ModelConfig:

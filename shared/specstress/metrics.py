@@ -29,7 +29,8 @@ dead_letters = Counter(
 )
 llm_calls = Counter(
     f"{PREFIX}_llm_calls_total",
-    "LLM HTTP attempts by model, stage and outcome (ok, cached, or an error class).",
+    "LLM HTTP attempts by model, stage and outcome (ok, cached, or an error class); answers "
+    "that came in a batch job count as outcome batch.",
     ["model", "stage", "outcome"],
 )
 llm_tokens = Counter(
@@ -83,4 +84,15 @@ messages_deferred = Counter(
     f"{PREFIX}_messages_deferred_total",
     "Bus messages put back to wait (not failed), by cause.",
     ["service", "cause"],
+)
+llm_batch_jobs = Counter(
+    f"{PREFIX}_llm_batch_jobs_total",
+    "Provider batch jobs by what happened to them (submitted, ended, failed, released, "
+    "recovered).",
+    ["model", "stage", "outcome"],
+)
+llm_batch_requests = Counter(
+    f"{PREFIX}_llm_batch_requests_total",
+    "Requests of batch-mode stages by outcome (queued, succeeded, errored, expired, canceled).",
+    ["model", "stage", "outcome"],
 )

@@ -57,60 +57,31 @@ def _view(name: str) -> Report:
 
 async def _judge_agreement(engine: AsyncEngine, filters: Filters, _n: int) -> Rows:
     rows: Rows = []
-    by_spec = await analysis.judge_ratings(engine, filters)
-    for (spec_id, spec_version), ratings in sorted(by_spec.items()):
-        stats = ensemble_statistics(ratings)
-        everyone = ", ".join(stats.judges)
-        # (statistic, judges, basis, answers it rests on, value)
-        found: list[tuple[str, str, str, int, float | None]] = [
-            ("flag rate", judge, "flagged", sum(judge in r for r in ratings.values()), rate)
-            for judge, rate in stats.flag_rates.items()
-        ]
-        found += [
-            (
-                "flag rate, majority rule",
-                everyone,
-                "flagged",
-                stats.complete,
-                stats.majority_flag_rate,
-            ),
-            ("flag rate, any-judge rule", everyone, "flagged", stats.complete, stats.any_flag_rate),
-        ]
-        for (a, b), (both, flags, decisions) in stats.pairs.items():
-            found += [
-                ("pairwise agreement", f"{a}, {b}", "flagged", both, flags),
-                ("pairwise agreement", f"{a}, {b}", "decision", both, decisions),
-            ]
-        found += [
-            ("Fleiss' kappa", everyone, "flagged", stats.complete, stats.fleiss_kappa_flags),
-            ("Fleiss' kappa", everyone, "decision", stats.complete, stats.fleiss_kappa_decisions),
-            (
-                "Krippendorff's alpha",
-                everyone,
-                "flagged",
-                stats.answers,
-                stats.krippendorff_alpha_flags,
-            ),
-            (
-                "Krippendorff's alpha",
-                everyone,
-                "decision",
-                stats.answers,
-                stats.krippendorff_alpha_decisions,
-            ),
+    for (spec_id, spec_version), (judges, profiles) in sorted(
+        (await analysis.judge_profiles(engine, filters)).items()
+    ):
+        stats = ensemble_statistics(profiles, judges)
+        # (statistic, basis, answers it rests on, value)
+        found: list[tuple[str, str, int, float | None]] = [
+            ("flag rate, majority rule", "flagged", stats.complete, stats.majority_flag_rate),
+            ("flag rate, any-judge rule", "flagged", stats.complete, stats.any_flag_rate),
+            ("Fleiss' kappa", "flagged", stats.complete, stats.fleiss_kappa_flags),
+            ("Fleiss' kappa", "decision", stats.complete, stats.fleiss_kappa_decisions),
+            ("Krippendorff's alpha", "flagged", stats.answers, stats.krippendorff_alpha_flags),
+            ("Krippendorff's alpha", "decision", stats.answers, stats.krippendorff_alpha_decisions),
         ]
         rows += [
             {
                 "selection": filters.selection,
                 "spec_id": spec_id,
                 "spec_version": spec_version,
-                "statistic": statistic,
                 "judges": judges,
+                "statistic": statistic,
                 "basis": basis,
                 "answers": answers,
                 "value": value,
             }
-            for statistic, judges, basis, answers, value in found
+            for statistic, basis, answers, value in found
         ]
     return rows
 
@@ -138,9 +109,10 @@ REPORTS: dict[str, Report] = {
     "judges": _view("judges"),
     "judge-pairs": _view("judge-pairs"),
     "judge-agreement": Report(
-        "judge-ensemble statistics: flag rates under each rule, pairwise agreement, Fleiss' "
+        "judge-ensemble statistics: flag rate under the majority and any-judge rules, Fleiss' "
         "kappa (answers every judge rated) and Krippendorff's alpha (nominal), on flagged-or-not "
-        "and on the three decisions",
+        "and on the three decisions; per-judge rates and pairwise agreement are `judges` and "
+        "`judge-pairs`",
         _judge_agreement,
     ),
     "self-preference": _view("self-preference"),

@@ -28,19 +28,28 @@ apart). Separation then reads: every pick p lies at least stop / w_p from the pi
 cover: every row x lies within stop / w_x of a pick. The first pick is the seeded random row,
 whatever its weight, as in the unweighted run.
 
-**Partitioned method** (for row counts past `EXACT_LIMIT`). Rows are split into cells by a
-coarse k-means (about sqrt(n) cells); each row also joins the "halo" of every other cell whose
-Voronoi region it approaches closer than the cell's search radius (the stop distance, or
-stop / smallest relevant weight in the weighted case). The distance from a row to the bisector
-between its own centre and another lower-bounds its distance to any row of that other cell, so
-every pair of rows closer than the radius shares a cell as home or halo. Cells are then run one
-after the other with the exact method (the cell of the seeded start first), each row's starting
-minimum being its distance to the rows already picked in that cell's halo, capped at the radius
-(past which the row is pickable whatever its true distance). The result keeps both guarantees exactly (a
-`stop`-cover and `stop`-separated, weighted as above); what it gives up is the global
-farthest-first order, so it is a different maximal separated set than the exact run and usually
-of a similar size. Both sets are within the same bounds: covering radius < stop, and any cover
-of radius < stop / 2 needs at least as many centres.
+**Partitioned method.** Rows are split into cells around coarse k-means centres (about n / 32
+cells, at most 4096; one Lloyd round on a sample). Each row also joins the "halo" of every
+other cell whose Voronoi region it approaches closer than that cell's search radius (the stop
+distance, or stop / smallest relevant weight in the weighted case): the distance from a row to
+the bisector between its own centre and another lower-bounds its distance to any row of that
+other cell, so every pair of rows closer than the radius shares a cell as home or halo. Cells
+are then run one after the other with the exact method (the cell of the seeded start first),
+each row's starting minimum being its distance to the rows already picked in that cell's halo,
+capped at the radius (past which the row is pickable whatever its true distance). The result
+keeps both guarantees exactly (a `stop`-cover and `stop`-separated, weighted as above); what it
+gives up is the global farthest-first order, so it is a different maximal separated set than
+the exact run, of a similar size. Both sets obey the same bounds: covering radius < stop, and
+any cover of radius < stop / 2 needs at least as many centres.
+
+**Which one `auto` runs.** Both cost distance computations: the exact method about n^2 / 2 (a
+row meets the picks until it is covered, and ~70% of rows end up picked at delta 0.4), the
+partitioned one sum(members x (members + halo)) over cells, counted when the cells are planned
+(one pass over the rows). Its small per-cell products cost more per distance, so `auto` takes
+the partition only when PARTITION_PENALTY times its count is below the exact one. In high
+dimensions with broad clusters (sentence embeddings: unrelated texts ~1.3 apart, only
+near-duplicates within 0.4) halos are large and the saving is moderate; with well-separated
+clusters it is large. bench/kcenter.py records both at 411k x 384.
 """
 
 from __future__ import annotations
@@ -61,17 +70,24 @@ IndexArray = npt.NDArray[np.int64]
 
 DEFAULT_DELTA = 0.4
 DEFAULT_WEIGHTED_STOP = 0.8
-# Above this many rows `auto` switches to the partitioned method. At 411k rows the exact run
-# costs about n * k * d / 2 multiply-adds (~2.4e13 at k = 300k): minutes of GEMM on two cores
-# (bench/kcenter.py records the figures); past about a million rows it grows to hours.
-EXACT_LIMIT = 1_000_000
+# `auto` runs the exact method below this many rows (minutes at most) without planning cells
+PLAN_MIN_ROWS = 50_000
+# Rows per cell of the partitioned method, and a cap on cells (the halo bitmap costs
+# cells * n / 8 bytes, the centre gaps cells^2 * 4).
+_ROWS_PER_CELL = 32
+_MAX_CELLS = 4096
+# The cells' small matrix products run several times slower per distance than the exact
+# method's large ones (measured ~8x on 2 cores, see bench/kcenter.py): `auto` partitions only
+# when that many times its distance count is still below the exact method's.
+PARTITION_PENALTY = 8.0
 BLOCK = 1024
 _CHUNK_ROWS = 8192
 _NORM_TOLERANCE = 1e-3
 # float32 distances are off by ~1e-6; halo tests get this much slack so rounding never hides a
 # neighbour (a larger halo costs time, never correctness)
 _HALO_SLACK = 1e-3
-_KMEANS_ROUNDS = 2
+# the Lloyd round that places the centres runs on this many sampled rows per cell
+_KMEANS_SAMPLE_PER_CELL = 16
 
 
 @dataclass(frozen=True)
@@ -92,10 +108,13 @@ def select_kcenter(
     seed: int = 0,
     weights: npt.NDArray[np.floating] | None = None,
     method: Method = "auto",
-    exact_limit: int = EXACT_LIMIT,
     cells: int | None = None,
 ) -> Selection:
-    """Greedy farthest-first selection of unit-normalised rows; see the module notes."""
+    """Greedy farthest-first selection of unit-normalised rows; see the module notes.
+
+    `auto` runs the exact method on fewer than PLAN_MIN_ROWS rows; on more, it plans the
+    partition and runs it only when it promises to be cheaper on these rows (see the notes).
+    """
     x = _check_vectors(vectors)
     n = x.shape[0]
     w = _check_weights(weights, n)
@@ -103,16 +122,19 @@ def select_kcenter(
         raise InputError(f"selection stop distance must be a positive number, got {stop}")
     if method not in ("auto", "exact", "partitioned"):
         raise InputError(f"unknown selection method {method!r} (auto, exact or partitioned)")
+    if cells is not None and cells < 1:
+        raise InputError(f"partitioned selection needs at least one cell, got {cells}")
     rng = np.random.default_rng(seed)
     if n == 0:
         return Selection(np.zeros(0, np.int64), np.zeros(0, np.float32), "exact")
     start = int(rng.integers(n))
-    use_exact = method == "exact" or (method == "auto" and n <= exact_limit)
-    if use_exact:
-        initial = np.full(n, np.inf, np.float32)
-        order, distance = _run(x, w, initial, stop, start)
-        return Selection(order, distance, "exact")
-    return _partitioned(x, weights=w, stop=stop, start=start, rng=rng, cells=cells)
+    if method == "partitioned" or (method == "auto" and n >= PLAN_MIN_ROWS):
+        plan = _plan(x, w, stop, rng, cells)
+        exact_work = n * n / 2
+        if method == "partitioned" or PARTITION_PENALTY * plan.work < exact_work:
+            return _partitioned(x, plan, weights=w, stop=stop, start=start)
+    order, distance = _run(x, w, np.full(n, np.inf, np.float32), stop, start)
+    return Selection(order, distance, "exact")
 
 
 def _check_vectors(vectors: FloatArray) -> FloatArray:
@@ -280,29 +302,67 @@ def _run(
     return np.asarray(order, np.int64), np.asarray(distance, np.float32)
 
 
-def _kmeans_centres(x: FloatArray, cells: int, rng: np.random.Generator) -> FloatArray:
-    centres = x[np.sort(rng.choice(x.shape[0], size=cells, replace=False))].copy()
-    for _ in range(_KMEANS_ROUNDS):
-        home, _ = _assign(x, centres)
-        sums = np.zeros_like(centres)
-        np.add.at(sums, home, x)
-        counts = np.bincount(home, minlength=cells)
-        filled = counts > 0
-        centres[filled] = sums[filled] / counts[filled, None].astype(np.float32)
+def _scores(block: FloatArray, centres: FloatArray, half_sq: FloatArray) -> FloatArray:
+    """x.c - |c|^2 / 2 per (row, centre): for unit rows |x - c|^2 = 1 - 2 * score, so the
+    largest score is the nearest centre and score differences are distance differences."""
+    scores: FloatArray = block @ centres.T
+    scores -= half_sq[None, :]
+    return scores
+
+
+def _nearest(x: FloatArray, centres: FloatArray) -> tuple[IndexArray, FloatArray]:
+    """Each row's nearest centre (lowest index on ties) and its score."""
+    half_sq = (centres * centres).sum(axis=1) / 2
+    home = np.empty(x.shape[0], np.int64)
+    best = np.empty(x.shape[0], np.float32)
+    for begin in range(0, x.shape[0], _CHUNK_ROWS):
+        scores = _scores(x[begin : begin + _CHUNK_ROWS], centres, half_sq)
+        nearest = scores.argmax(axis=1)
+        home[begin : begin + nearest.size] = nearest
+        best[begin : begin + nearest.size] = scores[np.arange(nearest.size), nearest]
+    return home, best
+
+
+def _centres(x: FloatArray, cells: int, rng: np.random.Generator) -> FloatArray:
+    """Seeded sample rows moved by one Lloyd round over a sample: coarse is enough, the halos
+    make any partition correct."""
+    n = x.shape[0]
+    centres = x[np.sort(rng.choice(n, size=cells, replace=False))].copy()
+    sample = x[np.sort(rng.choice(n, size=min(n, cells * _KMEANS_SAMPLE_PER_CELL), replace=False))]
+    home, _ = _nearest(sample, centres)
+    sums = np.zeros_like(centres)
+    np.add.at(sums, home, sample)
+    counts = np.bincount(home, minlength=cells)
+    filled = counts > 0
+    centres[filled] = sums[filled] / counts[filled, None].astype(np.float32)
     return centres
 
 
-def _assign(x: FloatArray, centres: FloatArray) -> tuple[IndexArray, FloatArray]:
-    """Nearest centre of each row and the squared distance to it."""
-    c_sq = (centres * centres).sum(axis=1)
-    home = np.empty(x.shape[0], np.int64)
-    home_d2 = np.empty(x.shape[0], np.float32)
-    for begin in range(0, x.shape[0], _CHUNK_ROWS):
-        d2 = 1.0 + c_sq[None, :] - 2.0 * (x[begin : begin + _CHUNK_ROWS] @ centres.T)
-        nearest = d2.argmin(axis=1)
-        home[begin : begin + nearest.size] = nearest
-        home_d2[begin : begin + nearest.size] = d2[np.arange(nearest.size), nearest]
-    return home, home_d2
+@dataclass(frozen=True)
+class _Plan:
+    home: IndexArray
+    radius: FloatArray
+    # one packed bit per (cell, row): the row is in the cell's halo
+    halos: npt.NDArray[np.uint8]
+    # distance computations the cells will need at most: members x (members + halo)
+    work: float
+
+
+def _plan(
+    x: FloatArray,
+    weights: FloatArray | None,
+    stop: float,
+    rng: np.random.Generator,
+    cells: int | None,
+) -> _Plan:
+    n = x.shape[0]
+    count = min(n, cells if cells is not None else min(_MAX_CELLS, max(1, n // _ROWS_PER_CELL)))
+    centres = _centres(x, count, rng)
+    home, home_score = _nearest(x, centres)
+    radius = _halo_radius(home, weights, stop, count)
+    halos, halo_sizes = _halo_bitmap(x, centres, home, home_score, radius)
+    members = np.bincount(home, minlength=count).astype(np.float64)
+    return _Plan(home, radius, halos, float((members * (members + halo_sizes)).sum()))
 
 
 def _halo_radius(
@@ -333,56 +393,46 @@ def _halo_bitmap(
     x: FloatArray,
     centres: FloatArray,
     home: IndexArray,
-    home_d2: FloatArray,
+    home_score: FloatArray,
     radius: FloatArray,
-) -> npt.NDArray[np.uint8]:
-    """One packed bit per (cell, row): the row lies in another cell and closer than that cell's
-    radius to its Voronoi region. A bitmap keeps memory at cells * n / 8 bytes however many
-    halos a row joins (in high dimensions, many).
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64]]:
+    """Per (cell, row), one packed bit: the row lies in another cell and closer than that
+    cell's radius to its Voronoi region; and the number of rows in each cell's halo. A bitmap
+    keeps memory at cells * n / 8 bytes however many halos a row joins (in high dimensions,
+    many).
 
     Row x (home a) is within r of a point of cell b only if its distance to the bisector of
-    centres a and b, (|x - c_b|^2 - |x - c_a|^2) / (2 |c_a - c_b|), is below r.
+    centres a and b, (|x - c_b|^2 - |x - c_a|^2) / (2 |c_a - c_b|), is below r; for unit rows
+    the numerator is 2 (score_a - score_b).
     """
     cells = centres.shape[0]
-    c_sq = (centres * centres).sum(axis=1)
+    half_sq = (centres * centres).sum(axis=1) / 2
     gap = np.sqrt(
-        np.maximum(c_sq[:, None] + c_sq[None, :] - 2.0 * (centres @ centres.T), 0.0)
+        np.maximum(2 * half_sq[:, None] + 2 * half_sq[None, :] - 2.0 * (centres @ centres.T), 0.0)
     ).astype(np.float32)
     limit = radius + np.float32(_HALO_SLACK)
-    # chunks of a multiple of 8 rows, so each packs into whole bytes
     bitmap = np.zeros((cells, (x.shape[0] + 7) // 8), np.uint8)
+    sizes = np.zeros(cells, np.float64)
+    # _CHUNK_ROWS is a multiple of 8, so every chunk packs into whole bytes
     for begin in range(0, x.shape[0], _CHUNK_ROWS):
         block = x[begin : begin + _CHUNK_ROWS]
         own = home[begin : begin + block.shape[0]]
-        d2 = 1.0 + c_sq[None, :] - 2.0 * (block @ centres.T)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            margin = (d2 - home_d2[begin : begin + block.shape[0], None]) / (2.0 * gap[own])
-        # coincident centres (zero gap) cannot separate anything: such rows join the halo
-        margin = np.nan_to_num(margin, nan=-np.inf)
-        inside = margin < limit[None, :]
+        closer = home_score[begin : begin + block.shape[0], None] - _scores(block, centres, half_sq)
+        # (a centre that coincides with another gets no rows: argmax keeps the lower index)
+        inside = closer < limit[None, :] * gap[own]
         inside[np.arange(block.shape[0]), own] = False
+        sizes += inside.sum(axis=0)
         packed = np.packbits(inside.T, axis=1)
         bitmap[:, begin // 8 : begin // 8 + packed.shape[1]] = packed
-    return bitmap
+    return bitmap, sizes
 
 
 def _partitioned(
-    x: FloatArray,
-    *,
-    weights: FloatArray | None,
-    stop: float,
-    start: int,
-    rng: np.random.Generator,
-    cells: int | None,
+    x: FloatArray, plan: _Plan, *, weights: FloatArray | None, stop: float, start: int
 ) -> Selection:
     n = x.shape[0]
-    count = min(n, cells if cells is not None else max(1, math.isqrt(n)))
-    if count < 1:
-        raise InputError(f"partitioned selection needs at least one cell, got {cells}")
-    centres = _kmeans_centres(x, count, rng)
-    home, home_d2 = _assign(x, centres)
-    radius = _halo_radius(home, weights, stop, count)
-    halos = _halo_bitmap(x, centres, home, home_d2, radius)
+    home, radius, halos = plan.home, plan.radius, plan.halos
+    count = radius.size
     by_home = np.argsort(home, kind="stable")
     bounds = np.searchsorted(home[by_home], np.arange(count + 1))
     picked = np.zeros(n, bool)
@@ -401,10 +451,10 @@ def _partitioned(
         else:
             initial = np.full(members.size, radius[cell], np.float32)
             local_start = None
-        in_halo = np.unpackbits(halos[cell], count=n).astype(bool)
+        in_halo = np.unpackbits(halos[cell], count=n).view(bool)
         neighbours = np.flatnonzero(in_halo & picked)
-        for begin in range(0, neighbours.size, BLOCK):
-            near = x[neighbours[begin : begin + BLOCK]]
+        for begin in range(0, neighbours.size, _CHUNK_ROWS):
+            near = x[neighbours[begin : begin + _CHUNK_ROWS]]
             for row in range(0, members.size, _CHUNK_ROWS):
                 part = slice(row, row + _CHUNK_ROWS)
                 d2 = _min_sq_distance(local[part], near)

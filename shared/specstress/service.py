@@ -6,9 +6,10 @@ leads to a redelivery that the handler's lookup-before-call turns into a cheap r
 Failures are sorted here, once, for every stage:
 - a payload that does not parse, or a terminal LLM error, is recorded as a dead letter at once;
 - `RetryLater` (a provider's long wait, a distant rate-limit slot, a paused provider, a spent
-  budget) naks with its delay and is not a failure: each such return is recorded in Postgres
-  and subtracted from JetStream's delivery count, whose MaxDeliver leaves room for them
-  (max_deliver + max_deferrals), so waiting never dead-letters work;
+  budget, an answer coming in a batch job) naks with its delay and is not a failure: each such
+  return is recorded in Postgres and subtracted from JetStream's delivery count, whose
+  MaxDeliver leaves room for them (max_deliver + max_deferrals), so waiting never
+  dead-letters work;
 - anything else naks with backoff until MaxDeliver, then becomes a dead letter with its reason.
 """
 
@@ -121,6 +122,8 @@ class Service:
             service=self.name,
             budget=config.budget,
             defer_seconds=config.bus.defer_seconds,
+            batch=config.batch,
+            models=config.models,
         )
         broker = NatsBroker(config.nats_url, logger=None, max_reconnect_attempts=-1)
         stage_holder: list[Stage] = []
@@ -154,6 +157,10 @@ class Service:
             )
             for task in self.background:
                 tasks.append(asyncio.create_task(_periodically(task, stage_holder[0])))
+            if gateway.batches is not None and config.batch.for_stage(self.name) is not None:
+                # sends and polls this stage's batch jobs (and finishes those of an earlier
+                # run even when batch mode has since been turned off)
+                tasks.append(asyncio.create_task(gateway.batches.run()))
             log.info("%s started; metrics on http://%s:%d/metrics", self.name, host, port)
 
         async def on_shutdown() -> None:
@@ -288,7 +295,9 @@ async def _defer(stage: Stage, consumer_name: str, raw: Msg, wait: RetryLater) -
         stage.engine, consumer_name, raw.metadata.sequence.stream, reason
     )
     metrics.messages_deferred.labels(stage.name, wait.cause).inc()
-    log.info("%s: deferred for %.0f s: %s", stage.name, wait.delay, reason[:300])
+    # every message of a batch-mode stage waits like this, often: not news worth a line each
+    level = logging.DEBUG if wait.cause == "batch" else logging.INFO
+    log.log(level, "%s: deferred for %.0f s: %s", stage.name, wait.delay, reason[:300])
     await raw.nak(delay=min(max(wait.delay, 0.0), MAX_NAK_DELAY_SECONDS))
 
 

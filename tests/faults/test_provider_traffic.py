@@ -7,8 +7,6 @@ deferrals. The rate-limit utilisation figure is measured in bench/ratelimit.py.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -30,6 +28,7 @@ from tests.traffic_harness import (
     publish_all,
     seed_scenarios,
     simulator,
+    specstress_cli,
     stack_for,
     write_config,
 )
@@ -171,7 +170,11 @@ async def test_malformed_judge_output_is_reasked_then_dead_lettered_with_its_rea
             stack.start_service("compliance_judge")
             await publish_all(
                 nats_url,
-                [VerdictRequested(response_id=response_id, judge="judge-strict", spec_id="example")],
+                [
+                    VerdictRequested(
+                        response_id=response_id, judge="judge-strict", spec_id="example"
+                    )
+                ],
             )
 
             async def dead_lettered() -> bool:
@@ -222,7 +225,9 @@ async def test_work_for_a_paused_provider_waits_on_the_bus_without_dead_letterin
                 await engine.dispose()
             [scenario] = await seed_scenarios(database_url, 1, "paused")
             stack.start_service("responder")
-            await publish_all(nats_url, [ResponseRequested(scenario_id=scenario, model_key="healthy")])
+            await publish_all(
+                nats_url, [ResponseRequested(scenario_id=scenario, model_key="healthy")]
+            )
 
             async def deferred_often() -> bool:
                 waits = await rows(database_url, "SELECT deferrals FROM message_deferrals")
@@ -232,14 +237,7 @@ async def test_work_for_a_paused_provider_waits_on_the_bus_without_dead_letterin
             assert await _count(database_url, "dead_letters") == 0
             assert "borealis-candid" not in await sim.stats()
 
-            resumed = subprocess.run(
-                [str(Path(sys.executable).with_name("specstress")), "providers", "resume", "--all"]
-                + ["-c", str(config_path)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+            specstress_cli(config_path, database_url, "providers", "resume", "--all")
 
             async def answered() -> bool:
                 return await _count(database_url, "responses") == 1

@@ -8,10 +8,12 @@ import random
 from collections.abc import AsyncIterator
 from math import ceil
 
+import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
+from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 
 from specstress.agreement import ensemble_statistics
 from specstress.db import analysis
@@ -260,17 +262,16 @@ async def test_judge_statistics_views_on_hand_counts(engine: AsyncEngine) -> Non
     assert pairs[("judge-blue", "judge-red")]["decision_agreements"] == 15
     assert pairs[("judge-grey", "judge-red")]["flag_agreement"] == 10 / 25
     assert pairs[("judge-blue", "judge-grey")]["flag_agreements"] == 11
-    # the SQL views and the Python statistics agree on the same verdicts
-    ratings = await analysis.judge_ratings(engine, Filters())
-    stats = ensemble_statistics(ratings[("rules", "1")])
-    for (a, b), (both, flag_share, decision_share) in stats.pairs.items():
-        row = pairs[(a, b)]
-        assert (row["responses"], row["flag_agreement"], row["decision_agreement"]) == (
-            both,
-            pytest.approx(flag_share),
-            pytest.approx(decision_share),
-        )
-    assert stats.flag_rates == {j: pytest.approx(rates[j]["flag_rate"]) for j in JUDGES}
+    # decision profiles: s1 red1-5 and s2 red1-4 (n, a, c); s2 red5 (n, c, c); s3 red1 (c, c, c);
+    # s3 red2-5 and s4 (n, n, n); s5 (c, c, a)
+    judges, profiles = (await analysis.judge_profiles(engine, Filters()))[("rules", "1")]
+    assert judges == 3
+    assert profiles == {(1, 1, 1): 9, (2, 1, 0): 1, (3, 0, 0): 1, (0, 3, 0): 9, (2, 0, 1): 5}
+    stats = ensemble_statistics(profiles, judges)
+    flags = [[1, 2]] * 9 + [[2, 1]] + [[3, 0]] + [[0, 3]] * 9 + [[2, 1]] * 5
+    assert stats.fleiss_kappa_flags == pytest.approx(statsmodels_fleiss_kappa(np.array(flags)))
+    assert stats.majority_flag_rate == pytest.approx(18 / 25)
+    assert stats.any_flag_rate == pytest.approx(24 / 25)
 
     self_pref = {
         (r["judge"], r["model_key"]): r
@@ -381,7 +382,7 @@ async def test_report_command_reads_every_table(engine: AsyncEngine, database_ur
     kappa = next(
         r for r in agreement if r["statistic"] == "Fleiss' kappa" and r["basis"] == "flagged"
     )
-    assert kappa["answers"] == 25
+    assert (kappa["judges"], kappa["answers"]) == (3, 25)
     for name in (
         "table2",
         "figure2",

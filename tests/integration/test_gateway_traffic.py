@@ -5,14 +5,13 @@ Counts come from the simulator (`/sim/stats`): what it received is what would ha
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.config import Budget, ModelConfig
@@ -21,9 +20,8 @@ from specstress.db.engine import create_engine
 from specstress.llm import ChatMessage, Gateway, LLMError
 from specstress.llm.errors import BudgetExhausted, LLMDeferred
 from specstress.stack import Stack
-from tests.traffic_harness import Sim, model, simulator, write_config
+from tests.traffic_harness import Sim, model, simulator, specstress_cli, write_config
 
-SPECSTRESS = str(Path(sys.executable).with_name("specstress"))
 SHARED_KEY = "SPECSTRESS_TRAFFIC_SHARED_KEY"
 OTHER_KEY = "SPECSTRESS_TRAFFIC_OTHER_KEY"
 
@@ -48,18 +46,6 @@ def _model(sim: Sim, key: str, model_id: str, api_key_env: str = SHARED_KEY) -> 
 
 def _ask(text: str) -> list[ChatMessage]:
     return [ChatMessage(role="user", content=text)]
-
-
-def _cli(config: Path, database_url: str, *args: str) -> str:
-    done = subprocess.run(
-        [SPECSTRESS, *args, "-c", str(config)],
-        capture_output=True,
-        text=True,
-        env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 async def test_terminal_errors_are_not_retried_and_quota_pauses_the_provider(
@@ -118,9 +104,9 @@ async def test_terminal_errors_are_not_retried_and_quota_pauses_the_provider(
             None,
         )
         config = write_config(tmp_path, sim, models=[], targets=["spectrum", "classifier"])
-        listed = _cli(config, database_url, "providers", "list")
+        listed = specstress_cli(config, database_url, "providers", "list")
         assert sim.base_url in listed and "cleared by hand" in listed
-        resumed = _cli(config, database_url, "providers", "resume", sim.base_url)
+        resumed = specstress_cli(config, database_url, "providers", "resume", sim.base_url)
         assert f"resumed {sim.base_url}" in resumed
 
         gateway = Gateway(engine, service="test")
@@ -157,11 +143,65 @@ async def test_a_spent_budget_stops_paid_calls_but_serves_the_cache(
         finally:
             await gateway.aclose()
         assert (await sim.stats())["aurora-balanced"]["requests"] == 1
-        assert await limits.spent(engine) == (pytest.approx(first.cost_usd), spent)
+        cost, tokens = await limits.spent(engine)
+        assert cost == pytest.approx(first.cost_usd)
+        assert tokens == spent
 
         config = write_config(
             tmp_path, sim, models=[], targets=["spectrum", "classifier"], budget={"max_tokens": 10}
         )
-        status = _cli(config, database_url, "status")
+        status = specstress_cli(config, database_url, "status")
         assert f"budget: {spent} of 10 tokens spent" in status
         assert "EXHAUSTED" in status
+
+
+async def _limit_row(engine: AsyncEngine, model_id: str) -> dict[str, Any]:
+    query = text(
+        "SELECT learned_requests_per_minute, rate_factor,"
+        " blocked_until - extract(epoch FROM now()) AS blocked_for"
+        " FROM llm_rate_limits WHERE model_id = :model_id"
+    )
+    async with engine.connect() as conn:
+        return dict((await conn.execute(query, {"model_id": model_id})).one()._mapping)
+
+
+async def test_headers_and_429s_from_the_provider_set_the_fleets_pace(
+    stack: Stack, tmp_path: Path, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SHARED_KEY, "sk-shared")
+    conditions = {
+        "models": {
+            "aurora-balanced": {"limits": {"requests_per_minute": 600}},
+            "borealis-candid": {"faults": {"rate_limited": 1.0, "retry_after_seconds": 5}},
+        }
+    }
+    with simulator(stack, tmp_path, conditions) as sim:
+        gateway = Gateway(engine, service="test")
+        try:
+            # no limit configured: the one the provider announces is learned and then kept
+            unconfigured = _model(sim, "unconfigured", "aurora-balanced")
+            await gateway.generate(unconfigured, _ask("first"), stage="t")
+            assert (await _limit_row(engine, "aurora-balanced"))[
+                "learned_requests_per_minute"
+            ] == 600
+
+            # a 429 asking for longer than the retry cap goes back to the caller, and the
+            # whole fleet holds off for as long, at half the rate
+            throttled = ModelConfig.model_validate(
+                model(
+                    "throttled",
+                    "borealis-candid",
+                    sim,
+                    api_key_env=SHARED_KEY,
+                    retry={"max_attempts": 3, "cap_seconds": 1.0},
+                )
+            )
+            with pytest.raises(LLMDeferred) as caught:
+                await gateway.generate(throttled, _ask("second"), stage="t")
+            assert (caught.value.cause, caught.value.delay) == ("provider_wait", 5.0)
+        finally:
+            await gateway.aclose()
+        row = await _limit_row(engine, "borealis-candid")
+        assert row["rate_factor"] == 0.5
+        assert 4 < row["blocked_for"] <= 5
+        assert (await sim.stats())["borealis-candid"]["requests"] == 1

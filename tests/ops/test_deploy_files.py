@@ -164,7 +164,11 @@ def test_nats_config_is_rendered_from_the_bus_and_accepted_by_nats_server() -> N
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "sync_interval: always" in NATS_CONF.read_text()
+    lines = NATS_CONF.read_text().splitlines()
+    assert "  sync_interval: always" in lines
+    # monitoring has no authentication: loopback only
+    assert [line for line in lines if line.startswith("http")] == ["http: 127.0.0.1:8222"]
+    assert "no_auth_user" not in NATS_CONF.read_text()
 
 
 def test_dockerfile_passes_hadolint() -> None:

@@ -34,7 +34,7 @@ from specstress.bus import SERVICES, connect
 from specstress.cli import add_model, initialise, start_run
 from specstress.config import Config, load_config
 from specstress.contracts import PairSampled
-from specstress.db.access import DASHBOARDS, apply_access
+from specstress.db.access import DASHBOARDS, apply_access, role_name
 from specstress.db.engine import create_engine
 from specstress.nats_auth import CLI_USER, INIT_USER
 from specstress.secure import Credentials, service_env, start_secure_nats
@@ -61,6 +61,8 @@ class Observed:
     prometheus_url: str
     prometheus_config: Path
     dashboards_url: str
+    owner_url: str
+    nats_monitor_url: str
 
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -73,7 +75,7 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
 def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"{process.args} exited"
+        assert process.poll() is None, f"{process.args!r} exited"
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
@@ -269,6 +271,8 @@ async def _run(
         prometheus_url=prometheus_url,
         prometheus_config=prometheus_config,
         dashboards_url=credentials.database_url(owner_url, DASHBOARDS),
+        owner_url=owner_url,
+        nats_monitor_url=monitor_url,
     )
 
 
@@ -366,6 +370,36 @@ async def _returns_data(observed: Observed, expr: str) -> list[dict[str, Any]]:
         if result or time.monotonic() > deadline:
             return result
         await asyncio.sleep(1)
+
+
+async def test_each_service_ran_as_its_own_user_and_role(observed: Observed) -> None:
+    async with httpx.AsyncClient(base_url=observed.nats_monitor_url) as client:
+        connections = (await client.get("/connz?auth=true")).json()["connections"]
+    nats_users = {c.get("authorized_user") for c in connections}
+    assert set(SERVICES) <= nats_users
+    assert None not in nats_users and "" not in nats_users
+    engine = create_async_engine(observed.owner_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            roles = set(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT DISTINCT usename FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                    )
+                ).scalars()
+            )
+    finally:
+        await engine.dispose()
+    assert roles == {role_name(service) for service in SERVICES}
+
+
+async def test_jetstream_fsyncs_every_write(observed: Observed) -> None:
+    async with httpx.AsyncClient(base_url=observed.nats_monitor_url) as client:
+        jsz = (await client.get("/jsz")).json()
+    assert jsz["config"]["sync_always"] is True
 
 
 def test_promtool_accepts_the_run_config(observed: Observed) -> None:

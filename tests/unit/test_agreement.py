@@ -12,13 +12,7 @@ import pytest
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 
 from services.aggregator.app import disagreement
-from specstress.agreement import (
-    DECISIONS,
-    agreement_share,
-    ensemble_statistics,
-    fleiss_kappa,
-    krippendorff_alpha_nominal,
-)
+from specstress.agreement import ensemble_statistics, fleiss_kappa, krippendorff_alpha_nominal
 
 # Fleiss (1971) as worked on in most textbooks: 10 subjects, 14 raters, 5 categories.
 FLEISS_TABLE = [
@@ -79,58 +73,54 @@ def test_fleiss_kappa_undefined_and_malformed() -> None:
         fleiss_kappa([[2, 1], [1, 1]])
 
 
+def _unit_counts(coders: list[list[int | None]], categories: list[int]) -> list[list[int]]:
+    """Units x categories: how many coders gave each unit each value."""
+    units = zip(*coders, strict=True)
+    return [[[v for v in unit if v is not None].count(c) for c in categories] for unit in units]
+
+
 def test_krippendorff_alpha_textbook_example() -> None:
-    units = [
-        [observer[u] for observer in KRIPPENDORFF_OBSERVERS if observer[u] is not None]
-        for u in range(12)
-    ]
-    assert krippendorff_alpha_nominal(units) == pytest.approx(0.743, abs=5e-4)
+    counts = _unit_counts(KRIPPENDORFF_OBSERVERS, [1, 2, 3, 4, 5])
+    assert krippendorff_alpha_nominal(counts) == pytest.approx(0.743, abs=5e-4)
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_krippendorff_alpha_matches_the_krippendorff_package(seed: int) -> None:
     rng = random.Random(seed)
     coders, items = rng.randint(2, 5), rng.randint(3, 50)
-    data = [
+    data: list[list[int | None]] = [
         [rng.choice([None, 0, 1, 1, 2]) if rng.random() < 0.9 else None for _ in range(items)]
         for _ in range(coders)
     ]
-    units = [[c[u] for c in data if c[u] is not None] for u in range(items)]
-    pairable = [u for u in units if len(u) >= 2]
-    if len({v for u in pairable for v in u}) < 2:
-        assert krippendorff_alpha_nominal(units) is None
+    counts = _unit_counts(data, [0, 1, 2])
+    pairable = [row for row in counts if sum(row) >= 2]
+    if sum(1 for c in range(3) if any(row[c] for row in pairable)) < 2:
+        assert krippendorff_alpha_nominal(counts) is None
         return
     reference = krippendorff.alpha(
         reliability_data=np.array([[np.nan if v is None else v for v in c] for c in data]),
         level_of_measurement="nominal",
     )
-    assert krippendorff_alpha_nominal(units) == pytest.approx(reference, abs=1e-12)
+    assert krippendorff_alpha_nominal(counts) == pytest.approx(reference, abs=1e-12)
 
 
-def test_pairwise_agreement_by_hand() -> None:
-    assert agreement_share([True, True, False, False], [True, False, False, True]) == 0.5
-    assert agreement_share([], []) is None
-    with pytest.raises(ValueError):
-        agreement_share([True], [])
+def test_weights_count_repeated_rows() -> None:
+    table = [[2, 1, 0], [0, 3, 0], [1, 1, 1]]
+    repeated = [table[0]] * 4 + [table[1]] * 1 + [table[2]] * 7
+    assert fleiss_kappa(table, [4, 1, 7]) == pytest.approx(fleiss_kappa(repeated))
+    assert krippendorff_alpha_nominal(table, [4, 1, 7]) == pytest.approx(
+        krippendorff_alpha_nominal(repeated)
+    )
+    with pytest.raises(ValueError, match="weights"):
+        fleiss_kappa(table, [1, 2])
 
 
 def test_ensemble_statistics_on_a_hand_worked_ensemble() -> None:
-    # four answers, three judges; the last answer was rated by two judges only
-    c, n, a = DECISIONS
-    ratings = {
-        "r1": {"x": n, "y": a, "z": c},
-        "r2": {"x": n, "y": c, "z": c},
-        "r3": {"x": c, "y": c, "z": c},
-        "r4": {"x": n, "y": n},
-    }
-    stats = ensemble_statistics(ratings)
-    assert stats.judges == ("x", "y", "z")
+    # three judges, four answers: (compliant, non-compliant, ambiguous) verdicts per answer
+    # r1: n, a, c   r2: n, c, c   r3: c, c, c   r4: n, n (the third judge did not rate it)
+    profiles = {(1, 1, 1): 1, (2, 1, 0): 1, (3, 0, 0): 1, (0, 2, 0): 1}
+    stats = ensemble_statistics(profiles, judges=3)
     assert (stats.answers, stats.complete) == (4, 3)
-    assert stats.flag_rates == {"x": 0.75, "y": 0.5, "z": 0.0}
-    # x,y flagged-or-not: r1 agree, r2 differ, r3 agree, r4 agree; exact decision: r3, r4
-    assert stats.pairs[("x", "y")] == (4, 0.75, 0.5)
-    assert stats.pairs[("x", "z")] == pytest.approx((3, 1 / 3, 1 / 3))
-    assert stats.pairs[("y", "z")] == pytest.approx((3, 2 / 3, 2 / 3))
     # decision rules over the complete answers: r1 flagged by 2 of 3, r2 by 1, r3 by none
     assert stats.majority_flag_rate == pytest.approx(1 / 3)
     assert stats.any_flag_rate == pytest.approx(2 / 3)
@@ -140,17 +130,26 @@ def test_ensemble_statistics_on_a_hand_worked_ensemble() -> None:
     assert stats.fleiss_kappa_decisions == pytest.approx(
         statsmodels_fleiss_kappa(np.array(decision_table))
     )
+    # judges as coders, answers as units; flagged = 1
     assert stats.krippendorff_alpha_flags == pytest.approx(
         krippendorff.alpha(
             reliability_data=np.array([[1, 1, 0, 1], [1, 0, 0, 1], [0, 0, 0, np.nan]]),
             level_of_measurement="nominal",
         )
     )
+    assert stats.krippendorff_alpha_decisions == pytest.approx(
+        krippendorff.alpha(
+            reliability_data=np.array([[1, 1, 0, 1], [2, 0, 0, 1], [0, 0, 0, np.nan]]),
+            level_of_measurement="nominal",
+        )
+    )
 
 
-def test_ensemble_statistics_rejects_unknown_decisions() -> None:
-    with pytest.raises(ValueError, match="unknown decision"):
-        ensemble_statistics({"r1": {"x": "fine"}})
+def test_ensemble_statistics_rejects_impossible_profiles() -> None:
+    with pytest.raises(ValueError, match="more verdicts"):
+        ensemble_statistics({(2, 2, 0): 1}, judges=3)
+    empty = ensemble_statistics({}, judges=3)
+    assert (empty.answers, empty.majority_flag_rate, empty.fleiss_kappa_flags) == (0, None, None)
 
 
 @pytest.mark.parametrize("seed", range(50))

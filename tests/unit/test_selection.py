@@ -144,8 +144,9 @@ def test_partitioned_is_a_cover_and_separated(seed: int, weighted: bool) -> None
     x = _unit_rows(rng, n=n, d=12, clusters=12)
     stop = 0.8 if weighted else 0.4
     weights = rng.uniform(0, 3, size=n) if weighted else None
-    # a low cutoff forces the partitioned method on a small input
-    result = select_kcenter(x, stop=stop, seed=seed, weights=weights, exact_limit=100, cells=20)
+    result = select_kcenter(
+        x, stop=stop, seed=seed, weights=weights, method="partitioned", cells=20
+    )
     assert result.method == "partitioned"
     picked = result.order.tolist()
     assert len(set(picked)) == len(picked)

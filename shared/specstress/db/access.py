@@ -31,16 +31,24 @@ COMPONENTS: tuple[str, ...] = (*SERVICES, CLI, DASHBOARDS)
 # SELECT on every table and view, whatever is added later: status, reports and dashboards
 READS_EVERYTHING = frozenset({CLI, DASHBOARDS})
 
-# Every service calls LLMs through the gateway (ledger and answer cache, shared rate limits,
-# provider pauses, spend against the budget) and runs the shared consumer runtime (deferred
-# messages, dead letters).
-_EVERY_SERVICE: dict[str, frozenset[Privilege]] = {
+# What calling LLMs through the gateway takes: the ledger (also the answer cache), the shared
+# rate limits, provider pauses and the spend counted against the budget.
+_GATEWAY: dict[str, frozenset[Privilege]] = {
     "llm_calls": APPEND,
     "llm_rate_limits": UPSERT,
     "llm_provider_pauses": UPSERT,
     "llm_spend": UPSERT,
+}
+# Every service also runs the shared consumer runtime (deferred messages, dead letters).
+_EVERY_SERVICE: dict[str, frozenset[Privilege]] = {
+    **_GATEWAY,
     "message_deferrals": REPLACE,
     "dead_letters": APPEND,
+}
+# The stages with a batch mode queue requests, send and poll batch jobs (specstress.llm.batches).
+_BATCHING: dict[str, frozenset[Privilege]] = {
+    "llm_batch_jobs": UPSERT,
+    "llm_batch_requests": UPSERT,
 }
 
 TABLE_ACCESS: dict[str, dict[str, frozenset[Privilege]]] = {
@@ -52,6 +60,7 @@ TABLE_ACCESS: dict[str, dict[str, frozenset[Privilege]]] = {
     },
     "responder": {
         **_EVERY_SERVICE,
+        **_BATCHING,
         "models": READ,
         "scenarios": READ,
         "responses": APPEND,
@@ -65,6 +74,7 @@ TABLE_ACCESS: dict[str, dict[str, frozenset[Privilege]]] = {
     },
     "classifier": {
         **_EVERY_SERVICE,
+        **_BATCHING,
         "value_pairs": READ,
         "scenarios": READ,
         "models": READ,
@@ -85,6 +95,7 @@ TABLE_ACCESS: dict[str, dict[str, frozenset[Privilege]]] = {
     },
     "compliance_judge": {
         **_EVERY_SERVICE,
+        **_BATCHING,
         "models": READ,
         "scenarios": READ,
         "responses": READ,
@@ -94,8 +105,10 @@ TABLE_ACCESS: dict[str, dict[str, frozenset[Privilege]]] = {
         "verdict_citations": APPEND,
     },
     # `specstress run` stores pairs, `models add` activates a model, `report` mirrors the
-    # config's model sets, vendors and settings for the analysis views
+    # config's model sets, vendors and settings for the analysis views, `select` embeds
+    # scenarios (through the gateway) and stores diversity selections
     CLI: {
+        **_GATEWAY,
         "value_pairs": APPEND,
         "models": UPSERT,
         "model_set_rules": REPLACE,
@@ -104,6 +117,10 @@ TABLE_ACCESS: dict[str, dict[str, frozenset[Privilege]]] = {
         "spec_sections": UPSERT,
         # `specstress providers resume` lifts a pause
         "llm_provider_pauses": REPLACE,
+        "scenario_embeddings": APPEND,
+        "embedding_cache": APPEND,
+        "selections": UPSERT,
+        "selection_members": REPLACE,
     },
     DASHBOARDS: {},
 }
@@ -120,6 +137,10 @@ MUTABLE: dict[str, str] = {
     "llm_provider_pauses": "set on a terminal quota error, lifted when the pause ends",
     "llm_spend": "running cost and token totals checked against the budget",
     "message_deferrals": "a count per deferred message, removed once it is handled",
+    "llm_batch_jobs": "a provider batch job, updated as it is sent, polled and settled",
+    "llm_batch_requests": "a request queued for a batch, updated as its job is sent and settled",
+    "selections": "a named selection's settings, replaced when it is computed again",
+    "selection_members": "a named selection's scenarios, replaced when it is computed again",
 }
 # Tables only `specstress init` writes, as the schema owner (nobody else needs INSERT on them).
 OWNER_WRITES: frozenset[str] = frozenset({"values"})

@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from specstress.agreement import Profile
 from specstress.config import Config
 from specstress.db.schema import (
     analysis_settings,
@@ -247,29 +248,23 @@ async def disagreement_summary(engine: AsyncEngine, filters: Filters) -> list[di
     )
 
 
-async def judge_ratings(
+async def judge_profiles(
     engine: AsyncEngine, filters: Filters
-) -> dict[tuple[str, str], dict[str, dict[str, str]]]:
-    """(spec id, spec version) -> answer id -> {judge -> decision}."""
-    where = "sc.selection = :selection"
-    params: dict[str, Any] = {"selection": filters.selection}
-    if filters.spec_id is not None:
-        where += " AND v.spec_id = :spec_id"
-        params["spec_id"] = filters.spec_id
-    ratings: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
-    async with engine.connect() as conn:
-        result = await conn.stream(
-            text(
-                "SELECT v.spec_id, v.spec_version, v.response_id, v.judge, v.decision "
-                "FROM verdicts v JOIN scenario_scopes sc ON sc.scenario_id = v.scenario_id "
-                f"WHERE {where}"
-            ),
-            params,
-        )
-        async for row in result:
-            spec = (row.spec_id, row.spec_version)
-            ratings.setdefault(spec, {}).setdefault(row.response_id, {})[row.judge] = row.decision
-    return ratings
+) -> dict[tuple[str, str], tuple[int, dict[Profile, int]]]:
+    """(spec id, spec version) -> (judges that ruled, decision profile -> answers with it)."""
+    where, params = _where(filters, model_set=False, spec=True)
+    found: dict[tuple[str, str], tuple[int, dict[Profile, int]]] = {}
+    for row in await _rows(
+        engine,
+        f"SELECT spec_id, spec_version, count(*) AS judges FROM judge_flag_rates "
+        f"WHERE {where} GROUP BY spec_id, spec_version",
+        params,
+    ):
+        found[(row["spec_id"], row["spec_version"])] = (row["judges"], {})
+    for row in await _rows(engine, f"SELECT * FROM judge_decision_profiles WHERE {where}", params):
+        profile = (row["compliant"], row["non_compliant"], row["ambiguous"])
+        found[(row["spec_id"], row["spec_version"])][1][profile] = row["answers"]
+    return found
 
 
 async def known_selection(engine: AsyncEngine, selection: str) -> bool:

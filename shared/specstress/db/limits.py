@@ -12,11 +12,12 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from specstress.db.schema import llm_provider_pauses, llm_rate_limits, llm_spend
 
 SPEND_SHARDS = 16
+_PACING_POOL_SIZE = 8
 
 # Lock the row first (the CTE), so the plan is computed from its newest version whatever ran
 # concurrently, then move the buckets' theoretical arrival times past this call when it is
@@ -104,6 +105,24 @@ RETURNING rate_factor
 )
 
 
+def pacing_engine(engine: AsyncEngine) -> AsyncEngine:
+    """Connections of their own for `reserve` and `settle`, which run on every call: in
+    autocommit, so a statement is one round trip, and with commits that do not wait for the WAL
+    flush (a crash can lose a moment of pacing state, never data). No ping on checkout: a
+    dropped connection fails one call, which is retried, and is replaced.
+
+    The pool is small and never overflows: callers beyond it queue in the process, not on the
+    row's lock in Postgres, where many waiting backends collapse a hot row's throughput
+    (measured in bench/ratelimit.py)."""
+    return create_async_engine(
+        engine.url,
+        pool_size=_PACING_POOL_SIZE,
+        max_overflow=0,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"server_settings": {"synchronous_commit": "off"}},
+    )
+
+
 @dataclass(frozen=True)
 class Reservation:
     """The database's answer to "may this call start, and when?"."""
@@ -179,8 +198,6 @@ async def reserve(
         "max_wait": max_wait_seconds,
     }
     async with engine.begin() as conn:
-        # losing this row on a crash costs a moment of pacing, not data: skip the WAL flush wait
-        await conn.execute(text("SET LOCAL synchronous_commit = off"))
         row = (await conn.execute(_RESERVE, params)).one()
     return Reservation(
         wait_seconds=max(0.0, float(row.wait)),
@@ -212,7 +229,6 @@ async def settle(engine: AsyncEngine, limit_key: str, settlement: Settlement) ->
         "learned_tpm": settlement.learned_tokens_per_minute,
     }
     async with engine.begin() as conn:
-        await conn.execute(text("SET LOCAL synchronous_commit = off"))
         factor = await conn.scalar(_SETTLE, params)
     return 1.0 if factor is None else float(factor)
 

@@ -333,6 +333,73 @@ message_deferrals = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# --- batch mode: requests answered through the providers' batch APIs (specstress.llm.batches) ---
+# Operational state like the tables above; the answers themselves land in `llm_calls`.
+
+# One job at a provider: an OpenAI batch (with its uploaded input file) or an Anthropic message
+# batch, always of one stage and one model.
+llm_batch_jobs = Table(
+    "llm_batch_jobs",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("stage", String(32), nullable=False),
+    Column("model_key", String(64), nullable=False),
+    Column("protocol", String(16), nullable=False),
+    # submitting: being sent (its sender holds an advisory lock on the job); submitted: at the
+    # provider; ended: results stored; released: never reached the provider, its requests went
+    # back to the queue; failed: the provider refused it, its requests are answered online
+    Column("status", String(16), nullable=False),
+    Column("provider_batch_id", Text, unique=True),
+    Column("input_file_id", Text),
+    # the provider's own word for the job's state, as last polled
+    Column("provider_status", String(32)),
+    Column("request_count", Integer, nullable=False),
+    Column("succeeded_count", Integer, nullable=False, server_default="0"),
+    Column("errored_count", Integer, nullable=False, server_default="0"),
+    Column("expired_count", Integer, nullable=False, server_default="0"),
+    Column("canceled_count", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    _created_at(),
+    Column("submitted_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("next_poll_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(
+        "status IN ('submitting', 'submitted', 'ended', 'released', 'failed')", name="status"
+    ),
+    Index("ix_llm_batch_jobs_stage_status", "stage", "status", "next_poll_at"),
+)
+
+# Every request a batch-mode stage asked for, keyed by the gateway's request hash (which is
+# also the item's custom_id in its job), so it is queued once and sent in at most one job.
+llm_batch_requests = Table(
+    "llm_batch_requests",
+    metadata,
+    Column("request_hash", String(64), primary_key=True),
+    Column("stage", String(32), nullable=False),
+    Column("model_key", String(64), nullable=False),
+    # the request body as the protocol sends it online (no secrets: keys travel in headers);
+    # dropped once the answer is in the ledger
+    Column("body", JSONB),
+    # pending: waiting to be sent; submitted: in job_id; succeeded: answer in llm_calls;
+    # failed: the batch could not answer it, so it is called online
+    Column("status", String(16), nullable=False),
+    Column("job_id", String(32), ForeignKey("llm_batch_jobs.job_id")),
+    Column("error", Text),
+    _created_at(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(
+        "status IN ('pending', 'submitted', 'succeeded', 'failed')", name="status"
+    ),
+    Index(
+        "ix_llm_batch_requests_queue",
+        "stage",
+        "model_key",
+        "created_at",
+        postgresql_where=text("status = 'pending'"),
+    ),
+    Index("ix_llm_batch_requests_job_id", "job_id"),
+)
+
 # --- analysis: the config's definitions mirrored for the SQL views, and judges' citations ---
 # `specstress init` and `specstress report` replace the mirror rows from the config, so views
 # resolve model sets, vendors and outlier settings the way the config defines them.

@@ -60,3 +60,12 @@ class BudgetExhausted(RetryLater):
 
     def __init__(self, delay: float, reason: str) -> None:
         super().__init__(delay, reason, cause="budget")
+
+
+class BatchPending(RetryLater):
+    """The answer is coming through a batch job (the request is queued or already sent): the
+    message comes back after `delay` seconds and finds it in the ledger, or is called online
+    if the batch could not answer it."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(delay, reason, cause="batch")

@@ -26,11 +26,13 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
-from specstress.config import Budget, ModelConfig, Prices
+from specstress.config import Budget, ModelConfig, StageBatches
 from specstress.db.ledger import AttemptRecord, CallLocks, find_completed, record_attempt
 from specstress.errors import BadModelOutput
+from specstress.llm.accounting import call_cost, observe, stored_answer
 from specstress.llm.admission import Admission
 from specstress.llm.anthropic_messages import AnthropicMessages
+from specstress.llm.batches import BatchCoordinator
 from specstress.llm.errors import LLMDeferred, LLMError
 from specstress.llm.gemini_generate import GeminiGenerate
 from specstress.llm.limits import RateLimiter
@@ -107,7 +109,11 @@ class Gateway:
         service: str,
         budget: Budget | None = None,
         defer_seconds: float = 300.0,
+        batch: StageBatches | None = None,
+        models: Sequence[ModelConfig] = (),
     ) -> None:
+        """`batch` turns on batch mode for the stages it enables (`models` are the configured
+        models, whose jobs `batches.run()` sends and polls for the stage named `service`)."""
         self._engine = engine
         self._locks = CallLocks(engine)
         self._limiter = RateLimiter(engine)
@@ -120,10 +126,18 @@ class Gateway:
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._rng = random.Random()
+        self.batches = (
+            None
+            if batch is None
+            else BatchCoordinator(
+                engine, self._http, self._admission, stage=service, settings=batch, models=models
+            )
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
         await self._locks.aclose()
+        await self._limiter.aclose()
 
     async def generate(
         self,
@@ -143,21 +157,32 @@ class Gateway:
         cannot be made now: LLMDeferred when the provider asks for a wait longer than the
         backoff cap, the rate-limit queue is longer than `limits.max_wait_seconds`, or the
         provider is paused for quota (class "terminal_quota"); BudgetExhausted when the run's
-        budget is spent.
+        budget is spent; BatchPending while the answer is coming through a batch job (stages
+        in batch mode; once the batch has answered, the same call returns it from the ledger).
         """
         adapter = _ADAPTERS[model.protocol]
         schema = response_schema if model.structured_output else None
         digest = request_hash(model, messages, schema)
         stored = await find_completed(self._engine, digest)
         if stored is not None:
-            _observe(model.key, stage, "cached")
+            observe(model.key, stage, "cached")
             return _output(model, digest, stored, from_cache=True, cost_usd=0.0)
         await self._admission.check(model)
+        if self.batches is not None and self.batches.takes(model, stage):
+            batched = await self.batches.wait_for(
+                model,
+                stage,
+                digest,
+                lambda: adapter.build_request(model, messages, schema, None).body,
+            )
+            if batched is not None:
+                observe(model.key, stage, "cached")
+                return _output(model, digest, batched, from_cache=True, cost_usd=0.0)
         async with self._slot(model), self._locks.hold(digest):
             # the holder we waited for may have been making this very call
             stored = await find_completed(self._engine, digest)
             if stored is not None:
-                _observe(model.key, stage, "cached")
+                observe(model.key, stage, "cached")
                 return _output(model, digest, stored, from_cache=True, cost_usd=0.0)
             return await self._call(_Call(adapter, model, messages, schema, stage, digest))
 
@@ -183,7 +208,7 @@ class Gateway:
                 return parse(output.text), output
             except BadModelOutput as exc:
                 reason = str(exc)
-                _observe(model.key, stage, "bad_output")
+                observe(model.key, stage, "bad_output")
                 if reasks >= max_reasks:
                     raise LLMError(
                         "bad_output",
@@ -311,20 +336,15 @@ class Gateway:
                 http_status=error.http_status,
             ),
         )
-        _observe(call.model.key, call.stage, error.error_class, latency=latency)
+        observe(call.model.key, call.stage, error.error_class, latency=latency)
 
     async def _record_ok(
         self, call: _Call, attempt: int, completion: Completion, latency: float
     ) -> ModelOutput:
         model, stage, digest = call.model, call.stage, call.digest
         usage = completion.usage
-        cost = _cost(model.prices, usage)
-        answer = {
-            "text": completion.text,
-            "thinking": completion.thinking,
-            "usage": usage.model_dump(),
-            "finish_reason": completion.finish_reason,
-        }
+        cost = call_cost(model.prices, usage)
+        answer = stored_answer(completion)
         recorded = await record_attempt(
             self._engine,
             AttemptRecord(
@@ -343,7 +363,7 @@ class Gateway:
                 response=answer,
             ),
         )
-        _observe(model.key, stage, "ok", latency=latency, usage=usage, cost_usd=cost)
+        observe(model.key, stage, "ok", latency=latency, usage=usage, cost_usd=cost)
         if recorded:
             self._admission.paid(cost, usage.input_tokens + usage.output_tokens)
         else:
@@ -389,45 +409,8 @@ def _longest_wait(*waits: float | None) -> float | None:
     return max(given) if given else None
 
 
-def _cost(prices: Prices, usage: Usage) -> float:
-    uncached = max(0, usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens)
-    write_price = prices.cache_write_input_per_mtok
-    return (
-        uncached * prices.input_per_mtok
-        + usage.cached_tokens * prices.cached_input_per_mtok
-        + usage.cache_write_tokens * (prices.input_per_mtok if write_price is None else write_price)
-        + usage.output_tokens * prices.output_per_mtok
-    ) / 1_000_000
-
-
 def _scrub(text: str, api_key: SecretStr | None) -> str:
     """Providers sometimes echo the key they were sent; it must not travel on in our errors."""
     if api_key is None or not api_key.get_secret_value():
         return text
     return text.replace(api_key.get_secret_value(), MASK)
-
-
-def _observe(
-    model_key: str,
-    stage: str,
-    outcome: str,
-    *,
-    latency: float | None = None,
-    usage: Usage | None = None,
-    cost_usd: float = 0.0,
-) -> None:
-    """Prometheus: every attempt by outcome, plus the tokens and cost of paid answers."""
-    metrics.llm_calls.labels(model_key, stage, outcome).inc()
-    if latency is not None:
-        metrics.llm_latency.labels(model_key, stage).observe(latency)
-    if usage is None:
-        return
-    for kind, count in (
-        ("input", usage.input_tokens),
-        ("output", usage.output_tokens),
-        ("cached", usage.cached_tokens),
-        ("reasoning", usage.reasoning_tokens),
-        ("cache_write", usage.cache_write_tokens),
-    ):
-        metrics.llm_tokens.labels(model_key, stage, kind).inc(count)
-    metrics.llm_cost.labels(model_key, stage).inc(cost_usd)

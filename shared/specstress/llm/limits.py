@@ -18,8 +18,8 @@ Why Postgres and not NATS KV for the shared state:
   the round trips per call grow with the number of writers exactly when the load is highest,
   and every client would reason with its own clock.
 - Latency: one round trip per call (two with a token limit, whose estimate is corrected after
-  the call). The row lock is held for one statement, and these commits do not wait for the WAL
-  flush: a crash can lose a moment of pacing state, never data. 1,000 calls/s spread over a
+  the call), in autocommit: the row lock is held for one statement, and these commits do not
+  wait for the WAL flush (a crash can lose a moment of pacing state, never data). 1,000 calls/s spread over a
   run's models is a few hundred statements per second per row at most; `bench/ratelimit.py`
   measures what one row sustains.
 - A process that dies holding tokens costs nothing: the buckets are times, not counters of
@@ -112,7 +112,7 @@ class Attempt:
 
 class RateLimiter:
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        self._engine = db.pacing_engine(engine)
         # keys this process paces: configured limits, or limits the provider has shown
         self._paced: set[str] = set()
 
@@ -148,6 +148,9 @@ class RateLimiter:
         if reservation.wait_seconds > 0:
             await asyncio.sleep(reservation.wait_seconds)
         return attempt
+
+    async def aclose(self) -> None:
+        await self._engine.dispose()
 
     @contextmanager
     def watching(self, attempt: Attempt) -> Iterator[None]:

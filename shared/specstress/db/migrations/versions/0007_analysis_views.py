@@ -138,6 +138,25 @@ JOIN scenario_scopes sc ON sc.scenario_id = a.scenario_id
 GROUP BY sc.selection, a.spec_id, a.spec_version, a.judge, b.judge
 """
 
+# How many answers got each (compliant, non-compliant, ambiguous) count of verdicts: all that
+# Fleiss' kappa and Krippendorff's alpha need (specstress.agreement computes them from it).
+JUDGE_DECISION_PROFILES = """
+CREATE VIEW judge_decision_profiles AS
+WITH answers AS (
+    SELECT sc.selection, v.spec_id, v.spec_version, v.response_id,
+           count(*) FILTER (WHERE v.decision = 'compliant') AS compliant,
+           count(*) FILTER (WHERE v.decision = 'non-compliant') AS non_compliant,
+           count(*) FILTER (WHERE v.decision = 'ambiguous') AS ambiguous
+    FROM verdicts v
+    JOIN scenario_scopes sc ON sc.scenario_id = v.scenario_id
+    GROUP BY sc.selection, v.spec_id, v.spec_version, v.response_id
+)
+SELECT selection, spec_id, spec_version, compliant, non_compliant, ambiguous,
+       count(*) AS answers
+FROM answers
+GROUP BY selection, spec_id, spec_version, compliant, non_compliant, ambiguous
+"""
+
 # Self-preference: a judge's flag rate on one model next to the other judges' flag rate on the
 # very same answers; `same_vendor` marks a judge ruling on its own maker's model.
 JUDGE_MODEL_FLAGS = """
@@ -274,6 +293,7 @@ VIEWS = (
     ("judge_verdicts", JUDGE_VERDICTS),
     ("judge_flag_rates", JUDGE_FLAG_RATES),
     ("judge_pair_agreement", JUDGE_PAIR_AGREEMENT),
+    ("judge_decision_profiles", JUDGE_DECISION_PROFILES),
     ("judge_model_flags", JUDGE_MODEL_FLAGS),
     ("compliance_by_model", COMPLIANCE_BY_MODEL),
     ("spec_section_citations", SPEC_SECTION_CITATIONS),
