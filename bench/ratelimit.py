@@ -135,16 +135,20 @@ async def _row_throughput(database_url: str, clients: int, seconds: float) -> di
     }
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def _git_commit() -> str:
+    """The commit measured; "+changes" when the working tree differs from it."""
     try:
-        return subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        commit = _git("rev-parse", "--short", "HEAD")
+        changed = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return f"{commit}+changes" if changed else commit
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

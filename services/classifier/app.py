@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.classifier import labels
+from specstress.config import BATCH_WINDOW_SECONDS
 from specstress.contracts import (
     ClassificationsCreated,
     DisagreementFlagged,
@@ -24,7 +25,7 @@ from specstress.contracts import (
     SpectraCreated,
 )
 from specstress.db import store
-from specstress.errors import BadModelOutput
+from specstress.errors import BadModelOutput, RetryLater
 from specstress.llm.structured import OutputSchema
 from specstress.parsing import json_object, neutralise
 from specstress.service import Service, Stage, Unprocessable
@@ -152,8 +153,16 @@ async def on_spectra(stage: Stage, event: SpectraCreated) -> None:
 
 @service.every
 async def classify_stragglers(stage: Stage) -> None:
-    for scenario_id in await store.unclassified_scenarios(stage.engine, STRAGGLER_WAIT_SECONDS):
-        await classify_scenario(stage, scenario_id, waited=True)
+    wait = STRAGGLER_WAIT_SECONDS
+    if stage.config.batch.responder.enabled:
+        # batched answers come in per-model jobs that may end hours apart: a scenario's
+        # missing answers are stragglers only once a whole batch window has passed
+        wait += BATCH_WINDOW_SECONDS
+    for scenario_id in await store.unclassified_scenarios(stage.engine, wait):
+        try:
+            await classify_scenario(stage, scenario_id, waited=True)
+        except RetryLater:
+            continue  # its call waits in a batch, or for its provider: a later sweep returns
 
 
 @service.handles(ClassificationsCreated)

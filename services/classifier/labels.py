@@ -30,7 +30,7 @@ from specstress.db import store
 from specstress.db.store import ResponseRow, ScenarioRow
 from specstress.errors import BadModelOutput, RetryLater
 from specstress.labels import MAX_DISTINCTIVE_VALUES, REFUSAL_TYPES, TOPICS
-from specstress.llm.errors import LLMError
+from specstress.llm.errors import BatchPending, LLMError
 from specstress.llm.structured import OutputSchema
 from specstress.parsing import json_object, neutralise
 from specstress.service import Stage
@@ -364,6 +364,8 @@ async def label_backlog(stage: Stage) -> None:
         for scenario_id in scenario_ids:
             try:
                 await step(stage, scenario_id)
+            except BatchPending:
+                continue  # queued for a batch job: the answer comes later, go on with the rest
             except RetryLater as exc:
                 # a paused provider or a spent budget holds for the rest of the pass too
                 log.info("label sweep paused: %s", exc)

@@ -183,16 +183,25 @@ async def messages(request: web.Request) -> web.Response:
         return _error(400, "invalid_request_error", "anthropic-version: header is required")
     try:
         body = json.loads(await request.text())
+    except ValueError as exc:
+        return _error(400, "invalid_request_error", f"The request body is not valid JSON: {exc}")
+    response = message(request.app, body)
+    if response.status == 200:
+        await simulate_latency(request)
+    return response
+
+
+def message(app: web.Application, body: Any) -> web.Response:
+    """The message (or the error) a request body gets, with no latency added: the online
+    route and the message batches answer alike."""
+    try:
         if not isinstance(body, dict):
             raise _Invalid("the request body must be a JSON object")
         parsed = _parse(body)
-    except ValueError as exc:
-        return _error(400, "invalid_request_error", f"The request body is not valid JSON: {exc}")
     except _Invalid as exc:
         return _error(400, "invalid_request_error", str(exc))
     if parsed.model not in PERSONAS:
         return _error(404, "not_found_error", f"model: {parsed.model}")
-    await simulate_latency(request)
 
     content = answer(parsed.model, parsed.messages)
     blocks: list[dict[str, Any]] = []
@@ -219,7 +228,7 @@ async def messages(request: web.Request) -> web.Response:
             content = json.dumps(json_answer(content, parsed.output_schema))
         blocks.append({"type": "text", "text": content})
         answer_chars = len(content)
-    cache = request.app[PREFIX_CACHE_KEY].explicit(f"anthropic/{parsed.model}", parsed.segments)
+    cache = app[PREFIX_CACHE_KEY].explicit(f"anthropic/{parsed.model}", parsed.segments)
     usage: dict[str, Any] = {
         # Anthropic counts cache reads and writes apart from input_tokens
         "input_tokens": cache.prompt_tokens - cache.cached_tokens - cache.written_tokens,

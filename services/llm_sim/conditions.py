@@ -9,11 +9,14 @@ latency: {median_ms: 2000, p95_ms: 3000}      # or {fixed_ms: 500}
 faults: {rate_limited: 0.05, server_error: 0.05, overloaded: 0.05, retry_after_seconds: 1}
 models:
   sim-judge-strict: {faults: {malformed: 1.0}}
+batches: {processing_seconds: 5, errored: 0.1, expired: 0.05}
 ```
 
 A limit is a token bucket per model that refills at the per-minute rate and holds
 `burst_seconds` worth of it (60 = a whole minute, as providers allow; less makes bursts show).
-Fault rates are probabilities per request and may add up to at most 1.
+Fault rates are probabilities per request and may add up to at most 1. `batches` sets how the
+batch endpoints behave (see `services.llm_sim.batches`): how long a job takes and the share of
+its items that error or expire; batch items skip limits, latency and faults.
 """
 
 from __future__ import annotations
@@ -119,6 +122,21 @@ class Faults(_Strict):
         return None
 
 
+class BatchConditions(_Strict):
+    """A batch job ends `processing_seconds` after it was created; each item errors (as a
+    server error) or expires at the given rates, drawn from the seed and the item's id."""
+
+    processing_seconds: float = Field(2.0, ge=0)
+    errored: float = Field(0.0, ge=0, le=1)
+    expired: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _rates_fit(self) -> BatchConditions:
+        if self.errored + self.expired > 1 + 1e-9:
+            raise ValueError("errored and expired add up to more than 1")
+        return self
+
+
 class ModelConditions(_Strict):
     limits: Limits | None = None
     latency: Latency | None = None
@@ -131,6 +149,7 @@ class Conditions(_Strict):
     latency: Latency | None = None
     faults: Faults | None = None
     models: dict[str, ModelConditions] = Field(default_factory=dict)
+    batches: BatchConditions = BatchConditions()
 
     def for_model(self, model: str) -> ModelConditions:
         own = self.models.get(model, ModelConditions())
@@ -142,7 +161,10 @@ class Conditions(_Strict):
 
     @property
     def active(self) -> bool:
-        return any((self.limits, self.latency, self.faults, self.models))
+        return (
+            any((self.limits, self.latency, self.faults, self.models))
+            or self.batches != BatchConditions()
+        )
 
 
 class ConditionsError(ValueError):

@@ -10,7 +10,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 # the routes that play a provider; health, model list and planted truth stay open
-_PROVIDER_PREFIXES = ("/v1/chat/completions", "/v1/messages", "/v1beta/")
+_PROVIDER_PREFIXES = (
+    "/v1/chat/completions",
+    "/v1/messages",
+    "/v1beta/",
+    "/v1/files",
+    "/v1/batches",
+)
 
 
 def has_key(request: web.Request) -> bool:

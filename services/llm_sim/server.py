@@ -11,7 +11,14 @@ from typing import Any
 
 from aiohttp import web
 
-from services.llm_sim import anthropic_api, embeddings, gemini_api, openai_extras, traffic
+from services.llm_sim import (
+    anthropic_api,
+    batches,
+    embeddings,
+    gemini_api,
+    openai_extras,
+    traffic,
+)
 from services.llm_sim.answers import Message, answer
 from services.llm_sim.app_state import LATENCY_KEY, PREFIX_CACHE_KEY
 from services.llm_sim.conditions import Conditions
@@ -116,6 +123,20 @@ def _check_options(body: dict[str, Any]) -> None:
 async def _chat_completions(request: web.Request) -> web.Response:
     try:
         body = await _json_object(request)
+    except _RequestError as exc:
+        return _error(400, exc.message, None, exc.param)
+    response = chat_completion(request.app, body)
+    if response.status == 200:
+        latency_ms = request.app[_LATENCY_KEY]
+        if latency_ms > 0:
+            await asyncio.sleep(latency_ms / 1000)
+    return response
+
+
+def chat_completion(app: web.Application, body: dict[str, Any]) -> web.Response:
+    """The chat completion (or the error) a request body gets, with no latency added: the
+    online route and the batch endpoints answer alike."""
+    try:
         model = body.get("model")
         if not isinstance(model, str):
             raise _RequestError("`model` must be a string.", "model")
@@ -125,11 +146,8 @@ async def _chat_completions(request: web.Request) -> web.Response:
         _check_options(body)
     except _RequestError as exc:
         return _error(400, exc.message, None, exc.param)
-    latency_ms = request.app[_LATENCY_KEY]
-    if latency_ms > 0:
-        await asyncio.sleep(latency_ms / 1000)
     content, usage = openai_extras.completion(
-        request.app[PREFIX_CACHE_KEY], model, messages, answer(model, messages), body
+        app[PREFIX_CACHE_KEY], model, messages, answer(model, messages), body
     )
     return web.json_response(
         {
@@ -217,8 +235,9 @@ def build_app(
     """Return the simulator's aiohttp application; ``latency_ms`` delays every completion,
     ``require_key`` refuses provider requests that carry no API key, and ``conditions`` sets
     rate limits, latency and faults (see ``services.llm_sim.traffic``)."""
+    conditions = conditions or Conditions()
     app = web.Application(middlewares=[require_key_middleware] if require_key else [])
-    traffic.install(app, conditions or Conditions())
+    traffic.install(app, conditions)
     app[_LATENCY_KEY] = latency_ms
     app[PREFIX_CACHE_KEY] = PrefixCache()
     app.on_response_prepare.append(_label_response)
@@ -230,4 +249,10 @@ def build_app(
     app.router.add_post("/sim/planted", _planted)
     app.router.add_post("/sim/planted/labels", _planted_labels)
     embeddings.add_routes(app)
+    batches.add_routes(
+        app,
+        conditions.batches,
+        conditions.seed,
+        {"openai": chat_completion, "anthropic": anthropic_api.message},
+    )
     return app

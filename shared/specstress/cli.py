@@ -19,7 +19,7 @@ from specstress import ids
 from specstress.bus import connect, ensure_topology, publish
 from specstress.config import Config, load_config
 from specstress.contracts import ModelRegistered, PairSampled
-from specstress.db import analysis, limits, reports, store
+from specstress.db import analysis, batches, limits, reports, store
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
 from specstress.diversity import run_selection
@@ -295,13 +295,20 @@ def status(config: ConfigOption = DEFAULT_CONFIG) -> None:
 
 
 async def _print_traffic(config: Config) -> None:
-    """The budget and any paused provider, for `status`."""
+    """The budget, any paused provider and the batch queues, for `status`."""
     engine = create_engine(config.database_url)
     try:
         cost, tokens = await limits.spent(engine)
         paused = await limits.pauses(engine, active_only=True)
+        queues = await batches.summary(engine)
     finally:
         await engine.dispose()
+    for queue in queues:
+        console.print(
+            f"batches {queue.stage}: {queue.pending} waiting to be sent · {queue.submitted} in "
+            f"{queue.jobs_running} job(s) at the provider · {queue.succeeded} answered · "
+            f"{queue.failed} left unanswered by their batch (called online)"
+        )
     budget = config.budget
     if budget.capped:
         caps = [

@@ -101,6 +101,8 @@ REPORTS: dict[str, Report] = {
         _table2,
     ),
     "figure2": _view("figure2"),
+    "figure4": _view("figure4"),
+    "figure4-topics": _view("figure4-topics"),
     "figure6": _view("figure6"),
     "disagreement": Report(
         "scenarios scored, high-disagreement scenarios and mean D per model set", _disagreement

@@ -227,3 +227,67 @@ async def insert_citations(engine: AsyncEngine, rows: Iterable[tuple[str, str, i
 async def query(engine: AsyncEngine, sql: str, **params: Any) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         return [dict(r._mapping) for r in await conn.execute(text(sql), params)]
+
+
+async def insert_selection(engine: AsyncEngine, name: str, scenario_ids: Iterable[str]) -> None:
+    members = list(scenario_ids)
+    await _insert(
+        engine,
+        "selections",
+        [
+            {
+                "name": name,
+                "method": "exact",
+                "delta": 0.4,
+                "seed": 0,
+                "embedding_key": "e",
+                "candidates": len(members),
+                "selected": len(members),
+            }
+        ],
+    )
+    await _insert(
+        engine,
+        "selection_members",
+        ({"selection": name, "scenario_id": s, "rank": i} for i, s in enumerate(members)),
+    )
+
+
+async def insert_refusal_types(
+    engine: AsyncEngine, rows: Iterable[tuple[str, str, str]], refusals: Iterable[str]
+) -> None:
+    """(scenario, model, refusal type) rows; `refusals` names the types that count as refusals."""
+    refusing = set(refusals)
+    await _insert(
+        engine,
+        "refusal_types",
+        (
+            {
+                "response_id": response_id(s, m),
+                "scenario_id": s,
+                "model_key": m,
+                "labeller": "writer",
+                "prompt_version": "v",
+                "refusal_type": kind,
+                "refusal": kind in refusing,
+                "reasoning": "",
+            }
+            for s, m, kind in rows
+        ),
+    )
+
+
+async def insert_topics(
+    engine: AsyncEngine, topics: Mapping[str, Iterable[str]], columns: Iterable[str]
+) -> None:
+    """scenario -> the topic columns that are true; `columns` are every topic column."""
+    every = list(columns)
+    await _insert(
+        engine,
+        "topic_labels",
+        (
+            {"scenario_id": s, "labeller": "writer", "prompt_version": "v"}
+            | {c: c in set(present) for c in every}
+            for s, present in topics.items()
+        ),
+    )

@@ -205,3 +205,57 @@ async def test_headers_and_429s_from_the_provider_set_the_fleets_pace(
         assert row["rate_factor"] == 0.5
         assert 4 < row["blocked_for"] <= 5
         assert (await sim.stats())["borealis-candid"]["requests"] == 1
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic", "gemini"])
+async def test_each_protocol_sees_the_faults_its_real_api_would_send(
+    protocol: str,
+    stack: Stack,
+    tmp_path: Path,
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(SHARED_KEY, "sk-shared")
+    conditions = {
+        "models": {
+            "aurora-cautious": {"faults": {"overloaded": 0.5, "truncated": 0.5}},
+            "aurora-balanced": {"faults": {"hang": 1.0}},
+            "aurora-deferential": {"faults": {"insufficient_quota": 1.0}},
+        }
+    }
+    with simulator(stack, tmp_path, conditions) as sim:
+
+        def on(model_id: str, **settings: Any) -> ModelConfig:
+            entry = model(model_id, model_id, sim, protocol=protocol, api_key_env=SHARED_KEY)
+            if protocol != "openai":
+                entry["base_url"] = sim.url
+            return ModelConfig.model_validate({**entry, **settings})
+
+        few_tries = {"max_attempts": 4, "base_seconds": 0.01, "cap_seconds": 0.05}
+        gateway = Gateway(engine, service="test")
+        try:
+            with pytest.raises(LLMError) as flaky:
+                await gateway.generate(on("aurora-cautious", retry=few_tries), _ask("x"), stage="t")
+            assert flaky.value.error_class == "retryable"
+            hanging = on(
+                "aurora-balanced",
+                retry={**few_tries, "max_attempts": 2},
+                timeouts={"connect_seconds": 2, "read_seconds": 0.3},
+            )
+            with pytest.raises(LLMError) as hung:
+                await gateway.generate(hanging, _ask("x"), stage="t")
+            assert "no answer in time" in str(hung.value)
+            with pytest.raises(LLMDeferred) as broke:
+                await gateway.generate(on("aurora-deferential"), _ask("x"), stage="t")
+            assert broke.value.error_class == "terminal_quota"
+        finally:
+            await gateway.aclose()
+        served = await sim.stats()
+    assert served["aurora-cautious"]["requests"] == 4
+    assert (
+        served["aurora-cautious"].get("overloaded", 0)
+        + served["aurora-cautious"].get("truncated", 0)
+        == 4
+    )
+    assert served["aurora-balanced"] == {"requests": 2, "hang": 2}
+    assert served["aurora-deferential"] == {"requests": 1, "insufficient_quota": 1}

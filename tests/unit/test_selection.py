@@ -168,6 +168,18 @@ def test_partitioned_starts_from_the_seeded_row() -> None:
     assert partitioned.order[0] == exact.order[0]
 
 
+def test_auto_partitions_only_when_the_plan_promises_less_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x = _unit_rows(np.random.default_rng(8), n=400, d=8, clusters=6)
+    assert select_kcenter(x, stop=0.4).method == "exact"
+    monkeypatch.setattr("specstress.selection.PLAN_MIN_ROWS", 100)
+    monkeypatch.setattr("specstress.selection.PARTITION_PENALTY", 0.0)
+    assert select_kcenter(x, stop=0.4).method == "partitioned"
+    monkeypatch.setattr("specstress.selection.PARTITION_PENALTY", math.inf)
+    assert select_kcenter(x, stop=0.4).method == "exact"
+
+
 def test_bad_input_is_one_clear_error() -> None:
     x = _unit_rows(np.random.default_rng(0), n=10, d=4, clusters=2)
     with pytest.raises(InputError, match="unit-normalised"):

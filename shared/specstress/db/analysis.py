@@ -27,6 +27,7 @@ from specstress.errors import InputError
 from specstress.spec import Spec, load_spec
 
 ALL_SCENARIOS = "*"
+REPORT_WORK_MEM = "64MB"
 # one mirror writer at a time: replacing rows is delete + insert
 _MIRROR_LOCK = 7201120250007
 
@@ -135,6 +136,19 @@ VIEW_REPORTS: dict[str, ViewReport] = {
         "model_set, outlier_scenarios DESC, model_key",
         has_model_set=True,
     ),
+    "figure4": ViewReport(
+        "figure4_refusal_types",
+        "refusal types per model of each set, on every scored scenario (scenarios = all) and on "
+        "the set's high-disagreement ones (high); refusal = the last three types",
+        "model_set, scenarios, model_key",
+        has_model_set=True,
+    ),
+    "figure4-topics": ViewReport(
+        "figure4_refusals_by_topic",
+        "refusal rate per model and topic (scenarios labelled with the topic)",
+        "model_set, scenarios, model_key, topic",
+        has_model_set=True,
+    ),
     "judges": ViewReport(
         "judge_flag_rates",
         "flag rate of each judge (flagged = non-compliant or ambiguous)",
@@ -187,7 +201,9 @@ def _where(
 
 
 async def _rows(engine: AsyncEngine, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
+    async with engine.begin() as conn:
+        # reports sort and hash millions of rows; the 4 MB default spills them to disk
+        await conn.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
         result = await conn.execute(text(sql), params)
         return [dict(r._mapping) for r in result]
 
