@@ -31,16 +31,23 @@ class RunningStack:
 
 @asynccontextmanager
 async def running_stack(
-    tmp_path: Path, nats_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    nats_url: str,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    config_path: Path = DEMO_CONFIG,
+    conditions: Path | None = None,
 ) -> AsyncIterator[RunningStack]:
+    """The simulator (under `conditions`, a file) and the six services on `config_path`."""
     env = {"NATS_URL": nats_url, "DATABASE_URL": database_url}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    stack = Stack(config_path=DEMO_CONFIG, log_dir=tmp_path / "logs", env=env)
+    stack = Stack(config_path=config_path, log_dir=tmp_path / "logs", env=env)
     try:
-        sim_url = stack.start_simulator()
+        sim_url = stack.start_simulator(conditions=conditions)
         monkeypatch.setenv(SIM_URL_ENV, stack.env[SIM_URL_ENV])
-        config = load_config(DEMO_CONFIG)
+        config = load_config(config_path)
         await initialise(config)
         stack.start_services()
         yield RunningStack(stack, config, sim_url)

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from specstress import ids
+from specstress.compliance import verdict_requests
 from specstress.config import SpecConfig
 from specstress.contracts import DisagreementFlagged, VerdictCreated, VerdictRequested
 from specstress.db import store
@@ -65,16 +66,8 @@ def _spec(stage: Stage, config: SpecConfig) -> Spec:
 
 @service.handles(DisagreementFlagged)
 async def request_verdicts(stage: Stage, event: DisagreementFlagged) -> None:
-    for answer in await store.scenario_responses(stage.engine, event.scenario_id):
-        spec = stage.config.spec_for_family(answer.family)
-        if spec is None:
-            continue
-        await stage.emit(
-            *(
-                VerdictRequested(response_id=answer.response_id, judge=judge, spec_id=spec.id)
-                for judge in stage.config.roles.judges
-            )
-        )
+    answers = await store.scenario_responses(stage.engine, event.scenario_id)
+    await stage.emit(*verdict_requests(stage.config, answers))
 
 
 @service.handles(VerdictRequested)

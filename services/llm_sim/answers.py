@@ -65,8 +65,10 @@ _NEUTRAL_QUERY_RE = re.compile(r"<neutral_query>\s*(.*?)\s*</neutral_query>", re
 _RESPONSE_BLOCK_RE = re.compile(r'<response model="([^"]+)">\n?(.*?)\n?</response>', re.DOTALL)
 # a heading's attribute block: `## Title {#anchor authority=...}`
 _SPEC_ANCHOR_RE = re.compile(r"^ {0,3}#{1,6}[ \t].*\{[ \t]*#([^\s{}]+)", re.MULTILINE)
+# a block holds no further opening tag, so a mention of the tag in the instructions above the
+# block is not taken for its start
 _ASSISTANT_RESPONSE_RE = re.compile(
-    r"<assistant_response>\s*(.*?)\s*</assistant_response>", re.DOTALL
+    r"<assistant_response>\s*((?:(?!<assistant_response>).)*?)\s*</assistant_response>", re.DOTALL
 )
 
 

@@ -332,8 +332,17 @@ _NO_QUOTA = {
     "openai": "You exceeded your current quota, please check your plan and billing details.",
     "anthropic": "Your credit balance is too low to access the Anthropic API. Please go to "
     "Plans & Billing to upgrade or purchase credits.",
-    "gemini": "Quota exceeded for metric: "
-    "generativelanguage.googleapis.com/generate_content_requests_per_model_per_day.",
+    "gemini": "You exceeded your current quota, please check your plan and billing details.",
+}
+# how Gemini names the quota that ran out: a per-day one, which waiting minutes does not fix
+_GEMINI_DAILY_QUOTA = {
+    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+    "violations": [
+        {
+            "quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
+            "quotaId": "GenerateRequestsPerDayPerProjectPerModel",
+        }
+    ],
 }
 
 
@@ -356,7 +365,9 @@ def _error(
         body = {"type": "error", "error": {"type": anthropic_type, "message": message}}
     elif protocol == "gemini":
         error: dict[str, Any] = {"code": status, "message": message, "status": gemini_status}
-        if status == 429 and kind != "insufficient_quota":
+        if kind == "insufficient_quota":
+            error["details"] = [_GEMINI_DAILY_QUOTA]
+        elif status == 429:
             error["details"] = [
                 {
                     "@type": "type.googleapis.com/google.rpc.RetryInfo",

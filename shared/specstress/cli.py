@@ -26,7 +26,7 @@ from specstress.diversity import run_selection
 from specstress.errors import InputError
 from specstress.ops import ops_app
 from specstress.reconcile import reconcile
-from specstress.reporting import report
+from specstress.reporting import judge_sample, report
 from specstress.selection import Method
 from specstress.servers import ensure_database, resolve_infra
 from specstress.stack import Stack, wait_until_idle
@@ -42,6 +42,7 @@ providers_app = typer.Typer(
 )
 app.add_typer(providers_app, name="providers")
 app.command()(report)
+app.command("judge-sample")(judge_sample)
 console = Console()
 if not console.is_terminal:
     # logs and CI captures are read wide; rich would otherwise wrap tables at 80 columns

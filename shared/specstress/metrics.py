@@ -87,8 +87,7 @@ messages_deferred = Counter(
 )
 llm_batch_jobs = Counter(
     f"{PREFIX}_llm_batch_jobs_total",
-    "Provider batch jobs by what happened to them (submitted, ended, failed, released, "
-    "recovered).",
+    "Provider batch jobs by what happened to them (submitted, ended, failed, released, recovered).",
     ["model", "stage", "outcome"],
 )
 llm_batch_requests = Counter(

@@ -51,11 +51,11 @@ async def pending_events(config: Config, engine: AsyncEngine) -> dict[str, list[
     done = await store.existing_verdicts(engine)
     verdicts: list[Event] = []
     for response_id, family in await store.flagged_responses(engine):
-        spec = config.spec_for_family(family)
-        if spec is None:
-            continue
+        # every spec that governs the family, as the compliance judge requests them
         verdicts.extend(
             VerdictRequested(response_id=response_id, judge=judge, spec_id=spec.id)
+            for spec in config.specs
+            if family in spec.families
             for judge in config.roles.judges
             if (response_id, judge, spec.id, spec.version) not in done
         )

@@ -25,8 +25,10 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.agreement import ensemble_statistics
+from specstress.bus import connect, publish
+from specstress.compliance import verdict_requests
 from specstress.config import Config, load_config
-from specstress.db import analysis
+from specstress.db import analysis, store
 from specstress.db.analysis import ALL_SCENARIOS, Filters
 from specstress.db.engine import create_engine
 from specstress.errors import InputError
@@ -100,7 +102,11 @@ REPORTS: dict[str, Report] = {
         "of each subset: every scenario, and each model set's high-disagreement scenarios",
         _table2,
     ),
-    "figure2": _view("figure2"),
+    "figure2": Report(
+        analysis.VIEW_REPORTS["figure2"].description
+        + "; by default only the set made of the spec's own families, when there is one",
+        _view("figure2").read,
+    ),
     "figure4": _view("figure4"),
     "figure4-topics": _view("figure4-topics"),
     "figure6": _view("figure6"),
@@ -146,11 +152,32 @@ async def build_report(
         await analysis.sync_config(engine, config)
         if not await analysis.known_selection(engine, selection):
             raise InputError(f"no selection named {selection!r} (or it holds no scenarios)")
-        return await report.read(
+        rows = await report.read(
             engine, Filters(selection=selection, model_set=model_set, spec_id=spec_id), n
         )
     finally:
         await engine.dispose()
+    if name == "figure2" and model_set is None:
+        # the paper bins by the D of the spec's own family: that set, when the config has one
+        family_sets = _spec_family_sets(config)
+        rows = [
+            r
+            for r in rows
+            if not family_sets.get(r["spec_id"]) or r["model_set"] in family_sets[r["spec_id"]]
+        ]
+    return rows
+
+
+def _spec_family_sets(config: Config) -> dict[str, set[str]]:
+    """Spec id -> the model sets made of exactly the families the spec governs."""
+    return {
+        spec.id: {
+            name
+            for name, members in config.model_sets.items()
+            if set(members) == {f"family:{f}" for f in spec.families}
+        }
+        for spec in config.specs
+    }
 
 
 def _cell(value: Any) -> str:
@@ -172,12 +199,15 @@ def render(rows: Rows, output: OutputFormat, title: str = "") -> str:
             writer.writeheader()
             writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
         return buffer.getvalue()
+    heading = f"{title}\n" if title else ""
+    if not rows:
+        return f"{heading}(no rows)\n"
     console = Console(width=240, record=True, file=io.StringIO())
-    table = Table(*(rows[0] if rows else ["(no rows)"]), title=title or None)
+    table = Table(*rows[0])
     for r in rows:
         table.add_row(*(_cell(v) for v in r.values()))
     console.print(table)
-    return console.export_text()
+    return heading + console.export_text()
 
 
 def report(
@@ -209,3 +239,54 @@ def report(
         raise typer.Exit(2) from None
     title = f"{table}: {REPORTS[table].description}"
     typer.echo(render(rows, output, title), nl=False)
+
+
+async def request_sample_verdicts(
+    config: Config, n: int, selection: str = ALL_SCENARIOS
+) -> tuple[int, int]:
+    """Ask the judges to rule on every governed answer of Table 2's random sample of n
+    scenarios (the pipeline itself judges only flagged scenarios). Returns (scenarios, requests
+    published as new); rulings that exist already cost nothing: the judge looks them up."""
+    engine = create_engine(config.database_url, pool_size=2)
+    try:
+        if not await analysis.known_selection(engine, selection):
+            raise InputError(f"no selection named {selection!r} (or it holds no scenarios)")
+        scenarios = await analysis.random_sample(engine, selection, n)
+        requests = [
+            request
+            for scenario_id in scenarios
+            for request in verdict_requests(
+                config, await store.scenario_responses(engine, scenario_id)
+            )
+        ]
+    finally:
+        await engine.dispose()
+    client = await connect(config.nats_url, "specstress-cli")
+    try:
+        js = client.jetstream()
+        published = 0
+        for request in requests:
+            published += await publish(js, request)
+    finally:
+        await client.close()
+    return len(scenarios), published
+
+
+def judge_sample(
+    *,
+    config: Annotated[
+        Path, typer.Option("--config", "-c", envvar="SPECSTRESS_CONFIG", help="YAML config file")
+    ] = Path("specstress.yaml"),
+    n: Annotated[int, typer.Option("--n", min=1, help="sample size")] = 1000,
+    selection: Annotated[
+        str, typer.Option("--selection", help="a named selection of scenarios; * = every one")
+    ] = ALL_SCENARIOS,
+) -> None:
+    """Have the judges rule on Table 2's random sample of n scenarios."""
+    try:
+        cfg = load_config(config)
+        scenarios, published = asyncio.run(request_sample_verdicts(cfg, n, selection))
+    except InputError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    typer.echo(f"{scenarios} sampled scenarios: {published} verdict requests published")

@@ -76,10 +76,10 @@ PLAN_MIN_ROWS = 50_000
 # cells * n / 8 bytes, the centre gaps cells^2 * 4).
 _ROWS_PER_CELL = 32
 _MAX_CELLS = 4096
-# The cells' small matrix products run several times slower per distance than the exact
-# method's large ones (measured ~8x on 2 cores, see bench/kcenter.py): `auto` partitions only
-# when that many times its distance count is still below the exact method's.
-PARTITION_PENALTY = 8.0
+# The cells' small matrix products (and their planning) cost more per distance than the exact
+# method's large ones, about 2.6x at 411k x 384 on 2 cores (bench/kcenter.py): `auto`
+# partitions only when this many times its estimated distance count is below the exact one's.
+PARTITION_PENALTY = 3.0
 BLOCK = 1024
 _CHUNK_ROWS = 8192
 _NORM_TOLERANCE = 1e-3
@@ -129,9 +129,11 @@ def select_kcenter(
         return Selection(np.zeros(0, np.int64), np.zeros(0, np.float32), "exact")
     start = int(rng.integers(n))
     if method == "partitioned" or (method == "auto" and n >= PLAN_MIN_ROWS):
-        plan = _plan(x, w, stop, rng, cells)
-        exact_work = n * n / 2
-        if method == "partitioned" or PARTITION_PENALTY * plan.work < exact_work:
+        centres = _centres(x, _cell_count(n, cells), rng)
+        if method == "partitioned" or (
+            PARTITION_PENALTY * _estimated_work(x, w, stop, centres, rng) < n * n / 2
+        ):
+            plan = _plan(x, w, stop, centres)
             return _partitioned(x, plan, weights=w, stop=stop, start=start)
     order, distance = _run(x, w, np.full(n, np.inf, np.float32), stop, start)
     return Selection(order, distance, "exact")
@@ -338,31 +340,45 @@ def _centres(x: FloatArray, cells: int, rng: np.random.Generator) -> FloatArray:
     return centres
 
 
+def _cell_count(n: int, cells: int | None) -> int:
+    return min(n, cells if cells is not None else min(_MAX_CELLS, max(1, n // _ROWS_PER_CELL)))
+
+
 @dataclass(frozen=True)
 class _Plan:
     home: IndexArray
     radius: FloatArray
     # one packed bit per (cell, row): the row is in the cell's halo
     halos: npt.NDArray[np.uint8]
-    # distance computations the cells will need at most: members x (members + halo)
-    work: float
 
 
-def _plan(
+def _plan(x: FloatArray, weights: FloatArray | None, stop: float, centres: FloatArray) -> _Plan:
+    home, home_score = _nearest(x, centres)
+    radius = _halo_radius(home, weights, stop, centres.shape[0])
+    halos, _ = _halo_bitmap(x, centres, home, home_score, radius)
+    return _Plan(home, radius, halos)
+
+
+def _estimated_work(
     x: FloatArray,
     weights: FloatArray | None,
     stop: float,
+    centres: FloatArray,
     rng: np.random.Generator,
-    cells: int | None,
-) -> _Plan:
-    n = x.shape[0]
-    count = min(n, cells if cells is not None else min(_MAX_CELLS, max(1, n // _ROWS_PER_CELL)))
-    centres = _centres(x, count, rng)
-    home, home_score = _nearest(x, centres)
-    radius = _halo_radius(home, weights, stop, count)
-    halos, halo_sizes = _halo_bitmap(x, centres, home, home_score, radius)
+) -> float:
+    """Distance computations of the partitioned method, sum(members x (members + halo)) over
+    cells, estimated from one chunk of sampled rows (members and halos scaled up by n / sample;
+    count^2 - count is the unbiased square of a sampled count)."""
+    n, count = x.shape[0], centres.shape[0]
+    rows = np.sort(rng.choice(n, size=min(n, _CHUNK_ROWS), replace=False))
+    sample = x[rows]
+    home, home_score = _nearest(sample, centres)
+    sample_weights = None if weights is None else weights[rows]
+    radius = _halo_radius(home, sample_weights, stop, count)
+    _, halo = _halo_bitmap(sample, centres, home, home_score, radius)
     members = np.bincount(home, minlength=count).astype(np.float64)
-    return _Plan(home, radius, halos, float((members * (members + halo_sizes)).sum()))
+    pairs = (members * members - members).sum() + (members * halo).sum()
+    return float((n / rows.size) ** 2 * pairs)
 
 
 def _halo_radius(

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from services.llm_sim.answers import judge_citation
 from services.llm_sim.personas import scenario_drop
 from specstress.cli import add_model, start_run
+from specstress.reporting import REPORTS, build_report
+from specstress.spec import load_spec
 from specstress.stack import wait_until_idle
 from tests.pipeline_harness import planted_disagreement, rows, running_stack
 
@@ -63,6 +66,23 @@ async def test_pipeline_recovers_planted_truth_and_reruns_for_free(
         verdicts = await rows(database_url, "SELECT count(*) AS n FROM verdicts")
         assert verdicts[0]["n"] == to_judge[0]["n"] * len(config.roles.judges)
         assert (await rows(database_url, "SELECT count(*) AS n FROM dead_letters"))[0]["n"] == 0
+
+        # each verdict keeps the spec section its judge cited (the simulator's planted pick)
+        spec = load_spec("builtin:example", "example", "1")
+        cited = await rows(
+            database_url,
+            "SELECT v.judge, r.text, c.anchor, c.rank FROM verdict_citations c "
+            "JOIN verdicts v USING (verdict_id) JOIN responses r USING (response_id)",
+        )
+        assert len(cited) == verdicts[0]["n"]
+        for c in cited:
+            judge_id = config.model(str(c["judge"])).model_id
+            assert [c["anchor"]] == judge_citation(judge_id, str(c["text"]).strip(), spec.text)
+        # every report reads on the pipeline's own data
+        for name in REPORTS:
+            await build_report(config, name)
+        citations = await build_report(config, "citations")
+        assert sum(int(r["citations"]) for r in citations) == len(cited)
 
         # the same run again: nothing new is stored and nothing is paid for
         before = await rows(

@@ -397,6 +397,10 @@ async def test_report_command_reads_every_table(engine: AsyncEngine, database_ur
         rows = await build_report(config, name, model_set="red", spec_id="rules", n=10)
         for output in OutputFormat:
             assert render(rows, output) or (output is OutputFormat.csv and not rows)
+    # by default Figure 2 bins by the D of the spec's own family set ("red" is family:red)
+    default = await build_report(config, "figure2")
+    assert {r["model_set"] for r in default} == {"red"}
+    assert len(await build_report(config, "figure2", model_set="all")) == 5
     csv_text = render(await build_report(config, "figure2", model_set="red"), OutputFormat.csv)
     assert csv_text.splitlines()[0].startswith("selection,model_set,spec_id")
     assert len(csv_text.splitlines()) == 6

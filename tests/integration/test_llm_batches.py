@@ -24,6 +24,7 @@ from specstress.db.engine import create_engine
 from specstress.db.schema import metadata
 from specstress.llm import batches as coordinator_module
 from specstress.llm.accounting import call_cost
+from specstress.llm.batch_apis import BATCH_APIS
 from specstress.llm.errors import BatchPending
 from specstress.llm.gateway import Gateway
 from specstress.llm.messages import ChatMessage, ModelOutput, Usage
@@ -65,7 +66,7 @@ def _model(sim_url: str, protocol: str, key: str = "target") -> ModelConfig:
     return ModelConfig(
         key=key,
         family="sim",
-        protocol=protocol,  # type: ignore[arg-type]
+        protocol=protocol,
         base_url=base_url,
         model_id="aurora-balanced",
         prices=PRICES,
@@ -103,9 +104,10 @@ async def _rows(engine: AsyncEngine, sql: str) -> list[dict[str, Any]]:
 
 async def _settled(engine: AsyncEngine) -> bool:
     rows = await _rows(
-        engine, "SELECT count(*) AS n FROM llm_batch_requests WHERE status IN ('pending', 'submitted')"
+        engine,
+        "SELECT count(*) AS n FROM llm_batch_requests WHERE status IN ('pending', 'submitted')",
     )
-    return rows[0]["n"] == 0
+    return bool(rows[0]["n"] == 0)
 
 
 async def _sim_stats(sim_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -142,13 +144,16 @@ async def test_a_batched_answer_is_the_online_answer_at_the_batch_price(
     assert output is not None and output.from_cache
     expected = answer("aurora-balanced", [Message("user", _question(1)[0].content)])
     assert output.text == expected
-    ledger = await _rows(engine, "SELECT status, cost_usd, input_tokens, output_tokens FROM llm_calls")
+    ledger = await _rows(
+        engine, "SELECT status, cost_usd, input_tokens, output_tokens FROM llm_calls"
+    )
     assert len(ledger) == 1 and ledger[0]["status"] == "ok"
     usage = Usage(input_tokens=ledger[0]["input_tokens"], output_tokens=ledger[0]["output_tokens"])
     assert usage.input_tokens > 0
     assert ledger[0]["cost_usd"] == pytest.approx(call_cost(PRICES, usage) * 0.5)
     jobs = await _rows(
-        engine, "SELECT status, request_count, succeeded_count, provider_batch_id FROM llm_batch_jobs"
+        engine,
+        "SELECT status, request_count, succeeded_count, provider_batch_id FROM llm_batch_jobs",
     )
     assert len(jobs) == 1
     assert jobs[0]["status"] == "ended"
@@ -181,7 +186,9 @@ async def test_two_replicas_send_each_request_once(database_url: str, sim_url: s
     assert online["models"] == {}
     check = create_engine(database_url)
     try:
-        jobs = await _rows(check, "SELECT count(*) AS n, sum(request_count) AS r FROM llm_batch_jobs")
+        jobs = await _rows(
+            check, "SELECT count(*) AS n, sum(request_count) AS r FROM llm_batch_jobs"
+        )
         paid = await _rows(check, "SELECT count(*) AS n FROM llm_calls WHERE status = 'ok'")
     finally:
         await check.dispose()
@@ -212,7 +219,10 @@ async def test_errored_and_expired_items_are_called_online(engine: AsyncEngine) 
     requests = await _rows(engine, "SELECT status, error FROM llm_batch_requests")
     failed = [r for r in requests if r["status"] == "failed"]
     assert 0 < len(failed) < 20, "the seed should fail some items and answer others"
-    assert {str(r["error"]).split(":")[0] for r in failed} <= {"the batch expired this request", "Internal server error"}
+    assert {str(r["error"]).split(":")[0] for r in failed} <= {
+        "the batch expired this request",
+        "Internal server error",
+    }
     # each failed item: one error row from the batch, then one paid online answer
     ledger = await _rows(
         engine,
@@ -280,3 +290,26 @@ async def test_a_job_whose_sender_died_before_storing_its_id(
         assert batch_stats["custom_ids_sent_twice"] == 0
     paid = await _rows(engine, "SELECT count(*) AS n FROM llm_calls WHERE status = 'ok'")
     assert paid[0]["n"] == 3
+
+
+async def test_jobs_are_cut_to_the_size_limit_of_the_api(
+    engine: AsyncEngine, sim_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = _model(sim_url, "openai")
+    api = BATCH_APIS["openai"]
+    gateway = Gateway(engine, service=STAGE, batch=BATCHES, models=[model])
+    try:
+        for n in range(5):
+            await _ask(gateway, model, n)
+        sizes = await _rows(engine, "SELECT body_bytes FROM llm_batch_requests")
+        # room for two requests per job, not three
+        largest = max(int(r["body_bytes"]) for r in sizes) + api.item_overhead_bytes
+        monkeypatch.setattr(api, "max_bytes", 2 * largest + largest // 2)
+        await _until(lambda: _settled(engine), gateway)
+    finally:
+        await gateway.aclose()
+
+    jobs = await _rows(engine, "SELECT request_count FROM llm_batch_jobs ORDER BY created_at")
+    assert [j["request_count"] for j in jobs] == [2, 2, 1]
+    batch_stats, _ = await _sim_stats(sim_url)
+    assert batch_stats["items"] == {"openai": 5}

@@ -308,7 +308,8 @@ async def test_judges_answer_in_contract_and_disagree(client: httpx.AsyncClient)
         response = f"I would handle it this way.\n{stance_sentinel(p1, p2)}"
         for judge in JUDGES:
             verdict = json.loads(await _chat(client, judge, _user(_judge_prompt("q", response))))
-            assert set(verdict) == {"reasoning", "decision"}
+            assert set(verdict) == {"reasoning", "decision", "cited_sections"}
+            assert verdict["cited_sections"] == []  # the spec above has no anchors to cite
             assert verdict["reasoning"]
             decisions[judge].append(verdict["decision"])
     assert all(set(d) <= {"compliant", "non-compliant", "ambiguous"} for d in decisions.values())

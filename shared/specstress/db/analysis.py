@@ -283,6 +283,18 @@ async def judge_profiles(
     return found
 
 
+async def random_sample(engine: AsyncEngine, selection: str, n: int) -> list[str]:
+    """The scenarios of Table 2's "random" subset sample of size n: the n with the smallest
+    md5 of their id, among every scenario or those of a named selection."""
+    found = await _rows(
+        engine,
+        "SELECT scenario_id FROM scenario_scopes WHERE selection = :selection "
+        "ORDER BY md5(scenario_id), scenario_id LIMIT :n",
+        {"selection": selection, "n": n},
+    )
+    return [r["scenario_id"] for r in found]
+
+
 async def known_selection(engine: AsyncEngine, selection: str) -> bool:
     if selection == ALL_SCENARIOS:
         return True
@@ -292,12 +304,3 @@ async def known_selection(engine: AsyncEngine, selection: str) -> bool:
         {"selection": selection},
     )
     return bool(found)
-
-
-def spec_family_sets(config: Config) -> dict[str, list[str]]:
-    """Spec id -> the model sets made of exactly the spec's families (Figure 2's default)."""
-    found: dict[str, list[str]] = {}
-    for spec in config.specs:
-        wanted = {f"family:{f}" for f in spec.families}
-        found[spec.id] = [n for n, members in config.model_sets.items() if set(members) == wanted]
-    return found

@@ -10,6 +10,7 @@ it (see specstress.llm.batches).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -125,6 +126,7 @@ async def enqueue(
     engine: AsyncEngine, *, request_hash: str, stage: str, model_key: str, body: dict[str, Any]
 ) -> RequestState:
     """Queue a request unless it is queued already; its state either way."""
+    size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
     statement = (
         insert(llm_batch_requests)
         .values(
@@ -132,6 +134,7 @@ async def enqueue(
             stage=stage,
             model_key=model_key,
             body=body,
+            body_bytes=size,
             status="pending",
         )
         .on_conflict_do_nothing(index_elements=[llm_batch_requests.c.request_hash])
@@ -167,11 +170,12 @@ async def claim(
     model_key: str,
     protocol: str,
     limit: int,
-    fitting: Callable[[Sequence[QueuedRequest]], int],
+    fitting: Callable[[Sequence[int]], int],
 ) -> list[QueuedRequest]:
     """Create job `job_id` (status submitting) with the oldest waiting requests of the model:
-    at most `limit`, of which the first `fitting(...)` are kept. Requests whose answer reached
-    the ledger some other way are settled instead of sent. [] when nothing was waiting."""
+    at most `limit`, of which the first `fitting(body sizes)` (at least one) are kept.
+    Requests whose answer reached the ledger some other way are settled instead of sent.
+    [] when nothing was waiting."""
     answered = (
         exists()
         .where(
@@ -180,8 +184,9 @@ async def claim(
         )
         .label("answered")
     )
+    # sizes first: bodies are read only for the requests that fit in the job
     candidates_query = (
-        select(llm_batch_requests.c.request_hash, llm_batch_requests.c.body, answered)
+        select(llm_batch_requests.c.request_hash, llm_batch_requests.c.body_bytes, answered)
         .where(
             llm_batch_requests.c.stage == stage,
             llm_batch_requests.c.model_key == model_key,
@@ -200,10 +205,18 @@ async def claim(
                 .where(llm_batch_requests.c.request_hash.in_(done))
                 .values(status="succeeded", body=None, updated_at=func.now())
             )
-        waiting = [QueuedRequest(r.request_hash, r.body) for r in rows if not r.answered]
-        chosen = waiting[: max(1, fitting(waiting))] if waiting else []
-        if not chosen:
+        waiting = [r for r in rows if not r.answered]
+        if not waiting:
             return []
+        chosen = [
+            r.request_hash for r in waiting[: max(1, fitting([r.body_bytes for r in waiting]))]
+        ]
+        found = await conn.execute(
+            select(llm_batch_requests.c.request_hash, llm_batch_requests.c.body).where(
+                llm_batch_requests.c.request_hash.in_(chosen)
+            )
+        )
+        bodies = {r.request_hash: r.body for r in found}
         await conn.execute(
             insert(llm_batch_jobs).values(
                 job_id=job_id,
@@ -216,10 +229,10 @@ async def claim(
         )
         await conn.execute(
             update(llm_batch_requests)
-            .where(llm_batch_requests.c.request_hash.in_([r.request_hash for r in chosen]))
+            .where(llm_batch_requests.c.request_hash.in_(chosen))
             .values(status="submitted", job_id=job_id, updated_at=func.now())
         )
-    return chosen
+    return [QueuedRequest(h, bodies[h]) for h in chosen]
 
 
 async def mark_submitted(

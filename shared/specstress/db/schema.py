@@ -380,6 +380,8 @@ llm_batch_requests = Table(
     # the request body as the protocol sends it online (no secrets: keys travel in headers);
     # dropped once the answer is in the ledger
     Column("body", JSONB),
+    # its size as compact JSON, so a job is cut to the API's size limit without loading bodies
+    Column("body_bytes", Integer, nullable=False),
     # pending: waiting to be sent; submitted: in job_id; succeeded: answer in llm_calls;
     # failed: the batch could not answer it, so it is called online
     Column("status", String(16), nullable=False),
@@ -387,9 +389,7 @@ llm_batch_requests = Table(
     Column("error", Text),
     _created_at(),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    CheckConstraint(
-        "status IN ('pending', 'submitted', 'succeeded', 'failed')", name="status"
-    ),
+    CheckConstraint("status IN ('pending', 'submitted', 'succeeded', 'failed')", name="status"),
     Index(
         "ix_llm_batch_requests_queue",
         "stage",

@@ -82,13 +82,13 @@ class Item:
 
 
 class BatchApi(Protocol):
-    # the most a job may hold, in requests and in bytes of its items
+    # the most a job may hold, in requests and in bytes, and the bytes an item adds to the
+    # size of its request body (custom id and envelope)
     max_requests: int
     max_bytes: int
+    item_overhead_bytes: int
     # whether a job can be found again from the id it was created with
     can_find: bool
-
-    def item_bytes(self, item: Item) -> int: ...
 
     async def submit(
         self, http: httpx.AsyncClient, model: ModelConfig, items: Sequence[Item], job_id: str
@@ -215,6 +215,7 @@ class OpenAIBatches:
 
     max_requests = 50_000
     max_bytes = 200_000_000
+    item_overhead_bytes = 200
     can_find = True
     _adapter = OpenAIChat()
 
@@ -226,9 +227,6 @@ class OpenAIBatches:
             "body": item.body,
         }
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-
-    def item_bytes(self, item: Item) -> int:
-        return len(self._line(item))
 
     def _headers(self, api_key: SecretStr | None) -> dict[str, str]:
         if api_key is None:
@@ -379,12 +377,9 @@ class AnthropicBatches:
 
     max_requests = 100_000
     max_bytes = 256_000_000
+    item_overhead_bytes = 120
     can_find = False
     _adapter = AnthropicMessages()
-
-    def item_bytes(self, item: Item) -> int:
-        record = {"custom_id": item.custom_id, "params": item.body}
-        return len(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()) + 1
 
     def _headers(self, api_key: SecretStr | None) -> dict[str, str]:
         headers = {"anthropic-version": ANTHROPIC_VERSION}

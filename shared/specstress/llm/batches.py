@@ -68,14 +68,14 @@ _RETRY_CAP_SECONDS = 300.0
 _NO_BATCH_API = frozenset({404, 405})
 
 
-def _fitting(api: BatchApi, requests: Sequence[db.QueuedRequest]) -> int:
-    """How many of the requests, in order, fit in one job of the API."""
+def _fitting(api: BatchApi, body_sizes: Sequence[int]) -> int:
+    """How many requests of these body sizes, in order, fit in one job of the API."""
     size = 0
-    for count, request in enumerate(requests):
-        size += api.item_bytes(Item(request.request_hash, request.body))
+    for count, body in enumerate(body_sizes):
+        size += body + api.item_overhead_bytes
         if size > api.max_bytes:
             return count
-    return len(requests)
+    return len(body_sizes)
 
 
 class BatchCoordinator:
@@ -218,7 +218,7 @@ class BatchCoordinator:
                 model_key=model.key,
                 protocol=model.protocol,
                 limit=limit,
-                fitting=lambda requests: _fitting(api, requests),
+                fitting=lambda sizes: _fitting(api, sizes),
             )
             if not claimed:
                 return 0

@@ -67,6 +67,7 @@ def upgrade() -> None:
         sa.Column("stage", sa.String(length=32), nullable=False),
         sa.Column("model_key", sa.String(length=64), nullable=False),
         sa.Column("body", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("body_bytes", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("job_id", sa.String(length=32), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
