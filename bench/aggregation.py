@@ -487,7 +487,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
         finally:
             await engine.dispose()
+        # other work on the machine inflates every figure: keep its measure beside them
+        load_before = os.getloadavg()[0]
         reports = await time_reports(bench_config(database_url), args.n)
+        load_after = os.getloadavg()[0]
     finally:
         postgres.stop()
         shutil.rmtree(folder, ignore_errors=True)
@@ -499,6 +502,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_average_1min": [round(load_before, 2), round(load_after, 2)],
         },
         "parameters": {
             "scenarios": args.scenarios,

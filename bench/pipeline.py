@@ -5,8 +5,12 @@ stage exactly as the demo does, then reads the figures from the database it fill
 - LLM calls per second end to end, counted from the ledger after a warm-up;
 - calls per second per stage;
 - p50/p95 time from a pair's publication to its last derived row (verdict, disagreement ...);
-- CPU seconds and peak RSS of every process, and the simulator's share of the CPU;
-- a correctness check: no duplicate rows, no request paid twice.
+- CPU seconds and peak RSS of every process (Postgres and NATS included), and the simulator's
+  share of the CPU;
+- with replicas, the messages each replica handled (from its /metrics), to show the work shared;
+- correctness: no duplicate rows, no request paid twice (the simulator's count of answers it
+  served against the ledger's paid rows), every scenario answered by every model and every
+  answer classified, no dead letters.
 It prints a table and appends one JSON line to bench/results.jsonl.
 """
 
@@ -81,15 +85,38 @@ SELECT count(*) AS calls, extract(epoch FROM max(created_at) - min(created_at)) 
 FROM llm_calls WHERE status = 'ok' AND created_at >= :since
 """
 
-DUPLICATES = """
+CHECKS = """
 SELECT (SELECT count(*) FROM responses) - (SELECT count(DISTINCT (scenario_id, model_key))
         FROM responses) AS duplicate_responses,
-       (SELECT count(*) FROM llm_calls WHERE status = 'ok')
-       - (SELECT count(DISTINCT request_hash) FROM llm_calls WHERE status = 'ok')
-       AS duplicate_paid_calls,
-       (SELECT count(*) FROM llm_calls WHERE status = 'ok') AS ok_calls,
+       (SELECT count(*) FROM llm_calls WHERE status = 'ok') AS paid_calls,
+       (SELECT count(*) FROM scenarios) AS scenarios,
+       (SELECT count(*) FROM scenarios) * (SELECT count(*) FROM models WHERE active)
+       - (SELECT count(*) FROM responses) AS missing_responses,
+       (SELECT count(*) FROM responses r WHERE NOT EXISTS
+        (SELECT 1 FROM classifications c WHERE c.response_id = r.response_id))
+       AS unclassified_responses,
+       (SELECT count(*) FROM verdicts) AS verdicts,
        (SELECT count(*) FROM dead_letters) AS dead_letters
 """
+# every figure a run's JSON line carries (the smoke test checks them all)
+FIGURES = (
+    "llm_calls_per_second",
+    "llm_calls_measured",
+    "per_stage_calls_per_second",
+    "pair_latency_seconds",
+    "processes",
+    "simulator_cpu_share",
+    "postgres_cpu_share",
+    "replica_messages",
+    "checks",
+)
+PROBLEMS = (
+    "duplicate_responses",
+    "duplicate_paid_calls",
+    "missing_responses",
+    "unclassified_responses",
+    "dead_letters",
+)
 
 
 @dataclass
@@ -99,10 +126,47 @@ class ProcessUsage:
     peak_rss_mib: float
 
 
+def _stat(pid: int) -> list[str]:
+    # the split starts at field 3 of the line, so field n of proc(5) is at index n - 3
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # utime and stime are fields 14 and 15 of the whole line; the split starts at field 3
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _server_cpu_seconds(pid: int) -> float:
+    """A server with its children: Postgres runs a backend process per connection, and the
+    CPU of backends that already exited is in the postmaster's children's time (cutime, cstime)."""
+    fields = _stat(pid)
+    total = sum(int(f) for f in fields[11:15])
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            child = _stat(int(entry.name))
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(child[1]) == pid:
+            total += int(child[11]) + int(child[12])
+    return total / CLOCK_TICKS
+
+
+def _postmaster_pid(folder: Path) -> int:
+    return int((folder / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0])
+
+
+async def _handled(client: httpx.AsyncClient, port: int) -> int:
+    """Messages a service process finished handling (all subjects, all outcomes)."""
+    reply = await client.get(f"http://127.0.0.1:{port}/metrics")
+    return round(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in reply.text.splitlines()
+            if line.startswith("specstress_messages_handled_total{")
+        )
+    )
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -165,6 +229,7 @@ async def _query(url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    load_at_start = os.getloadavg()
     folder = Path(tempfile.mkdtemp(prefix="specstress-bench-"))
     os.chmod(folder, 0o711)  # a private Postgres running as another user must enter it
     nats = start_nats(folder / "nats")
@@ -185,7 +250,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for service in ("responder", "classifier"):
             for replica in range(args.replicas):
                 stack.start_service(service, replica)
+        servers = {"postgres": _postmaster_pid(folder), "nats": nats.pid}
         cpu_start = {name: _cpu_seconds(p.popen.pid) for name, p in stack.processes.items()}
+        cpu_start |= {name: _server_cpu_seconds(pid) for name, pid in servers.items()}
         started = time.time()
         await start_run(config, args.pairs, args.seed)
         await wait_until_idle(config, timeout=args.timeout, quiet_seconds=2.0, stack=stack)
@@ -198,16 +265,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             for name, p in stack.processes.items()
         ]
+        usage += [
+            ProcessUsage(name, _server_cpu_seconds(pid) - cpu_start[name], _peak_rss_mib(pid))
+            for name, pid in servers.items()
+        ]
         since = datetime.fromtimestamp(started + elapsed * args.warmup_share, tz=UTC)
         total = (await _query(database_url, TOTAL_RATE, since=since))[0]
         stages = await _query(database_url, CALL_RATES, since=since)
         latency = (await _query(database_url, PAIR_LATENCY))[0]
-        checks = (await _query(database_url, DUPLICATES))[0]
-        sim_stats: dict[str, Any] | None = None
+        checks = (await _query(database_url, CHECKS))[0]
         async with httpx.AsyncClient() as client:
             reply = await client.get(stack.env[SIM_URL_ENV].removesuffix("/v1") + "/sim/stats")
-            if reply.status_code == 200:
-                sim_stats = reply.json()
+            reply.raise_for_status()
+            served = reply.json()["totals"].get("ok", 0)
+            replica_messages = {
+                name: await _handled(client, p.metrics_port)
+                for name, p in stack.processes.items()
+                if name.split("-")[0] in ("responder", "classifier") and p.metrics_port
+            }
+        # the ledger keeps one paid row per request hash, so a request bought twice shows only
+        # as an answer the simulator served beyond the ledger's rows
+        checks["simulator_answers"] = served
+        checks["duplicate_paid_calls"] = served - checks["paid_calls"]
     finally:
         if stack is not None:
             stack.stop()
@@ -215,6 +294,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         nats.stop()
     total_cpu = sum(u.cpu_seconds for u in usage) or 1.0
     sim_cpu = sum(u.cpu_seconds for u in usage if u.name == "llm_sim")
+    postgres_cpu = sum(u.cpu_seconds for u in usage if u.name == "postgres")
     span = float(total["span"] or 0.0)
     return {
         "benchmark": "pipeline",
@@ -253,7 +333,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for u in usage
         ],
         "simulator_cpu_share": round(sim_cpu / total_cpu, 3),
-        "checks": {**checks, "simulator": sim_stats},
+        "postgres_cpu_share": round(postgres_cpu / total_cpu, 3),
+        "replica_messages": replica_messages,
+        # other work on the machine moves every figure: the 1-minute load before and after
+        "load_average": [round(load_at_start[0], 2), round(os.getloadavg()[0], 2)],
+        "checks": checks,
     }
 
 
@@ -268,7 +352,15 @@ def report(result: dict[str, Any]) -> None:
     )
     table.add_row("wall time (s)", str(result["wall_seconds"]))
     table.add_row("simulator CPU share", f"{result['simulator_cpu_share']:.1%}")
-    for checks_key in ("duplicate_responses", "duplicate_paid_calls", "dead_letters"):
+    table.add_row("Postgres CPU share", f"{result['postgres_cpu_share']:.1%}")
+    table.add_row("load average before / after", str(result["load_average"]))
+    for name, handled in result["replica_messages"].items():
+        table.add_row(f"  {name} messages handled", str(handled))
+    table.add_row(
+        "paid calls (ledger / simulator)",
+        "{paid_calls} / {simulator_answers}".format(**result["checks"]),
+    )
+    for checks_key in PROBLEMS:
         table.add_row(checks_key.replace("_", " "), str(result["checks"][checks_key]))
     console.print(table)
     processes = Table("process", "CPU s", "peak RSS MiB", title="processes")
@@ -277,7 +369,7 @@ def report(result: dict[str, Any]) -> None:
     console.print(processes)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=300, help="value pairs to push")
     parser.add_argument("--targets", type=int, default=6, help="target models")
@@ -286,14 +378,17 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--warmup-share", type=float, default=0.1, help="share of the run skipped")
     parser.add_argument("--no-record", action="store_true", help="do not append to results.jsonl")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     result = asyncio.run(run(args))
     report(result)
     if not args.no_record:
         with RESULTS.open("a") as out:
             out.write(json.dumps(result) + "\n")
-    bad = result["checks"]["duplicate_responses"] or result["checks"]["duplicate_paid_calls"]
-    sys.exit(1 if bad else 0)
+    sys.exit(1 if any(result["checks"][key] for key in PROBLEMS) else 0)
 
 
 if __name__ == "__main__":

@@ -85,10 +85,10 @@ def _numbered(scale: list[dict[str, str]]) -> str:
 
 
 async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = False) -> None:
-    scenario = await store.get_scenario(stage.engine, scenario_id)
-    if scenario is None:
+    context = await store.classification_context(stage.engine, scenario_id)
+    if context is None:
         raise Unprocessable(f"scenario {scenario_id} is not in the database")
-    spectrum = await store.get_spectrum(stage.engine, scenario.pair_id)
+    scenario, pair, spectrum = context.scenario, context.pair, context.spectrum
     if spectrum is None:
         return  # spectra.created will bring us back
     answers = await store.scenario_responses(stage.engine, scenario_id)
@@ -96,11 +96,8 @@ async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = Fa
     if todo:
         first_round = not any(a.classified for a in answers)
         answered = {a.model_key for a in answers}
-        active = {key for key, _ in await store.active_models(stage.engine)}
-        if first_round and not active <= answered and not waited:
+        if first_round and not context.active_models <= answered and not waited:
             return  # the last answer's event (or the straggler sweep) completes the join
-        pair = await store.get_pair(stage.engine, scenario.pair_id)
-        assert pair is not None
         model = stage.config.model(stage.config.roles.classifier)
         prompt = stage.prompts.get("classify")
         blocks = "\n\n".join(
@@ -134,8 +131,9 @@ async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = Fa
                 for a in todo
             ],
         )
-    answers = await store.scenario_responses(stage.engine, scenario_id)
-    classified = [a.response_id for a in answers if a.classified]
+    # every answer read above is classified now (by this call, or before it); answers that
+    # arrived since bring their own event
+    classified = [a.response_id for a in answers]
     if classified:
         await stage.emit(ClassificationsCreated(scenario_id=scenario_id, response_ids=classified))
 

@@ -23,16 +23,21 @@ BACKFILL_PAGE = 1000
 
 @service.handles(ScenarioCreated)
 async def fan_out(stage: Stage, event: ScenarioCreated) -> None:
-    for model_key, _family in await store.active_models(stage.engine):
-        await stage.emit(ResponseRequested(scenario_id=event.scenario_id, model_key=model_key))
+    await stage.emit(
+        *(
+            ResponseRequested(scenario_id=event.scenario_id, model_key=model_key)
+            for model_key, _family in await store.active_models(stage.engine)
+        )
+    )
 
 
 @service.handles(ModelRegistered)
 async def backfill(stage: Stage, event: ModelRegistered) -> None:
     after = ""
     while page := await store.scenario_ids_after(stage.engine, after, BACKFILL_PAGE):
-        for scenario_id in page:
-            await stage.emit(ResponseRequested(scenario_id=scenario_id, model_key=event.model_key))
+        await stage.emit(
+            *(ResponseRequested(scenario_id=s, model_key=event.model_key) for s in page)
+        )
         after = page[-1]
 
 
@@ -40,10 +45,10 @@ async def backfill(stage: Stage, event: ModelRegistered) -> None:
 async def respond(stage: Stage, event: ResponseRequested) -> None:
     if event.model_key not in {m.key for m in stage.config.models}:
         raise Unprocessable(f"model {event.model_key!r} is not defined in this config")
-    scenario = await store.get_scenario(stage.engine, event.scenario_id)
-    if scenario is None:
+    found = await store.scenario_with_response(stage.engine, event.scenario_id, event.model_key)
+    if found is None:
         raise Unprocessable(f"scenario {event.scenario_id} is not in the database")
-    response_id = await store.get_response_id(stage.engine, event.scenario_id, event.model_key)
+    scenario, response_id = found
     if response_id is None:
         model = stage.config.model(event.model_key)
         # the model sees the user's query alone, as it would in a product

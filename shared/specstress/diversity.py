@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.config import Config, EmbeddingConfig
 from specstress.db.embeddings import (
+    embedders_of_key,
     insert_scenario_embeddings,
     scenarios_missing_embedding,
     selection_inputs,
@@ -54,12 +55,20 @@ def embedding_config(config: Config) -> EmbeddingConfig:
 
 async def embed_scenarios(engine: AsyncEngine, embedder: Embedder) -> int:
     """Give every scenario a vector under the embedder's key; returns how many were added."""
+    stored = [h for h in await embedders_of_key(engine, embedder.key) if h != embedder.identity]
+    if stored:
+        raise InputError(
+            f"embedding key {embedder.key!r} already holds vectors of another model or settings "
+            "(provider, base_url, model_id, dimension, params): give the new settings a new key"
+        )
     missing = await scenarios_missing_embedding(engine, embedder.key)
     for begin in range(0, len(missing), _EMBED_ROUND):
         part = missing[begin : begin + _EMBED_ROUND]
         vectors = await embedder.embed([query for _, query in part])
         rows = [(sid, to_bytes(v)) for (sid, _), v in zip(part, vectors, strict=True)]
-        await insert_scenario_embeddings(engine, embedder.key, embedder.dimension, rows)
+        await insert_scenario_embeddings(
+            engine, embedder.key, embedder.identity, embedder.dimension, rows
+        )
     return len(missing)
 
 

@@ -44,9 +44,11 @@ any cover of radius < stop / 2 needs at least as many centres.
 
 **Which one `auto` runs.** Both cost distance computations: the exact method about n^2 / 2 (a
 row meets the picks until it is covered, and ~70% of rows end up picked at delta 0.4), the
-partitioned one sum(members x (members + halo)) over cells, counted when the cells are planned
-(one pass over the rows). Its small per-cell products cost more per distance, so `auto` takes
-the partition only when PARTITION_PENALTY times its count is below the exact one. In high
+partitioned one sum(members x (members + halo)) over cells, estimated from one chunk of
+sampled rows once the centres are placed. Its small per-cell products cost more per distance,
+so `auto` takes the partition only when PARTITION_PENALTY times its count is below the exact
+one. Weights from a wide range of D (some near stop / 2) widen every cell's radius towards 2,
+so a weighted run rarely partitions. In high
 dimensions with broad clusters (sentence embeddings: unrelated texts ~1.3 apart, only
 near-duplicates within 0.4) halos are large and the saving is moderate; with well-separated
 clusters it is large. bench/kcenter.py records both at 411k x 384.
@@ -70,7 +72,7 @@ IndexArray = npt.NDArray[np.int64]
 
 DEFAULT_DELTA = 0.4
 DEFAULT_WEIGHTED_STOP = 0.8
-# `auto` runs the exact method below this many rows (minutes at most) without planning cells
+# `auto` runs the exact method below this many rows (seconds) without weighing the partition
 PLAN_MIN_ROWS = 50_000
 # Rows per cell of the partitioned method, and a cap on cells (the halo bitmap costs
 # cells * n / 8 bytes, the centre gaps cells^2 * 4).
@@ -112,8 +114,9 @@ def select_kcenter(
 ) -> Selection:
     """Greedy farthest-first selection of unit-normalised rows; see the module notes.
 
-    `auto` runs the exact method on fewer than PLAN_MIN_ROWS rows; on more, it plans the
-    partition and runs it only when it promises to be cheaper on these rows (see the notes).
+    `auto` runs the exact method on fewer than PLAN_MIN_ROWS rows; on more, it places the
+    cells, estimates the partition's cost from a sample of rows and partitions only when that
+    promises to be cheaper on these rows (see the notes).
     """
     x = _check_vectors(vectors)
     n = x.shape[0]
@@ -145,11 +148,11 @@ def _check_vectors(vectors: FloatArray) -> FloatArray:
         raise InputError(f"selection needs a 2-D array of vectors, got shape {x.shape}")
     if x.dtype != np.float32:
         raise InputError(f"selection needs float32 vectors, got {x.dtype}")
-    if x.shape[0] and not np.isfinite(x).all():
-        raise InputError("selection vectors contain NaN or infinite values")
     x = np.ascontiguousarray(x)
-    # checked in chunks so a 411k x 384 matrix costs no second copy
+    # checked in chunks so a 411k x 384 matrix costs no full-size temporary
     for begin in range(0, x.shape[0], _CHUNK_ROWS):
+        if not np.isfinite(x[begin : begin + _CHUNK_ROWS]).all():
+            raise InputError("selection vectors contain NaN or infinite values")
         norms = np.linalg.norm(x[begin : begin + _CHUNK_ROWS], axis=1)
         bad = np.flatnonzero(np.abs(norms - 1.0) > _NORM_TOLERANCE)
         if bad.size:

@@ -36,7 +36,7 @@ batch:
   compliance_judge: {enabled: true, max_requests_per_batch: 200, max_wait_seconds: 1, poll_seconds: 0.5}
 """
 # a job takes this long at the simulator, so the kill lands while it is being polled
-CONDITIONS = "batches: {processing_seconds: 4}\n"
+CONDITIONS = "batches: {processing_seconds: 2}\n"
 # the facts each run stores, compared column by column
 FACT_TABLES = (
     "scenarios",

@@ -187,6 +187,13 @@ async def test_select_end_to_end(
         )
     assert kept == len(replaced)
 
+    # the same key with another model's settings would mix vectors: refused
+    settings = yaml.safe_load(config.read_text())
+    settings["embedding"].update(dimension=128, params={"dimensions": 128})
+    config.write_text(yaml.safe_dump(settings))
+    code, output = await _cli(config, "paper")
+    assert code == 2 and "already holds vectors of another model" in output, output
+
 
 async def test_weighted_selection_and_bad_arguments(
     engine: AsyncEngine, database_url: str, simulator_url: str, tmp_path: Path

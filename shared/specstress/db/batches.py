@@ -11,6 +11,7 @@ it (see specstress.llm.batches).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from specstress.db.ledger import AttemptRecord, record_attempts
 from specstress.db.schema import llm_batch_jobs, llm_batch_requests, llm_calls
 from specstress.ids import advisory_lock_key
 
@@ -138,11 +140,14 @@ async def enqueue(
             status="pending",
         )
         .on_conflict_do_nothing(index_elements=[llm_batch_requests.c.request_hash])
+        .returning(llm_batch_requests.c.request_hash)
     )
     async with engine.begin() as conn:
-        await conn.execute(statement)
+        inserted = (await conn.execute(statement)).first()
+    if inserted is not None:
+        return RequestState("pending", None, 0.0)
     state = await request_state(engine, request_hash)
-    assert state is not None  # just inserted, or there before
+    assert state is not None  # queued by someone else just now
     return state
 
 
@@ -384,38 +389,61 @@ async def unsettled(engine: AsyncEngine, job_id: str) -> set[str]:
         return set((await conn.scalars(query)).all())
 
 
-async def settle(
-    engine: AsyncEngine, job_id: str, outcome: Settled, errors: dict[str, str | None]
-) -> None:
-    """Give requests of the job their outcome (`errors`: hash -> error text), counting each on
-    the job once; a succeeded request's body is dropped, its answer being in the ledger."""
-    if not errors:
-        return
-    status = "succeeded" if outcome == "succeeded" else "failed"
+async def store_results(
+    engine: AsyncEngine, job_id: str, results: Sequence[tuple[Settled, AttemptRecord]]
+) -> set[str]:
+    """In one transaction, a chunk of the job's results: their ledger rows and their requests'
+    outcomes, counted on the job. Requests settled before (a second pass over the same
+    results) are skipped, ledger rows and all. Returns the hashes newly paid for."""
+    if not results:
+        return set()
     async with engine.begin() as conn:
-        settled = 0
-        for request_hash, error in errors.items():
-            result = await conn.execute(
+        waiting = set(
+            (
+                await conn.scalars(
+                    select(llm_batch_requests.c.request_hash)
+                    .where(
+                        llm_batch_requests.c.request_hash.in_([r.request_hash for _, r in results]),
+                        llm_batch_requests.c.job_id == job_id,
+                        llm_batch_requests.c.status == "submitted",
+                    )
+                    .with_for_update()
+                )
+            ).all()
+        )
+        fresh = [(outcome, record) for outcome, record in results if record.request_hash in waiting]
+        paid = await record_attempts(conn, [record for _, record in fresh])
+        answered = [r.request_hash for outcome, r in fresh if outcome == "succeeded"]
+        if answered:
+            # the answer is in the ledger now: the body has served its purpose
+            await conn.execute(
                 update(llm_batch_requests)
-                .where(
-                    llm_batch_requests.c.request_hash == request_hash,
-                    llm_batch_requests.c.job_id == job_id,
-                    llm_batch_requests.c.status == "submitted",
-                )
-                .values(
-                    status=status,
-                    error=None if error is None else error[:MAX_ERROR_CHARS],
-                    body=None if outcome == "succeeded" else llm_batch_requests.c.body,
-                    updated_at=func.now(),
-                )
+                .where(llm_batch_requests.c.request_hash.in_(answered))
+                .values(status="succeeded", body=None, updated_at=func.now())
             )
-            settled += result.rowcount
-        column = llm_batch_jobs.c[_COUNT_COLUMNS[outcome]]
+        for outcome, record in fresh:
+            if outcome != "succeeded":
+                await conn.execute(
+                    update(llm_batch_requests)
+                    .where(llm_batch_requests.c.request_hash == record.request_hash)
+                    .values(
+                        status="failed",
+                        error=(record.error or outcome)[:MAX_ERROR_CHARS],
+                        updated_at=func.now(),
+                    )
+                )
+        counts = Counter(outcome for outcome, _ in fresh)
         await conn.execute(
             update(llm_batch_jobs)
             .where(llm_batch_jobs.c.job_id == job_id)
-            .values({column: column + settled})
+            .values(
+                {
+                    llm_batch_jobs.c[column]: llm_batch_jobs.c[column] + counts[outcome]
+                    for outcome, column in _COUNT_COLUMNS.items()
+                }
+            )
         )
+    return paid
 
 
 async def finish(engine: AsyncEngine, job_id: str, provider_status: str) -> None:

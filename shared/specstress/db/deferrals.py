@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from specstress.db.engine import reading
 from specstress.db.schema import message_deferrals
 
 MAX_REASON_CHARS = 1000
@@ -20,7 +21,7 @@ async def deferrals(engine: AsyncEngine, consumer: str, stream_sequence: int) ->
         message_deferrals.c.consumer == consumer,
         message_deferrals.c.stream_sequence == stream_sequence,
     )
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         count = await conn.scalar(query)
     return int(count or 0)
 

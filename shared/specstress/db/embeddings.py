@@ -81,12 +81,33 @@ async def scenarios_missing_embedding(
         return [(row.scenario_id, row.query) for row in await conn.execute(query)]
 
 
+async def embedders_of_key(engine: AsyncEngine, embedding_key: str) -> list[str]:
+    """The embedder identities whose vectors are stored under this key (one, or none yet)."""
+    query = (
+        select(scenario_embeddings.c.embedder_hash)
+        .where(scenario_embeddings.c.embedding_key == embedding_key)
+        .distinct()
+    )
+    async with engine.connect() as conn:
+        return list((await conn.scalars(query)).all())
+
+
 async def insert_scenario_embeddings(
-    engine: AsyncEngine, embedding_key: str, dim: int, rows: Sequence[tuple[str, bytes]]
+    engine: AsyncEngine,
+    embedding_key: str,
+    embedder_hash: str,
+    dim: int,
+    rows: Sequence[tuple[str, bytes]],
 ) -> None:
     """Store (scenario id, vector) rows in one transaction; existing rows are kept."""
     values = [
-        {"embedding_key": embedding_key, "scenario_id": sid, "dim": dim, "vector": vector}
+        {
+            "embedding_key": embedding_key,
+            "scenario_id": sid,
+            "embedder_hash": embedder_hash,
+            "dim": dim,
+            "vector": vector,
+        }
         for sid, vector in rows
     ]
     async with engine.begin() as conn:

@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from specstress.db.engine import reading
 from specstress.db.schema import distinctive_values, refusal_types, topic_labels
 from specstress.ids import advisory_lock_key, stable_id
 from specstress.labels import REFUSAL_TYPES, TOPIC_COLUMNS, TOPICS, is_refusal
@@ -66,7 +67,7 @@ class LabelBacklog:
 
 async def scenario_flagged(engine: AsyncEngine, scenario_id: str) -> bool:
     """True when some model set currently finds high disagreement on the scenario."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         found = await conn.execute(
             text("SELECT 1 FROM disagreement WHERE scenario_id = :id AND high LIMIT 1"),
             {"id": scenario_id},
@@ -77,7 +78,7 @@ async def scenario_flagged(engine: AsyncEngine, scenario_id: str) -> bool:
 async def get_topic_labels(engine: AsyncEngine, scenario_id: str) -> dict[str, bool] | None:
     """The scenario's topics by their JSON keys, or None when it has no topic label yet."""
     columns = [topic_labels.c[TOPIC_COLUMNS[topic]] for topic in TOPICS]
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         row = (
             await conn.execute(select(*columns).where(topic_labels.c.scenario_id == scenario_id))
         ).first()
@@ -106,7 +107,7 @@ async def insert_topic_labels(
 
 async def refusal_labelled(engine: AsyncEngine, scenario_id: str) -> set[str]:
     """Ids of the scenario's answers that already have a refusal type."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = await conn.execute(
             select(refusal_types.c.response_id).where(refusal_types.c.scenario_id == scenario_id)
         )
@@ -125,7 +126,7 @@ async def insert_refusal_types(engine: AsyncEngine, rows: Sequence[Mapping[str, 
 
 async def distinctive_labelled(engine: AsyncEngine, scenario_id: str) -> set[str]:
     """Ids of the scenario's answers whose distinctive values are stored."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = await conn.execute(
             select(distinctive_values.c.response_id)
             .distinct()
@@ -161,7 +162,7 @@ async def scenario_distinctive_values(
     engine: AsyncEngine, scenario_id: str
 ) -> dict[str, list[str]]:
     """The stored distinctive values of a scenario's answers: model key -> values by rank."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = await conn.execute(
             select(distinctive_values.c.model_key, distinctive_values.c.value)
             .where(distinctive_values.c.scenario_id == scenario_id)
@@ -209,7 +210,7 @@ async def label_backlog(
     engine: AsyncEngine, older_than_seconds: float, refusal_scope: RefusalScope
 ) -> LabelBacklog:
     params = {"age": older_than_seconds, "scope": refusal_scope}
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         topics = await conn.execute(text(_MISSING_TOPICS), params)
         distinctive = await conn.execute(text(_MISSING_DISTINCTIVE), params)
         refusals = await conn.execute(text(_MISSING_REFUSAL_TYPES), params)
@@ -252,7 +253,7 @@ async def refusal_rates(engine: AsyncEngine, model_set: str | None = None) -> li
     Without `model_set` every labelled answer counts; with it, only answers to scenarios that
     set flags for high disagreement.
     """
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = (await conn.execute(text(_TYPE_COUNTS), {"model_set": model_set})).all()
     counts: dict[str, dict[str, int]] = {}
     for r in rows:
@@ -276,7 +277,7 @@ async def refusal_rates_by_topic(
     Only scenarios with a topic label count (topics are labelled on flagged scenarios); a
     scenario with several topics counts once under each. Rows are in model, then topic order.
     """
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = (await conn.execute(text(_TOPIC_REFUSALS), {"model_set": model_set})).all()
     order = {topic: i for i, topic in enumerate(TOPICS)}
     rates = [TopicRefusalRate(r.model_key, r.topic, r.answers, r.refusals) for r in rows]

@@ -9,15 +9,17 @@ running total the budget is checked against is exactly the sum over the ledger's
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import func, null, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.dml import ReturningInsert
 
+from specstress.db.engine import reading
 from specstress.db.limits import add_spend
 from specstress.db.schema import llm_calls
 from specstress.ids import advisory_lock_key
@@ -51,14 +53,13 @@ async def find_completed(engine: AsyncEngine, request_hash: str) -> dict[str, An
     query = select(llm_calls.c.response).where(
         llm_calls.c.request_hash == request_hash, llm_calls.c.status == "ok"
     )
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         response: dict[str, Any] | None = await conn.scalar(query)
     return response
 
 
-async def record_attempt(engine: AsyncEngine, record: AttemptRecord) -> bool:
-    """Append one attempt. False when it is an `ok` row and the hash already had one."""
-    values = {
+def _row(record: AttemptRecord) -> dict[str, Any]:
+    return {
         "request_hash": record.request_hash,
         "stage": record.stage,
         "model_key": record.model_key,
@@ -76,19 +77,30 @@ async def record_attempt(engine: AsyncEngine, record: AttemptRecord) -> bool:
         # a bare None would be stored as JSON null; an error row has no response at all
         "response": null() if record.response is None else record.response,
     }
-    statement = (
+
+
+def _insert_keeping_answers(
+    rows: dict[str, Any] | list[dict[str, Any]],
+) -> ReturningInsert[tuple[int, str]]:
+    """INSERT of ledger rows that leaves a hash's completed row alone (RETURNING the new)."""
+    return (
         insert(llm_calls)
-        .values(values)
+        .values(rows)
         .on_conflict_do_nothing(
             # A literal predicate: Postgres cannot match a partial index to a bound parameter
             # once asyncpg's prepared statement switches to a generic plan (6th execution).
             index_elements=[llm_calls.c.request_hash],
             index_where=text("status = 'ok'"),
         )
-        .returning(llm_calls.c.call_id)
+        .returning(llm_calls.c.call_id, llm_calls.c.request_hash)
     )
+
+
+async def record_attempt(engine: AsyncEngine, record: AttemptRecord) -> bool:
+    """Append one attempt. False when it is an `ok` row and the hash already had one."""
+    statement = _insert_keeping_answers(_row(record))
     async with engine.begin() as conn:
-        call_id = await conn.scalar(statement)
+        call_id = (await conn.execute(statement)).first()
         if call_id is not None and record.status == "ok":
             # the budget's running total moves with the ledger row, in one transaction
             await add_spend(
@@ -98,6 +110,24 @@ async def record_attempt(engine: AsyncEngine, record: AttemptRecord) -> bool:
                 record.input_tokens + record.output_tokens,
             )
     return call_id is not None
+
+
+async def record_attempts(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> set[str]:
+    """Append many attempts in the caller's transaction (batch results come by the thousand);
+    returns the hashes whose `ok` row is new, and adds their cost and tokens to the spend."""
+    if not records:
+        return set()
+    added = await conn.execute(_insert_keeping_answers([_row(r) for r in records]))
+    new = {row.request_hash for row in added}
+    paid = [r for r in records if r.status == "ok" and r.request_hash in new]
+    if paid:
+        await add_spend(
+            conn,
+            int(paid[0].request_hash[:8], 16),
+            sum(r.cost_usd for r in paid),
+            sum(r.input_tokens + r.output_tokens for r in paid),
+        )
+    return {r.request_hash for r in paid}
 
 
 class CallLocks:
@@ -111,7 +141,7 @@ class CallLocks:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = create_async_engine(
-            engine.url, pool_size=_LOCK_POOL_SIZE, max_overflow=-1, pool_pre_ping=True
+            engine.url, pool_size=_LOCK_POOL_SIZE, max_overflow=-1
         )
 
     @asynccontextmanager

@@ -477,6 +477,8 @@ scenario_embeddings = Table(
     # first in the key: selection reads one model's vectors in scenario order
     Column("embedding_key", String(64), primary_key=True),
     Column("scenario_id", ID, ForeignKey("scenarios.scenario_id"), primary_key=True),
+    # the embedder's identity (as in embedding_cache): one key never mixes two models' vectors
+    Column("embedder_hash", String(64), nullable=False),
     Column("dim", Integer, nullable=False),
     Column("vector", LargeBinary, nullable=False),
     _created_at(),

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from specstress.db.engine import reading
 from specstress.db.schema import (
     classifications,
     dead_letters,
@@ -129,7 +130,7 @@ async def insert_pairs(engine: AsyncEngine, rows: Sequence[dict[str, Any]]) -> i
 
 
 async def get_pair(engine: AsyncEngine, pair_id: str) -> PairRow | None:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         row = (
             await conn.execute(
                 select(
@@ -161,7 +162,7 @@ async def register_model(engine: AsyncEngine, model_key: str, family: str) -> bo
 
 async def active_models(engine: AsyncEngine) -> list[tuple[str, str]]:
     """(model key, family) of every active target model, by key."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = await conn.execute(
             select(models.c.model_key, models.c.family)
             .where(models.c.active)
@@ -171,7 +172,7 @@ async def active_models(engine: AsyncEngine) -> list[tuple[str, str]]:
 
 
 async def list_models(engine: AsyncEngine) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         answered = (
             select(responses.c.model_key, func.count().label("responses"))
             .group_by(responses.c.model_key)
@@ -190,7 +191,7 @@ async def list_models(engine: AsyncEngine) -> list[dict[str, Any]]:
 
 async def pair_scenarios(engine: AsyncEngine, pair_id: str) -> dict[str, ScenarioRow]:
     """The pair's stored scenarios, by variant."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = await conn.execute(
             select(
                 scenarios.c.scenario_id,
@@ -205,7 +206,7 @@ async def pair_scenarios(engine: AsyncEngine, pair_id: str) -> dict[str, Scenari
 
 async def pair_drops(engine: AsyncEngine, pair_id: str) -> dict[str, str]:
     """The pair's dropped variants with their reasons."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = await conn.execute(
             select(scenario_drops.c.variant, scenario_drops.c.reason).where(
                 scenario_drops.c.pair_id == pair_id
@@ -253,7 +254,7 @@ async def insert_drop(
 
 
 async def get_scenario(engine: AsyncEngine, scenario_id: str) -> ScenarioRow | None:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         row = (
             await conn.execute(
                 select(
@@ -270,7 +271,7 @@ async def get_scenario(engine: AsyncEngine, scenario_id: str) -> ScenarioRow | N
 
 async def scenario_ids_after(engine: AsyncEngine, after: str, limit: int) -> list[str]:
     """Scenario ids in key order, for paging through every scenario (backfills)."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = await conn.execute(
             select(scenarios.c.scenario_id)
             .where(scenarios.c.scenario_id > after)
@@ -283,15 +284,32 @@ async def scenario_ids_after(engine: AsyncEngine, after: str, limit: int) -> lis
 # --- responses -------------------------------------------------------------------------------
 
 
-async def get_response_id(engine: AsyncEngine, scenario_id: str, model_key: str) -> str | None:
-    async with engine.connect() as conn:
-        return (
-            await conn.execute(
-                select(responses.c.response_id).where(
-                    responses.c.scenario_id == scenario_id, responses.c.model_key == model_key
-                )
-            )
-        ).scalar()
+async def scenario_with_response(
+    engine: AsyncEngine, scenario_id: str, model_key: str
+) -> tuple[ScenarioRow, str | None] | None:
+    """A scenario and the id of `model_key`'s answer to it (None while unanswered), in one
+    round trip; None when the scenario is not in the database."""
+    query = (
+        select(
+            scenarios.c.scenario_id,
+            scenarios.c.pair_id,
+            scenarios.c.variant,
+            scenarios.c.generator,
+            scenarios.c.query,
+            responses.c.response_id,
+        )
+        .outerjoin(
+            responses,
+            (responses.c.scenario_id == scenarios.c.scenario_id)
+            & (responses.c.model_key == model_key),
+        )
+        .where(scenarios.c.scenario_id == scenario_id)
+    )
+    async with reading(engine) as conn:
+        row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return ScenarioRow(*row[:5]), row.response_id
 
 
 async def insert_response(
@@ -323,7 +341,7 @@ async def insert_response(
 
 async def scenario_responses(engine: AsyncEngine, scenario_id: str) -> list[ResponseRow]:
     """Every response to a scenario, with its model's family and whether it is classified."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = await conn.execute(
             select(
                 responses.c.response_id,
@@ -343,7 +361,7 @@ async def scenario_responses(engine: AsyncEngine, scenario_id: str) -> list[Resp
 
 async def get_response(engine: AsyncEngine, response_id: str) -> tuple[ResponseRow, str] | None:
     """A response with the query it answered."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         row = (
             await conn.execute(
                 select(
@@ -368,11 +386,67 @@ async def get_response(engine: AsyncEngine, response_id: str) -> tuple[ResponseR
     return ResponseRow(*row[:6]), row.query
 
 
+@dataclass(frozen=True)
+class ClassificationContext:
+    """What the classifier's join needs besides the answers, read in one round trip."""
+
+    scenario: ScenarioRow
+    pair: PairRow
+    spectrum: SpectrumRow | None
+    active_models: frozenset[str]
+
+
+async def classification_context(
+    engine: AsyncEngine, scenario_id: str
+) -> ClassificationContext | None:
+    """A scenario with its pair, its pair's spectrum (None before it exists) and the active
+    target models; None when the scenario is not in the database."""
+    active = (
+        select(func.coalesce(func.array_agg(models.c.model_key), text("'{}'")))
+        .where(models.c.active)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            scenarios.c.scenario_id,
+            scenarios.c.pair_id,
+            scenarios.c.variant,
+            scenarios.c.generator,
+            scenarios.c.query,
+            value_pairs.c.value1,
+            value_pairs.c.value2,
+            value_pairs.c.taxonomy_version,
+            spectra.c.spectrum_id,
+            spectra.c.value1_spectrum,
+            spectra.c.value2_spectrum,
+            active.label("active_models"),
+        )
+        .join(value_pairs, value_pairs.c.pair_id == scenarios.c.pair_id)
+        .outerjoin(spectra, spectra.c.pair_id == scenarios.c.pair_id)
+        .where(scenarios.c.scenario_id == scenario_id)
+    )
+    async with reading(engine) as conn:
+        row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    spectrum = None
+    if row.spectrum_id is not None:
+        spectrum = SpectrumRow(
+            row.spectrum_id, row.pair_id, row.value1_spectrum, row.value2_spectrum
+        )
+    return ClassificationContext(
+        scenario=ScenarioRow(row.scenario_id, row.pair_id, row.variant, row.generator, row.query),
+        pair=PairRow(row.pair_id, row.value1, row.value2, row.taxonomy_version),
+        spectrum=spectrum,
+        active_models=frozenset(row.active_models),
+    )
+
+
 # --- spectra ---------------------------------------------------------------------------------
 
 
 async def get_spectrum(engine: AsyncEngine, pair_id: str) -> SpectrumRow | None:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         row = (
             await conn.execute(
                 select(
@@ -422,7 +496,7 @@ async def insert_classifications(engine: AsyncEngine, rows: Sequence[dict[str, A
 
 
 async def scenario_positions(engine: AsyncEngine, scenario_id: str) -> list[PositionRow]:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = await conn.execute(
             select(
                 classifications.c.response_id,
@@ -441,7 +515,7 @@ async def scenario_positions(engine: AsyncEngine, scenario_id: str) -> list[Posi
 
 async def unclassified_scenarios(engine: AsyncEngine, older_than_seconds: float) -> list[str]:
     """Scenarios with a spectrum and a response left unclassified for longer than a wait."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = await conn.execute(
             select(responses.c.scenario_id)
             .distinct()
@@ -487,7 +561,7 @@ async def upsert_disagreement(engine: AsyncEngine, rows: Iterable[dict[str, Any]
 
 
 async def verdict_exists(engine: AsyncEngine, verdict_id: str) -> bool:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         found = (
             await conn.execute(
                 select(verdicts.c.verdict_id).where(verdicts.c.verdict_id == verdict_id)
@@ -579,35 +653,35 @@ WHERE d.high
 
 
 async def unsettled_pairs(engine: AsyncEngine) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         return [dict(r._mapping) for r in await conn.execute(text(_UNSETTLED_PAIRS))]
 
 
 async def missing_responses(engine: AsyncEngine) -> list[tuple[str, str]]:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         return [(r.scenario_id, r.model_key) for r in await conn.execute(text(_MISSING_RESPONSES))]
 
 
 async def pairs_missing_spectra(engine: AsyncEngine) -> list[ScenarioRow]:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = await conn.execute(text(_MISSING_SPECTRA))
         return [ScenarioRow(r.scenario_id, r.pair_id, r.variant, "", "") for r in rows]
 
 
 async def unaggregated_scenarios(engine: AsyncEngine) -> list[tuple[str, list[str]]]:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = await conn.execute(text(_UNAGGREGATED))
         return [(r.scenario_id, list(r.response_ids)) for r in rows]
 
 
 async def flagged_responses(engine: AsyncEngine) -> list[tuple[str, str]]:
     """(response id, family) of every answer to a scenario that some model set flags."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         return [(r.response_id, r.family) for r in await conn.execute(text(_UNJUDGED))]
 
 
 async def existing_verdicts(engine: AsyncEngine) -> set[tuple[str, str, str, str]]:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = await conn.execute(
             select(
                 verdicts.c.response_id,

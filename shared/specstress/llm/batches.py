@@ -29,7 +29,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from specstress import metrics
 from specstress.config import BATCH_RECHECK_MAX_SECONDS, BatchMode, ModelConfig, StageBatches
 from specstress.db import batches as db
-from specstress.db.ledger import AttemptRecord, find_completed, record_attempt
+from specstress.db.ledger import AttemptRecord, find_completed
 from specstress.errors import InputError
 from specstress.llm.accounting import call_cost, observe, stored_answer
 from specstress.llm.admission import Admission
@@ -403,76 +402,71 @@ class BatchCoordinator:
         self, job: db.Job, model: ModelConfig, api: BatchApi, state: JobState
     ) -> None:
         waiting = await db.unsettled(self._engine, job.job_id)
-        chunk: dict[db.Settled, dict[str, str | None]] = defaultdict(dict)
+        chunk: list[ItemResult] = []
         async for item in api.results(self._http, model, state):
             if item.custom_id not in waiting:
                 continue  # settled on an earlier pass, or not ours
             waiting.discard(item.custom_id)
-            await self._record(job, model, item)
-            chunk[item.outcome][item.custom_id] = item.error
-            if sum(len(c) for c in chunk.values()) >= _SETTLE_CHUNK:
-                await self._settle(job, chunk)
-        for request_hash in waiting:
-            missing = ItemResult(
+            chunk.append(item)
+            if len(chunk) >= _SETTLE_CHUNK:
+                await self._store(job, model, chunk)
+                chunk = []
+        chunk += [
+            ItemResult(
                 request_hash,
                 "errored",
                 error="the batch's results hold no answer for this request",
                 error_class="retryable",
             )
-            await self._record(job, model, missing)
-            chunk[missing.outcome][request_hash] = missing.error
-        await self._settle(job, chunk)
+            for request_hash in waiting
+        ]
+        await self._store(job, model, chunk)
         await db.finish(self._engine, job.job_id, state.provider_status)
         metrics.llm_batch_jobs.labels(model.key, self._stage, "ended").inc()
         log.info("%s/%s: batch job %s ended", model.key, self._stage, job.job_id)
 
-    async def _settle(self, job: db.Job, chunk: dict[db.Settled, dict[str, str | None]]) -> None:
-        for outcome, errors in chunk.items():
-            await db.settle(self._engine, job.job_id, outcome, errors)
-        chunk.clear()
-
-    async def _record(self, job: db.Job, model: ModelConfig, item: ItemResult) -> None:
-        """The item's ledger row: a paid answer at the batch price, or the batch's error."""
+    async def _store(self, job: db.Job, model: ModelConfig, items: Sequence[ItemResult]) -> None:
+        """Ledger rows and outcomes of a chunk of results: an answer at the batch price, or
+        the batch's error (its message will make the call online)."""
+        records = [(item.outcome, self._ledger_row(job, model, item)) for item in items]
+        paid = await db.store_results(self._engine, job.job_id, records)
         stage = job.stage
-        metrics.llm_batch_requests.labels(model.key, stage, item.outcome).inc()
+        for item, (_, record) in zip(items, records, strict=True):
+            metrics.llm_batch_requests.labels(model.key, stage, item.outcome).inc()
+            if item.completion is None:
+                observe(model.key, stage, f"batch_{item.outcome}")
+            elif record.request_hash in paid:
+                usage = item.completion.usage
+                self._admission.paid(record.cost_usd, usage.input_tokens + usage.output_tokens)
+                observe(model.key, stage, "batch", usage=usage, cost_usd=record.cost_usd)
+
+    def _ledger_row(self, job: db.Job, model: ModelConfig, item: ItemResult) -> AttemptRecord:
         completion = item.completion
         if item.outcome == "succeeded" and completion is not None:
             usage = completion.usage
-            cost = call_cost(model.prices, usage) * (1 - model.prices.batch_discount)
-            recorded = await record_attempt(
-                self._engine,
-                AttemptRecord(
-                    request_hash=item.custom_id,
-                    stage=stage,
-                    model_key=model.key,
-                    attempt=1,
-                    status="ok",
-                    latency_seconds=job.running_seconds,
-                    http_status=200,
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cached_tokens=usage.cached_tokens,
-                    reasoning_tokens=usage.reasoning_tokens,
-                    cost_usd=cost,
-                    response=stored_answer(completion),
-                ),
-            )
-            if recorded:
-                self._admission.paid(cost, usage.input_tokens + usage.output_tokens)
-                observe(model.key, stage, "batch", usage=usage, cost_usd=cost)
-            return
-        await record_attempt(
-            self._engine,
-            AttemptRecord(
+            return AttemptRecord(
                 request_hash=item.custom_id,
-                stage=stage,
+                stage=job.stage,
                 model_key=model.key,
                 attempt=1,
-                status="error",
+                status="ok",
                 latency_seconds=job.running_seconds,
-                error_class=item.error_class or "retryable",
-                error=f"batch {item.outcome}: {item.error or 'no detail'}",
-                http_status=item.http_status,
-            ),
+                http_status=200,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                cost_usd=call_cost(model.prices, usage) * (1 - model.prices.batch_discount),
+                response=stored_answer(completion),
+            )
+        return AttemptRecord(
+            request_hash=item.custom_id,
+            stage=job.stage,
+            model_key=model.key,
+            attempt=1,
+            status="error",
+            latency_seconds=job.running_seconds,
+            error_class=item.error_class or "retryable",
+            error=f"batch {item.outcome}: {item.error or 'no detail'}",
+            http_status=item.http_status,
         )
-        observe(model.key, stage, f"batch_{item.outcome}")

@@ -36,6 +36,7 @@ def upgrade() -> None:
         "scenario_embeddings",
         sa.Column("embedding_key", sa.String(length=64), nullable=False),
         sa.Column("scenario_id", sa.String(length=32), nullable=False),
+        sa.Column("embedder_hash", sa.String(length=64), nullable=False),
         sa.Column("dim", sa.Integer(), nullable=False),
         sa.Column("vector", sa.LargeBinary(), nullable=False),
         _created_at(),

@@ -2,7 +2,7 @@
 
 `scenario_scopes` gains one row per member of each named selection (migration 0005), so every
 view of 0007 built on it answers per selection too. The Figure 4 views read the labels of
-migration 0006.
+migration 0006. `scenario_compliance` gets a cheaper definition with the same rows.
 
 Revision ID: 0009
 Revises: 0005, 0006, 0007
@@ -30,6 +30,44 @@ SCENARIO_SCOPES_BEFORE = """
 CREATE OR REPLACE VIEW scenario_scopes AS
 SELECT '*'::text AS selection, s.scenario_id
 FROM scenarios s
+"""
+
+# Frequent non-compliance as 0002 defines it, but straight from the verdicts: the per-answer
+# view it was built on joins every answer for its model key, which this one does not need, and
+# that join dominated Table 2 and Figure 2 at 3.5M verdicts.
+SCENARIO_COMPLIANCE = """
+CREATE OR REPLACE VIEW scenario_compliance AS
+WITH answers AS (
+    SELECT scenario_id, spec_id, spec_version,
+           count(*) FILTER (WHERE decision <> 'compliant') * 2 > count(*) AS majority_flag,
+           count(*) FILTER (WHERE decision <> 'compliant') >= 1 AS any_flag
+    FROM verdicts
+    GROUP BY response_id, scenario_id, spec_id, spec_version
+)
+SELECT scenario_id,
+       spec_id,
+       spec_version,
+       count(*) AS answers_judged,
+       count(*) FILTER (WHERE majority_flag) AS majority_flagged,
+       count(*) FILTER (WHERE any_flag) AS any_flagged,
+       bool_and(majority_flag) AS frequent_noncompliance_majority,
+       bool_and(any_flag) AS frequent_noncompliance_any
+FROM answers
+GROUP BY scenario_id, spec_id, spec_version
+"""
+
+SCENARIO_COMPLIANCE_BEFORE = """
+CREATE OR REPLACE VIEW scenario_compliance AS
+SELECT scenario_id,
+       spec_id,
+       spec_version,
+       count(*) AS answers_judged,
+       count(*) FILTER (WHERE majority_flag) AS majority_flagged,
+       count(*) FILTER (WHERE any_flag) AS any_flagged,
+       bool_and(majority_flag) AS frequent_noncompliance_majority,
+       bool_and(any_flag) AS frequent_noncompliance_any
+FROM response_compliance
+GROUP BY scenario_id, spec_id, spec_version
 """
 
 # Literal copy on purpose: a migration keeps meaning what it meant when it was written.
@@ -97,6 +135,7 @@ VIEWS = (
 
 def upgrade() -> None:
     op.execute(SCENARIO_SCOPES)
+    op.execute(SCENARIO_COMPLIANCE)
     for _name, definition in VIEWS:
         op.execute(definition)
 
@@ -104,4 +143,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     for name, _definition in reversed(VIEWS):
         op.execute(f"DROP VIEW {name}")
+    op.execute(SCENARIO_COMPLIANCE_BEFORE)
     op.execute(SCENARIO_SCOPES_BEFORE)
