@@ -455,14 +455,17 @@ async def time_reports(config: Config, n: int) -> list[dict[str, Any]]:
     return results
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def _git_commit() -> str:
+    """The commit measured; `+changes` when the working tree differed from it."""
     try:
-        return subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+        return _git("rev-parse", "--short", "HEAD") + ("+changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

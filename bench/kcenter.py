@@ -73,6 +73,7 @@ def _memory_kib(field: str) -> int:
 
 def _check_sample(
     x: npt.NDArray[np.float32],
+    *,
     order: npt.NDArray[np.int64],
     weights: npt.NDArray[np.float32] | None,
     stop: float,
@@ -103,9 +104,9 @@ def _run_one(spec: dict[str, Any], queue: multiprocessing.Queue[dict[str, Any]])
     before = _memory_kib("VmRSS")
     # reset the peak-RSS mark, so VmHWM below is the peak during the selection alone
     Path("/proc/self/clear_refs").write_text("5")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = select_kcenter(x, stop=stop, seed=spec["seed"], weights=weights, method=spec["method"])
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     peak = _memory_kib("VmHWM")
     queue.put(
         {
@@ -116,11 +117,20 @@ def _run_one(spec: dict[str, Any], queue: multiprocessing.Queue[dict[str, Any]])
             "selected": int(result.order.size),
             "kept_share": round(result.order.size / spec["n"], 4),
             "seconds": round(seconds, 1),
+            # all threads of the process: comparable when other work shares the cores
+            "cpu_seconds": round(cpu_seconds, 1),
             "peak_rss_mib": round(peak / 1024, 1),
             "input_matrix_mib": round(x.nbytes / 2**20, 1),
             "rss_before_mib": round(before / 1024, 1),
             "selection_overhead_mib": round((peak - before) / 1024, 1),
-            **_check_sample(x, result.order, weights, stop, spec["check_sample"], spec["seed"]),
+            **_check_sample(
+                x,
+                order=result.order,
+                weights=weights,
+                stop=stop,
+                sample=spec["check_sample"],
+                seed=spec["seed"],
+            ),
         }
     )
 
@@ -146,25 +156,28 @@ def _blas() -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     runs = []
     context = multiprocessing.get_context("fork")
-    for method in args.methods:
-        for weighted in [False, True] if args.weighted else [False]:
-            spec = {
-                "n": args.n,
-                "dim": args.dim,
-                "topics": args.topics,
-                "data_seed": args.data_seed,
-                "seed": args.seed,
-                "method": method,
-                "weighted": weighted,
-                "check_sample": args.check_sample,
-            }
-            queue: multiprocessing.Queue[dict[str, Any]] = context.Queue()
-            child = context.Process(target=_run_one, args=(spec, queue))
-            child.start()
-            outcome = queue.get()
-            child.join()
-            runs.append(outcome)
-            print(json.dumps(outcome), flush=True)
+    for name in args.runs:
+        method, _, variant = name.partition(":")
+        if method not in ("auto", "exact", "partitioned") or variant not in ("", "weighted"):
+            raise SystemExit(f"--runs: {name!r} is not METHOD or METHOD:weighted")
+        weighted = variant == "weighted"
+        spec = {
+            "n": args.n,
+            "dim": args.dim,
+            "topics": args.topics,
+            "data_seed": args.data_seed,
+            "seed": args.seed,
+            "method": method,
+            "weighted": weighted,
+            "check_sample": args.check_sample,
+        }
+        queue: multiprocessing.Queue[dict[str, Any]] = context.Queue()
+        child = context.Process(target=_run_one, args=(spec, queue))
+        child.start()
+        outcome = queue.get()
+        child.join()
+        runs.append(outcome)
+        print(json.dumps(outcome), flush=True)
     return {
         "benchmark": "kcenter",
         "commit": _git_commit(),
@@ -198,6 +211,7 @@ def show(result: dict[str, Any]) -> None:
         "selected",
         "kept",
         "seconds",
+        "CPU s",
         "peak RSS MiB",
         "of which input",
         "cover max (sample)",
@@ -212,6 +226,7 @@ def show(result: dict[str, Any]) -> None:
             f"{r['selected']:,}",
             f"{r['kept_share']:.1%}",
             str(r["seconds"]),
+            str(r["cpu_seconds"]),
             str(r["peak_rss_mib"]),
             str(r["input_matrix_mib"]),
             str(r["sampled_cover_max"]),
@@ -228,12 +243,11 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0, help="selection seed (first pick)")
     parser.add_argument(
-        "--methods",
+        "--runs",
         nargs="+",
-        default=["exact", "partitioned"],
-        choices=["auto", "exact", "partitioned"],
+        default=["exact", "partitioned", "exact:weighted"],
+        help="METHOD (auto, exact, partitioned), or METHOD:weighted for the D-weighted variant",
     )
-    parser.add_argument("--weighted", action="store_true", help="also run the weighted variant")
     parser.add_argument("--check-sample", type=int, default=2000)
     parser.add_argument("--no-record", action="store_true", help="do not append to results.jsonl")
     args = parser.parse_args()

@@ -9,6 +9,7 @@ vectors, not a language model's.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -21,7 +22,11 @@ from aiohttp import web
 
 # model id -> native dimension
 EMBEDDING_MODELS = {"sim-embed": 384}
-GEMINI_ROUTE = "/v1beta/models/{model}:batchEmbedContents"
+# the Gemini API serves embeddings under both versions (google-genai uses v1 by default)
+GEMINI_ROUTES = (
+    "/v1beta/models/{model}:batchEmbedContents",
+    "/v1/models/{model}:batchEmbedContents",
+)
 MAX_INPUTS = 2048
 _WORD = re.compile(r"\w+")
 # the whole-text component is small: shared words dominate the geometry
@@ -41,6 +46,14 @@ def embed_text(text: str, dim: int) -> list[float]:
         total += np.asarray(_word_vector(word, dim))
     norm = float(np.linalg.norm(total))
     return [float(v) for v in total / norm]
+
+
+def _encode(text: str, dim: int, encoding: str) -> list[float] | str:
+    """A vector as numbers, or as base64 of little-endian float32 (the official SDK's default)."""
+    vector = embed_text(text, dim)
+    if encoding == "float":
+        return vector
+    return base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode()
 
 
 def _tokens(texts: list[str]) -> int:
@@ -93,9 +106,10 @@ async def openai_embeddings(request: web.Request) -> web.Response:
         return _openai_error(
             400, f"`input` must be a non-empty string or 1..{MAX_INPUTS} of them.", None, "input"
         )
-    if body.get("encoding_format", "float") != "float":
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
         return _openai_error(
-            400, "Only encoding_format=float is simulated.", None, "encoding_format"
+            400, "`encoding_format` must be float or base64.", None, "encoding_format"
         )
     dim = _dimension(model, body.get("dimensions"))
     if isinstance(dim, str):
@@ -105,7 +119,7 @@ async def openai_embeddings(request: web.Request) -> web.Response:
         {
             "object": "list",
             "data": [
-                {"object": "embedding", "index": index, "embedding": embed_text(text, dim)}
+                {"object": "embedding", "index": index, "embedding": _encode(text, dim, encoding)}
                 for index, text in enumerate(texts)
             ],
             "model": model,
@@ -154,4 +168,5 @@ async def gemini_batch_embed(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/embeddings", openai_embeddings)
-    app.router.add_post(GEMINI_ROUTE, gemini_batch_embed)
+    for route in GEMINI_ROUTES:
+        app.router.add_post(route, gemini_batch_embed)

@@ -55,8 +55,8 @@ def embedding_config(config: Config) -> EmbeddingConfig:
 
 async def embed_scenarios(engine: AsyncEngine, embedder: Embedder) -> int:
     """Give every scenario a vector under the embedder's key; returns how many were added."""
-    stored = [h for h in await embedders_of_key(engine, embedder.key) if h != embedder.identity]
-    if stored:
+    others = [h for h in await embedders_of_key(engine, embedder.key) if h != embedder.identity]
+    if others:
         raise InputError(
             f"embedding key {embedder.key!r} already holds vectors of another model or settings "
             "(provider, base_url, model_id, dimension, params): give the new settings a new key"

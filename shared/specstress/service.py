@@ -20,13 +20,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from faststream import AckPolicy
+import nats.errors
 from faststream.asgi import AsgiFastStream, make_ping_asgi
-from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import make_asgi_app
@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
 from specstress.bus import Consumer, check_consumers, consumers, publish
-from specstress.config import Config, load_config
+from specstress.config import BusConfig, Config, load_config
 from specstress.contracts import Event
 from specstress.db import deferrals, store
 from specstress.db.engine import create_engine
@@ -50,6 +50,8 @@ E = TypeVar("E", bound=Event)
 Handler = Callable[["Stage", Any], Awaitable[None]]
 TERMINAL_LLM_ERRORS = frozenset({"terminal_client", "terminal_quota", "bad_output"})
 MAX_NAK_DELAY_SECONDS = 300.0
+# how long one fetch waits for a message before asking again
+FETCH_WAIT_SECONDS = 2.0
 SERVICE_POOL_SIZE = 20
 
 
@@ -130,20 +132,10 @@ class Service:
             batch=config.batch,
             models=config.models,
         )
+        # The broker is the connection, health route and lifecycle; the consumers are pulled
+        # by `_pull`, which keeps messages flowing instead of fetching in lockstep batches.
         broker = NatsBroker(config.nats_url, logger=None, max_reconnect_attempts=-1)
         stage_holder: list[Stage] = []
-        stream = JStream(name=config.bus.stream, declare=False)
-        for consumer in consumers(self.name):
-            handler = self.handlers[consumer.event]
-            broker.subscriber(
-                consumer.event.subject,
-                stream=stream,
-                durable=consumer.durable,
-                config=consumer.config(config.bus),
-                pull_sub=PullSub(batch_size=config.bus.fetch_batch, timeout=2.0),
-                ack_policy=AckPolicy.MANUAL,
-            )(self._wrap(consumer, handler, stage_holder, broker))
-
         tasks: list[asyncio.Task[None]] = []
 
         async def on_startup() -> None:
@@ -160,6 +152,9 @@ class Service:
                     js=js,
                 )
             )
+            for consumer in consumers(self.name):
+                handle = self._wrap(consumer, self.handlers[consumer.event], stage_holder)
+                tasks.append(asyncio.create_task(_pull(js, consumer, config.bus, handle)))
             for task in self.background:
                 tasks.append(asyncio.create_task(_periodically(task, stage_holder[0])))
             if gateway.batches is not None and config.batch.for_stage(self.name) is not None:
@@ -171,6 +166,8 @@ class Service:
         async def on_shutdown() -> None:
             for task in tasks:
                 task.cancel()
+            # the pull loops let their running handlers finish (and ack) before they end
+            await asyncio.gather(*tasks, return_exceptions=True)
             await gateway.aclose()
             await engine.dispose()
 
@@ -191,14 +188,11 @@ class Service:
         consumer: Consumer,
         handler: Handler,
         stage_holder: list[Stage],
-        broker: NatsBroker,
-    ) -> Callable[[Any], Awaitable[None]]:
+    ) -> Callable[[Msg], Coroutine[Any, Any, None]]:
         subject = consumer.event.subject
         service = self.name
 
-        async def consume(body: Any) -> None:
-            message = broker.context.get_local("message")
-            raw: Msg = message.raw_message
+        async def consume(raw: Msg) -> None:
             stage = stage_holder[0]
             delivered = raw.metadata.num_delivered or 1
             bus = stage.config.bus
@@ -284,7 +278,6 @@ class Service:
                 await deferrals.forget_deferrals(stage.engine, consumer.durable, sequence)
             metrics.messages_handled.labels(service, subject, "ok").inc()
 
-        consume.__name__ = f"{service}_{consumer.durable}"
         return consume
 
 
@@ -323,6 +316,56 @@ async def _dead_letter(
     log.warning("%s: dead letter on %s: %s", stage.name, raw.subject, reason[:300])
     await raw.ack()
     await deferrals.forget_deferrals(stage.engine, consumer_name, raw.metadata.sequence.stream)
+
+
+async def _pull(
+    js: JetStreamContext,
+    consumer: Consumer,
+    bus: BusConfig,
+    handle: Callable[[Msg], Coroutine[Any, Any, None]],
+) -> None:
+    """Keep up to `bus.fetch_batch` messages of one consumer in hand, each in its own task.
+
+    A slot is refilled as soon as its message is done, so one slow call does not hold back
+    the rest of a fetched batch (with LLM latencies that differ tenfold, a batch barrier would
+    leave most slots idle). Acking stays the handler's last step.
+    """
+    subscription = await js.pull_subscribe_bind(consumer.durable, stream=bus.stream)
+    slots = asyncio.Semaphore(bus.fetch_batch)
+    running: set[asyncio.Task[None]] = set()
+
+    def finished(task: asyncio.Task[None]) -> None:
+        running.discard(task)
+        slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: handler crashed", consumer.durable, exc_info=task.exception())
+
+    try:
+        while True:
+            await slots.acquire()
+            wanted = 1
+            while wanted < bus.fetch_batch and not slots.locked():
+                await slots.acquire()  # free at once: never waits
+                wanted += 1
+            try:
+                messages = await subscription.fetch(wanted, timeout=FETCH_WAIT_SECONDS)
+            except TimeoutError:  # nothing to fetch (nats-py raises its own or asyncio's)
+                messages = []
+            except (nats.errors.Error, OSError) as exc:
+                # the client reconnects on its own; the unacked messages come back after AckWait
+                log.warning("%s: fetch failed: %s: %s", consumer.durable, type(exc).__name__, exc)
+                messages = []
+                await asyncio.sleep(1.0)
+            for _ in range(wanted - len(messages)):
+                slots.release()
+            for message in messages:
+                task = asyncio.create_task(handle(message))
+                running.add(task)
+                task.add_done_callback(finished)
+    finally:
+        if running:
+            await asyncio.wait(running, timeout=bus.ack_wait_seconds)
+        await subscription.unsubscribe()
 
 
 async def _keep_alive(raw: Msg, ack_wait: float) -> None:

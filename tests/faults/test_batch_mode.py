@@ -173,14 +173,17 @@ async def test_batch_mode_matches_online_and_survives_a_kill_mid_poll(
     )[0]
     assert job["status"] == "ended"
     assert job["succeeded_count"] == job["request_count"]
-    # every job was created once and no request was sent twice
+    # every job was created once and no request was sent twice; a job the kill caught while it
+    # was being sent is either found at the simulator (and ended) or was never created there
+    # (released, its requests sent in a later job)
     jobs = await rows(
         database_url,
         "SELECT stage, status, count(*) AS n FROM llm_batch_jobs GROUP BY stage, status",
     )
-    assert {j["status"] for j in jobs} == {"ended"}
+    assert {j["status"] for j in jobs} <= {"ended", "released"}
     assert {j["stage"] for j in jobs} == {"responder", "classifier", "compliance_judge"}
-    assert sim_batches["jobs_created"] == {"openai": sum(int(j["n"]) for j in jobs)}
+    created = sum(int(j["n"]) for j in jobs if j["status"] == "ended")
+    assert sim_batches["jobs_created"] == {"openai": created}
     assert sim_batches["custom_ids_sent_twice"] == 0
     # the answers came from the batches: the batched stages asked nothing online
     assert set(sim_online["models"]) <= ONLINE_PERSONAS

@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import openai
 import pytest
 from aiohttp import web
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from google import genai
+from google.genai import types as genai_types
 from sqlalchemy import Connection, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -147,6 +150,29 @@ async def test_similar_texts_lie_closer_in_the_simulator() -> None:
     near = np.asarray(embed_text("Should I report my coworker for taking office snacks?", 384))
     far = np.asarray(embed_text("Explain how vaccines train the immune system.", 384))
     assert np.linalg.norm(base - near) < 0.8 < np.linalg.norm(base - far)
+
+
+@pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+async def test_official_sdks_read_the_simulator_embeddings(simulator: str) -> None:
+    """The openai SDK (base64 by default) and google-genai (batchEmbedContents) accept them."""
+    client = openai.AsyncOpenAI(base_url=f"{simulator}/v1", api_key="k", max_retries=0)
+    try:
+        answer = await client.embeddings.create(model="sim-embed", input=TEXTS[:2])
+        smaller = await client.embeddings.create(model="sim-embed", input=TEXTS[0], dimensions=64)
+    finally:
+        await client.close()
+    np.testing.assert_allclose(answer.data[1].embedding, embed_text(TEXTS[1], 384), atol=1e-6)
+    assert len(smaller.data[0].embedding) == 64
+    google = genai.Client(api_key="k", http_options=genai_types.HttpOptions(base_url=simulator))
+    result = await google.aio.models.embed_content(
+        model="sim-embed",
+        contents=TEXTS[:2],
+        config=genai_types.EmbedContentConfig(output_dimensionality=32),
+    )
+    assert result.embeddings is not None and len(result.embeddings) == 2
+    np.testing.assert_allclose(
+        result.embeddings[0].values or [], embed_text(TEXTS[0], 32), atol=1e-6
+    )
 
 
 @dataclass

@@ -140,9 +140,7 @@ class CallLocks:
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = create_async_engine(
-            engine.url, pool_size=_LOCK_POOL_SIZE, max_overflow=-1
-        )
+        self._engine = create_async_engine(engine.url, pool_size=_LOCK_POOL_SIZE, max_overflow=-1)
 
     @asynccontextmanager
     async def hold(self, request_hash: str) -> AsyncIterator[None]:

@@ -54,8 +54,9 @@ from specstress.llm.errors import BatchPending, LLMError
 
 log = logging.getLogger(__name__)
 
-# a job still being sent after this long is checked for a lost sender
-ABANDONED_AFTER_SECONDS = 30.0
+# a job still being sent after this long is checked for a lost sender (its free advisory lock
+# is the proof; the delay only spares the check on jobs that are being sent right now)
+ABANDONED_AFTER_SECONDS = 5.0
 # how often a stage without batch mode looks for jobs left from when it had it
 IDLE_TICK_SECONDS = 5.0
 _POLLS_PER_STEP = 16
