@@ -91,13 +91,12 @@ async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = Fa
     scenario, pair, spectrum = context.scenario, context.pair, context.spectrum
     if spectrum is None:
         return  # spectra.created will bring us back
+    first_round = not context.any_classified
+    if first_round and not context.active_models <= context.answered_by and not waited:
+        return  # the last answer's event (or the straggler sweep) completes the join
     answers = await store.scenario_responses(stage.engine, scenario_id)
     todo = [a for a in answers if not a.classified]
     if todo:
-        first_round = not any(a.classified for a in answers)
-        answered = {a.model_key for a in answers}
-        if first_round and not context.active_models <= answered and not waited:
-            return  # the last answer's event (or the straggler sweep) completes the join
         model = stage.config.model(stage.config.roles.classifier)
         prompt = stage.prompts.get("classify")
         blocks = "\n\n".join(

@@ -408,6 +408,7 @@ class BusConfig(Strict):
     # handlers send in-progress heartbeats, so this bounds redelivery after a crash only
     ack_wait_seconds: float = Field(30.0, ge=3)
     max_ack_pending: int = Field(256, ge=1)
+    # messages of one consumer a process handles at once; a finished one's slot is refilled
     fetch_batch: int = Field(32, ge=1, le=1000)
     duplicate_window_seconds: float = Field(600.0, ge=1)
     # Waiting is not failing: a message put back because its provider is paused, the budget is

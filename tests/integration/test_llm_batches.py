@@ -234,6 +234,17 @@ async def test_errored_and_expired_items_are_called_online(engine: AsyncEngine) 
     assert job["errored_count"] + job["expired_count"] == len(failed)
     assert job["errored_count"] > 0 and job["expired_count"] > 0
     assert batch_stats["jobs_created"] == {"anthropic": 1}
+    # what `specstress status` shows
+    assert await batch_db.summary(engine) == [
+        batch_db.Summary(
+            stage=STAGE,
+            pending=0,
+            submitted=0,
+            succeeded=20 - len(failed),
+            failed=len(failed),
+            jobs_running=0,
+        )
+    ]
 
 
 class _LostAfterCreation(Exception):

@@ -3,9 +3,11 @@
 A request is one row keyed by its request hash, so however many messages and replicas ask for
 it, it is queued once; a job claims its requests with `FOR UPDATE SKIP LOCKED` and moves them
 to `submitted` in the transaction that creates the job, so no request is sent in two jobs.
-The job's sender holds a session advisory lock on the job id until the provider's batch id is
-stored: a `submitting` job whose lock is free lost its sender, and is settled by whoever sees
-it (see specstress.llm.batches).
+Whoever works on a job (sends it, polls it, collects its results) holds a session advisory
+lock on its id, which dies with the process: a `submitting` job whose lock is free lost its
+sender and is settled by whoever sees it, and a job being polled is skipped by the others
+(see specstress.llm.batches). Results are stored in chunks, each one transaction with its
+ledger rows, so a crash mid-collection leaves nothing half-written.
 """
 
 from __future__ import annotations

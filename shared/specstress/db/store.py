@@ -394,17 +394,30 @@ class ClassificationContext:
     pair: PairRow
     spectrum: SpectrumRow | None
     active_models: frozenset[str]
+    answered_by: frozenset[str]
+    any_classified: bool
 
 
 async def classification_context(
     engine: AsyncEngine, scenario_id: str
 ) -> ClassificationContext | None:
-    """A scenario with its pair, its pair's spectrum (None before it exists) and the active
-    target models; None when the scenario is not in the database."""
+    """A scenario with its pair, its pair's spectrum (None before it exists), the active
+    target models, the models that answered it and whether any answer is classified; None
+    when the scenario is not in the database."""
     active = (
         select(func.coalesce(func.array_agg(models.c.model_key), text("'{}'")))
         .where(models.c.active)
         .scalar_subquery()
+    )
+    answered = (
+        select(func.coalesce(func.array_agg(responses.c.model_key), text("'{}'")))
+        .where(responses.c.scenario_id == scenarios.c.scenario_id)
+        .scalar_subquery()
+    )
+    classified = (
+        select(classifications.c.response_id)
+        .where(classifications.c.scenario_id == scenarios.c.scenario_id)
+        .exists()
     )
     query = (
         select(
@@ -420,6 +433,8 @@ async def classification_context(
             spectra.c.value1_spectrum,
             spectra.c.value2_spectrum,
             active.label("active_models"),
+            answered.label("answered_by"),
+            classified.label("any_classified"),
         )
         .join(value_pairs, value_pairs.c.pair_id == scenarios.c.pair_id)
         .outerjoin(spectra, spectra.c.pair_id == scenarios.c.pair_id)
@@ -439,6 +454,8 @@ async def classification_context(
         pair=PairRow(row.pair_id, row.value1, row.value2, row.taxonomy_version),
         spectrum=spectrum,
         active_models=frozenset(row.active_models),
+        answered_by=frozenset(row.answered_by),
+        any_classified=bool(row.any_classified),
     )
 
 

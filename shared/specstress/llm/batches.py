@@ -149,8 +149,9 @@ class BatchCoordinator:
             delay = max(mode.max_wait_seconds - state.age_seconds, 0.0) + mode.poll_seconds
             where = "waits to be sent in a batch"
         else:
-            # a job takes minutes to hours: look again after as long as it has waited so far
-            delay = max(mode.poll_seconds, state.age_seconds)
+            # a job takes minutes to hours: look again after half as long as it has waited,
+            # so the answer is picked up at most half its waiting time late
+            delay = max(mode.poll_seconds, state.age_seconds / 2)
             where = f"is in batch job {state.job_id}"
         raise BatchPending(
             min(delay, BATCH_RECHECK_MAX_SECONDS),
