@@ -141,15 +141,6 @@ def _anthropic_error(status: int, kind: str, message: str) -> web.Response:
     return web.json_response(body, status=status)
 
 
-async def _read_body(request: web.Request) -> bytes:
-    """The whole request body; batches are far larger than a plain request's size limit."""
-    if (request.content_length or 0) > MAX_UPLOAD_BYTES:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=MAX_UPLOAD_BYTES, actual_size=request.content_length or 0
-        )
-    return await request.content.read()
-
-
 def _json_of(response: web.Response) -> Any:
     return json.loads(response.text or "null")
 
@@ -441,7 +432,7 @@ async def _create_message_batch(request: web.Request) -> web.Response:
         )
     store = _store(request)
     try:
-        body = json.loads(await _read_body(request))
+        body = json.loads(await request.text())
     except ValueError:
         return _anthropic_error(400, "invalid_request_error", "The request body is not valid JSON.")
     requests = body.get("requests") if isinstance(body, dict) else None

@@ -236,7 +236,11 @@ def build_app(
     ``require_key`` refuses provider requests that carry no API key, and ``conditions`` sets
     rate limits, latency and faults (see ``services.llm_sim.traffic``)."""
     conditions = conditions or Conditions()
-    app = web.Application(middlewares=[require_key_middleware] if require_key else [])
+    app = web.Application(
+        middlewares=[require_key_middleware] if require_key else [],
+        # a batch's input file or request list runs to hundreds of megabytes
+        client_max_size=batches.MAX_UPLOAD_BYTES,
+    )
     traffic.install(app, conditions)
     app[_LATENCY_KEY] = latency_ms
     app[PREFIX_CACHE_KEY] = PrefixCache()

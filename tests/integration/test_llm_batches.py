@@ -321,3 +321,65 @@ async def test_jobs_are_cut_to_the_size_limit_of_the_api(
     assert [j["request_count"] for j in jobs] == [2, 2, 1]
     batch_stats, _ = await _sim_stats(sim_url)
     assert batch_stats["items"] == {"openai": 5}
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_batch_calls_carry_the_key_and_store_none_of_it(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, protocol: str
+) -> None:
+    canary = "sk-canary-" + "b7" * 16
+    monkeypatch.setenv("BATCH_CANARY_KEY", canary)
+    server = TestServer(
+        build_app(
+            require_key=True, conditions=Conditions(batches=BatchConditions(processing_seconds=0))
+        )
+    )
+    await server.start_server()
+    sim_url = str(server.make_url("")).rstrip("/")
+    model = _model(sim_url, protocol).model_copy(update={"api_key_env": "BATCH_CANARY_KEY"})
+    gateway = Gateway(engine, service=STAGE, batch=BATCHES, models=[model])
+    try:
+        assert await _ask(gateway, model, 7) is None
+        queued = await _rows(engine, "SELECT CAST(body AS text) AS body FROM llm_batch_requests")
+        await _until(lambda: _settled(engine), gateway)
+        output = await _ask(gateway, model, 7)
+        batch_stats, _ = await _sim_stats(sim_url)
+    finally:
+        await gateway.aclose()
+        await server.close()
+
+    # the simulator refuses every batch call without a key: the job ran, so each carried it
+    assert output is not None and batch_stats["jobs_created"] == {protocol: 1}
+    stored = await _rows(
+        engine,
+        "SELECT (SELECT string_agg(CAST(r AS text), ' ') FROM llm_batch_requests r) AS requests,"
+        " (SELECT string_agg(CAST(j AS text), ' ') FROM llm_batch_jobs j) AS jobs,"
+        " (SELECT string_agg(CAST(c AS text), ' ') FROM llm_calls c) AS calls",
+    )
+    assert all(text_ is not None and canary not in text_ for text_ in stored[0].values())
+    # the body as it waited to be sent: the request itself, without the key
+    assert "Question number 7" in queued[0]["body"]
+    assert canary not in queued[0]["body"]
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_a_job_of_many_megabytes_is_sent_whole(
+    engine: AsyncEngine, sim_url: str, protocol: str
+) -> None:
+    # judge prompts carry the whole spec (~200 kB each): a job is megabytes, not kilobytes
+    model = _model(sim_url, protocol)
+    spec = "The assistant should weigh candour against kindness. " * 4000
+    gateway = Gateway(engine, service=STAGE, batch=BATCHES, models=[model])
+    try:
+        for n in range(12):
+            prompt = [ChatMessage(role="user", content=f"{spec}\nCase {n}: comply?")]
+            with pytest.raises(BatchPending):
+                await gateway.generate(model, prompt, stage=STAGE)
+        await _until(lambda: _settled(engine), gateway)
+    finally:
+        await gateway.aclose()
+
+    sizes = await _rows(engine, "SELECT sum(body_bytes) AS total FROM llm_batch_requests")
+    assert sizes[0]["total"] > 2_000_000
+    jobs = await _rows(engine, "SELECT status, succeeded_count FROM llm_batch_jobs")
+    assert jobs == [{"status": "ended", "succeeded_count": 12}]
