@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-ratelimit clean test-ops demo-least-privilege stack-env nats-config
+.PHONY: install demo test lint bench bench-ratelimit bench-aggregation clean test-ops demo-least-privilege stack-env nats-config
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
@@ -32,6 +32,10 @@ bench: $(STAMP)
 # share of a 300 RPM limit two gateway processes use against the simulator (about 3 minutes)
 bench-ratelimit: $(STAMP)
 	$(BIN)/python bench/ratelimit.py
+
+# every `specstress report` read on 411k synthetic scenarios x 12 models (about 20 minutes)
+bench-aggregation: $(STAMP)
+	$(BIN)/python bench/aggregation.py
 
 # the Docker stack's least-privilege proofs: compose, Dockerfile, NATS users, Postgres roles,
 # and every dashboard and rule query against a real Prometheus and Postgres (part of `make test`)

@@ -157,6 +157,7 @@ def _git_commit() -> str:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
     folder = Path(tempfile.mkdtemp(prefix="specstress-bench-batches-"))
     os.chmod(folder, 0o711)  # a private Postgres running as another user must enter it
     postgres = start_postgres(folder / "postgres")
@@ -181,6 +182,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            # other work on the machine, before and after: the figures move with it
+            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         },
         "parameters": {
             "requests": args.requests,

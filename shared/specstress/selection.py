@@ -79,11 +79,14 @@ PLAN_MIN_ROWS = 50_000
 _ROWS_PER_CELL = 32
 _MAX_CELLS = 4096
 # The cells' small matrix products (and their planning) cost more per distance than the exact
-# method's large ones, about 2.6x at 411k x 384 on 2 cores (bench/kcenter.py): `auto`
+# method's large ones: ~1.4x at 411k x 384 and ~3x at 60k on 2 cores (bench/kcenter.py). `auto`
 # partitions only when this many times its estimated distance count is below the exact one's.
-PARTITION_PENALTY = 3.0
+PARTITION_PENALTY = 2.0
 BLOCK = 1024
 _CHUNK_ROWS = 8192
+# rows per step of the halo pass: its temporaries are this many rows x cells (a multiple of 8,
+# so each step packs into whole bytes of the bitmap)
+_HALO_CHUNK_ROWS = 1024
 _NORM_TOLERANCE = 1e-3
 # float32 distances are off by ~1e-6; halo tests get this much slack so rounding never hides a
 # neighbour (a larger halo costs time, never correctness)
@@ -432,9 +435,8 @@ def _halo_bitmap(
     limit = radius + np.float32(_HALO_SLACK)
     bitmap = np.zeros((cells, (x.shape[0] + 7) // 8), np.uint8)
     sizes = np.zeros(cells, np.float64)
-    # _CHUNK_ROWS is a multiple of 8, so every chunk packs into whole bytes
-    for begin in range(0, x.shape[0], _CHUNK_ROWS):
-        block = x[begin : begin + _CHUNK_ROWS]
+    for begin in range(0, x.shape[0], _HALO_CHUNK_ROWS):
+        block = x[begin : begin + _HALO_CHUNK_ROWS]
         own = home[begin : begin + block.shape[0]]
         closer = home_score[begin : begin + block.shape[0], None] - _scores(block, centres, half_sq)
         # (a centre that coincides with another gets no rows: argmax keeps the lower index)
