@@ -227,8 +227,10 @@ class BatchCoordinator:
             try:
                 submitted = await api.submit(self._http, model, items, job_id)
             except SubmitInDoubt as exc:
+                # left `submitting`: once this lock is gone, a later step looks the job up,
+                # giving the provider a moment to show a job it created after all
                 log.warning("%s/%s: job %s: %s", model.key, self._stage, job_id, exc)
-                await self._settle_lost(model, job_id, time.time())
+                self._back_off(model)
                 return 0
             except LLMError as exc:
                 await self._refused(model, job_id, exc)
