@@ -122,6 +122,10 @@ class Admission:
             pause_seconds=seconds,
         )
         self._snapshot.taken_at = float("-inf")  # read it back with the database's times
+        # show the pause now: every in-flight call of this provider may fail before a re-read
+        label = (provider_label(model.base_url), model.api_key_env or "")
+        metrics.provider_paused.labels(*label).set(1)
+        self._paused_labels.add(label)
         metrics.llm_deferred.labels(model.key, "provider_paused").inc()
         until = "until cleared" if seconds is None else f"for {seconds:.0f} s"
         return LLMDeferred(
