@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-ratelimit bench-aggregation clean test-ops demo-least-privilege stack-env nats-config
+.PHONY: install demo test lint bench bench-ratelimit bench-aggregation bench-kcenter clean test-ops demo-least-privilege stack-env nats-config
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
@@ -36,6 +36,11 @@ bench-ratelimit: $(STAMP)
 # every `specstress report` read on 411k synthetic scenarios x 12 models (about 20 minutes)
 bench-aggregation: $(STAMP)
 	$(BIN)/python bench/aggregation.py
+
+# k-center diversity selection on 411k synthetic vectors x 384: exact, partitioned, weighted
+# (about 15 minutes on 2 cores)
+bench-kcenter: $(STAMP)
+	$(BIN)/python bench/kcenter.py
 
 # the Docker stack's least-privilege proofs: compose, Dockerfile, NATS users, Postgres roles,
 # and every dashboard and rule query against a real Prometheus and Postgres (part of `make test`)

@@ -79,7 +79,7 @@ PLAN_MIN_ROWS = 50_000
 _ROWS_PER_CELL = 32
 _MAX_CELLS = 4096
 # The cells' small matrix products (and their planning) cost more per distance than the exact
-# method's large ones: ~1.4x at 411k x 384 and ~3x at 60k on 2 cores (bench/kcenter.py). `auto`
+# method's large ones: ~1.2x at 411k x 384 and ~3x at 60k on 2 cores (bench/kcenter.py). `auto`
 # partitions only when this many times its estimated distance count is below the exact one's.
 PARTITION_PENALTY = 2.0
 BLOCK = 1024
