@@ -31,6 +31,7 @@ from specstress.selection import Method
 from specstress.servers import ensure_database, resolve_infra
 from specstress.stack import Stack, wait_until_idle
 from specstress.taxonomy import load_taxonomy, sample_pairs
+from specstress.value_mapping import run_value_mapping
 
 app = typer.Typer(help="Stress-test AI model specs.", no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Register and list target models.", no_args_is_help=True)
@@ -471,6 +472,18 @@ def select_command(
         f"({done.method}, delta {done.delta:g}{weighting}, seed {done.seed}); "
         f"{done.embedded} newly embedded in {done.embed_seconds:.1f} s, "
         f"selected in {done.select_seconds:.1f} s"
+    )
+
+
+@app.command("map-values")
+def map_values_command(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Map distinctive values not yet mapped to their nearest level-2 taxonomy category."""
+    cfg = _config(config)
+    done = _run(run_value_mapping(cfg))
+    console.print(
+        f"mapped {done.mapped} new distinctive values onto {done.categories} level-2 categories "
+        f"(taxonomy {done.taxonomy_version}, embeddings {done.embedding_key}); "
+        "see `specstress report figure10` and `figure11`"
     )
 
 

@@ -110,6 +110,8 @@ REPORTS: dict[str, Report] = {
     "figure4": _view("figure4"),
     "figure4-topics": _view("figure4-topics"),
     "figure6": _view("figure6"),
+    "figure10": _view("figure10"),
+    "figure11": _view("figure11"),
     "disagreement": Report(
         "scenarios scored, high-disagreement scenarios and mean D per model set", _disagreement
     ),

@@ -121,6 +121,8 @@ TABLE_ACCESS: dict[str, dict[str, frozenset[Privilege]]] = {
         "embedding_cache": APPEND,
         "selections": UPSERT,
         "selection_members": REPLACE,
+        # `specstress map-values` stores each distinctive value's nearest category
+        "value_categories": APPEND,
     },
     DASHBOARDS: {},
 }

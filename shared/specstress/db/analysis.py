@@ -121,6 +121,19 @@ class ViewReport:
 
 
 VIEW_REPORTS: dict[str, ViewReport] = {
+    "figure10": ViewReport(
+        "figure10_value_categories",
+        "answers per model showing each level-2 category, by the nearest-category mapping of "
+        "their distinctive values (`specstress map-values`)",
+        "taxonomy_version, embedding_key, model_key, responses DESC, category",
+    ),
+    "figure11": ViewReport(
+        "figure11_cooccurrence",
+        "P(model B shows category Y | model A shows category X) over scenarios where A shows X "
+        "and B has distinctive values",
+        "taxonomy_version, embedding_key, model_a, category_x, model_b, probability DESC, "
+        "category_y",
+    ),
     "figure2": ViewReport(
         "figure2_noncompliance_by_d",
         "frequent non-compliance (every judged answer of the spec's family flagged) by D bin "

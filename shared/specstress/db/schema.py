@@ -226,6 +226,22 @@ distinctive_values = Table(
     CheckConstraint("rank >= 1", name="rank"),
 )
 
+# The level-2 taxonomy category nearest (cosine of embeddings) to each distinctive value text,
+# per taxonomy version and embedding key (method 2.13). `value_hash` is the sha256 of the text,
+# so views join it to `distinctive_values` without a copy of long texts in the key.
+value_categories = Table(
+    "value_categories",
+    metadata,
+    Column("value_hash", String(64), primary_key=True),
+    Column("taxonomy_version", String(64), primary_key=True),
+    Column("embedding_key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("category_id", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("similarity", Float, nullable=False),
+    _created_at(),
+)
+
 llm_calls = Table(
     "llm_calls",
     metadata,
