@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
 import httpx
 import numpy as np
 import numpy.typing as npt
@@ -31,12 +30,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from specstress import metrics
 from specstress.config import EmbeddingConfig
 from specstress.db.ledger import AttemptRecord, record_attempt
+from specstress.llm import http
 from specstress.llm.errors import LLMError
 from specstress.llm.gemini_generate import GeminiGenerate
 from specstress.llm.openai_chat import OpenAIChat
 from specstress.llm.protocol import ProviderError
-from specstress.llm.redact import RedactSecrets
-from specstress.llm.retry import backoff_seconds, classify, retry_after_seconds
+from specstress.llm.retry import backoff_seconds
 
 STAGE = "embedding"
 _MAX_CONNECTIONS = 64
@@ -225,51 +224,26 @@ class HttpEmbeddings:
     async def _send(self, texts: Sequence[str]) -> EmbeddingAnswer:
         config, wire = self._config, self._wire
         api_key = config.api_key()
-        seconds = config.timeouts
-        timeout = httpx.Timeout(
-            connect=seconds.connect_seconds,
-            read=seconds.read_seconds,
-            write=seconds.read_seconds,
-            pool=seconds.connect_seconds + seconds.read_seconds,
+        response = await http.send(
+            self._http,
+            "POST",
+            wire.url(config),
+            json=wire.body(config, texts),
+            headers=wire.headers(api_key),
+            timeout=http.request_timeout(config.timeouts),
+            api_key=api_key,
         )
-        try:
-            response = await self._http.post(
-                wire.url(config),
-                json=wire.body(config, texts),
-                headers=wire.headers(api_key),
-                timeout=timeout,
-            )
-        except httpx.TimeoutException as exc:
-            raise LLMError("retryable", f"no answer in time ({type(exc).__name__})") from None
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            message = _scrub(f"connection failed: {type(exc).__name__}: {exc}", api_key)
-            raise LLMError("retryable", message) from None
         status = response.status_code
-        try:
-            payload: Any = response.json()
-        except ValueError:
-            payload = None
+        payload = http.json_body(response)
         if 200 <= status < 300:
             try:
                 if payload is None:
                     raise ValueError("success status with a non-JSON body")
                 return wire.answer(payload, len(texts))
             except ValueError as exc:
-                message = _scrub(str(exc), api_key)[:_MAX_ERROR_CHARS]
+                message = http.scrub(str(exc), api_key)[:_MAX_ERROR_CHARS]
                 raise LLMError("retryable", message, http_status=status) from None
-        error = wire.error(payload, response.text)
-        error_class = classify(status, error)
-        retry_after = None
-        if error_class == "retryable":
-            retry_after = retry_after_seconds(response.headers)
-            if retry_after is None:
-                retry_after = error.retry_after
-        raise LLMError(
-            error_class,
-            _scrub(error.message, api_key) or f"HTTP {status}",
-            http_status=status,
-            retry_after=retry_after,
-        )
+        raise http.reply_error(response, wire.error(payload, response.text), api_key)
 
     async def _record(
         self,
@@ -305,8 +279,3 @@ class HttpEmbeddings:
         if answer is not None:
             metrics.llm_tokens.labels(config.key, STAGE, "input").inc(tokens)
             metrics.llm_cost.labels(config.key, STAGE).inc(cost)
-
-
-def _scrub(text: str, api_key: SecretStr | None) -> str:
-    """Providers sometimes echo the key they were sent; it must not travel on in our errors."""
-    return text if api_key is None else RedactSecrets([api_key]).redact(text)

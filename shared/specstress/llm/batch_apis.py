@@ -26,11 +26,11 @@ import httpx
 from pydantic import SecretStr
 
 from specstress.config import ModelConfig
+from specstress.llm import http as provider_http
 from specstress.llm.anthropic_messages import ANTHROPIC_VERSION, AnthropicMessages, messages_url
 from specstress.llm.errors import ErrorClass, LLMError
 from specstress.llm.openai_chat import OpenAIChat
 from specstress.llm.protocol import Completion, MalformedResponseError, ProtocolAdapter
-from specstress.llm.redact import RedactSecrets
 from specstress.llm.retry import classify
 
 Outcome = Literal["succeeded", "errored", "expired", "canceled"]
@@ -113,34 +113,16 @@ class BatchApi(Protocol):
         ...
 
 
-def _timeout(model: ModelConfig) -> httpx.Timeout:
-    seconds = model.timeouts
-    return httpx.Timeout(
-        connect=seconds.connect_seconds,
-        read=seconds.read_seconds,
-        write=seconds.read_seconds,
-        pool=seconds.connect_seconds + seconds.read_seconds,
-    )
-
-
-def _scrub(text: str, api_key: SecretStr | None) -> str:
-    return RedactSecrets([api_key]).redact(text) if api_key is not None else text
-
-
 def _raise_for_error(
     response: httpx.Response, adapter: ProtocolAdapter, api_key: SecretStr | None, what: str
 ) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
-    try:
-        payload: Any = response.json()
-    except ValueError:
-        payload = None
-    error = adapter.parse_error(payload, response.text)
+    error = adapter.parse_error(provider_http.json_body(response), response.text)
     raise LLMError(
         classify(status, error),
-        _scrub(f"{what}: {error.message or f'HTTP {status}'}", api_key),
+        provider_http.scrub(f"{what}: {error.message or f'HTTP {status}'}", api_key),
         http_status=status,
     )
 
@@ -163,12 +145,15 @@ async def _send(
     what: str,
     **kwargs: Any,
 ) -> httpx.Response:
-    try:
-        return await http.request(method, url, timeout=_timeout(model), **kwargs)
-    except httpx.TimeoutException as exc:
-        raise LLMError("retryable", f"{what}: no answer in time ({type(exc).__name__})") from None
-    except (httpx.TransportError, aiohttp.ClientError) as exc:
-        raise LLMError("retryable", f"{what}: connection failed: {type(exc).__name__}") from None
+    return await provider_http.send(
+        http,
+        method,
+        url,
+        timeout=provider_http.request_timeout(model.timeouts),
+        api_key=model.api_key(),
+        what=what,
+        **kwargs,
+    )
 
 
 async def _jsonl(
@@ -183,7 +168,9 @@ async def _jsonl(
     """The JSON objects of a JSONL download, read line by line (results can be large)."""
     api_key = model.api_key()
     try:
-        async with http.stream("GET", url, headers=headers, timeout=_timeout(model)) as response:
+        async with http.stream(
+            "GET", url, headers=headers, timeout=provider_http.request_timeout(model.timeouts)
+        ) as response:
             if response.status_code >= 300:
                 await response.aread()
                 _raise_for_error(response, adapter, api_key, what)
@@ -266,7 +253,7 @@ class OpenAIBatches:
                     "completion_window": "24h",
                     "metadata": {"specstress_job": job_id},
                 },
-                timeout=_timeout(model),
+                timeout=provider_http.request_timeout(model.timeouts),
             )
         except (httpx.TransportError, aiohttp.ClientError) as exc:
             raise SubmitInDoubt(f"batch creation: {type(exc).__name__}") from None
@@ -397,7 +384,10 @@ class AnthropicBatches:
         body = {"requests": [{"custom_id": i.custom_id, "params": i.body} for i in items]}
         try:
             created = await http.post(
-                self._url(model), headers=self._headers(api_key), json=body, timeout=_timeout(model)
+                self._url(model),
+                headers=self._headers(api_key),
+                json=body,
+                timeout=provider_http.request_timeout(model.timeouts),
             )
         except (httpx.TransportError, aiohttp.ClientError) as exc:
             raise SubmitInDoubt(f"message batch creation: {type(exc).__name__}") from None

@@ -19,16 +19,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
-from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
 from specstress.config import Budget, ModelConfig, StageBatches
 from specstress.db.ledger import AttemptRecord, CallLocks, find_completed, record_attempt
 from specstress.errors import BadModelOutput
+from specstress.llm import http
 from specstress.llm.accounting import call_cost, observe, stored_answer
 from specstress.llm.admission import Admission
 from specstress.llm.anthropic_messages import AnthropicMessages
@@ -39,8 +38,7 @@ from specstress.llm.limits import RateLimiter
 from specstress.llm.messages import ChatMessage, ModelOutput, Usage
 from specstress.llm.openai_chat import OpenAIChat
 from specstress.llm.protocol import Completion, MalformedResponseError, ProtocolAdapter
-from specstress.llm.redact import MASK
-from specstress.llm.retry import backoff_seconds, classify, retry_after_seconds
+from specstress.llm.retry import backoff_seconds
 from specstress.llm.structured import OutputSchema
 
 T = TypeVar("T")
@@ -274,31 +272,17 @@ class Gateway:
         model, adapter = call.model, call.adapter
         api_key = model.api_key()
         request = adapter.build_request(model, call.messages, call.schema, api_key)
-        seconds = model.timeouts
-        # aiohttp spends the pool budget on waiting for a connection AND connecting, so it
-        # must not be shorter than the connect timeout; write stalls count as read stalls.
-        timeout = httpx.Timeout(
-            connect=seconds.connect_seconds,
-            read=seconds.read_seconds,
-            write=seconds.read_seconds,
-            pool=seconds.connect_seconds + seconds.read_seconds,
+        response = await http.send(
+            self._http,
+            "POST",
+            request.url,
+            json=request.body,
+            headers=request.headers,
+            timeout=http.request_timeout(model.timeouts),
+            api_key=api_key,
         )
-        try:
-            response = await self._http.post(
-                request.url, json=request.body, headers=request.headers, timeout=timeout
-            )
-        except httpx.TimeoutException as exc:
-            raise LLMError("retryable", f"no answer in time ({type(exc).__name__})") from None
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            # aiohttp errors the transport does not translate arrive unwrapped
-            message = _scrub(f"connection failed: {type(exc).__name__}: {exc}", api_key)
-            raise LLMError("retryable", message) from None
-
         status = response.status_code
-        try:
-            payload: Any = response.json()
-        except ValueError:
-            payload = None
+        payload = http.json_body(response)
         if 200 <= status < 300:
             if payload is None:
                 raise LLMError(
@@ -307,17 +291,9 @@ class Gateway:
             try:
                 return adapter.parse_response(payload)
             except MalformedResponseError as exc:
-                raise LLMError("retryable", _scrub(str(exc), api_key), http_status=status) from None
-        error = adapter.parse_error(payload, response.text)
-        error_class = classify(status, error)
-        raise LLMError(
-            error_class,
-            _scrub(error.message, api_key) or f"HTTP {status}",
-            http_status=status,
-            retry_after=_longest_wait(retry_after_seconds(response.headers), error.retry_after)
-            if error_class == "retryable"
-            else None,
-        )
+                message = http.scrub(str(exc), api_key)
+                raise LLMError("retryable", message, http_status=status) from None
+        raise http.reply_error(response, adapter.parse_error(payload, response.text), api_key)
 
     async def _record_error(
         self, call: _Call, attempt: int, error: LLMError, latency: float
@@ -401,16 +377,3 @@ def _output(
         cost_usd=cost_usd,
         finish_reason=answer["finish_reason"],
     )
-
-
-def _longest_wait(*waits: float | None) -> float | None:
-    """The longest wait a provider asked for, in its headers or its body."""
-    given = [w for w in waits if w is not None]
-    return max(given) if given else None
-
-
-def _scrub(text: str, api_key: SecretStr | None) -> str:
-    """Providers sometimes echo the key they were sent; it must not travel on in our errors."""
-    if api_key is None or not api_key.get_secret_value():
-        return text
-    return text.replace(api_key.get_secret_value(), MASK)
