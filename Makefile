@@ -27,20 +27,20 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python -m bench.pipeline
 
 # share of a 300 RPM limit two gateway processes use against the simulator (about 3 minutes)
 bench-ratelimit: $(STAMP)
-	$(BIN)/python bench/ratelimit.py
+	$(BIN)/python -m bench.ratelimit
 
 # every `specstress report` read on 411k synthetic scenarios x 12 models (about 20 minutes)
 bench-aggregation: $(STAMP)
-	$(BIN)/python bench/aggregation.py
+	$(BIN)/python -m bench.aggregation
 
 # k-center diversity selection on 411k synthetic vectors x 384: exact, partitioned, weighted
 # (about 15 minutes on 2 cores)
 bench-kcenter: $(STAMP)
-	$(BIN)/python bench/kcenter.py
+	$(BIN)/python -m bench.kcenter
 
 # the Docker stack's least-privilege proofs: compose, Dockerfile, NATS users, Postgres roles,
 # and every dashboard and rule query against a real Prometheus and Postgres (part of `make test`)

@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -31,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from bench.recording import RESULTS, git_commit
 from specstress.config import Config
 from specstress.db import analysis
 from specstress.db.analysis import Filters
@@ -41,7 +41,6 @@ from specstress.servers import ensure_database, start_postgres
 from specstress.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results.jsonl"
 FAMILIES = {
     "claude_opus_4": "anthropic",
     "claude_sonnet_4": "anthropic",
@@ -455,21 +454,6 @@ async def time_reports(config: Config, n: int) -> list[dict[str, Any]]:
     return results
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def _git_commit() -> str:
-    """The commit measured; `+changes` when the working tree differed from it."""
-    try:
-        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
-        return _git("rev-parse", "--short", "HEAD") + ("+changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="specstress-bench-aggregation-"))
     os.chmod(folder, 0o711)  # the private Postgres runs as another user and must enter it
@@ -499,7 +483,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(folder, ignore_errors=True)
     return {
         "benchmark": "aggregation",
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "cores": os.cpu_count(),

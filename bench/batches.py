@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from bench.recording import RESULTS, git_commit
 from specstress.config import BatchMode, ModelConfig, StageBatches
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
@@ -42,7 +42,6 @@ from specstress.servers import ensure_database, start_postgres
 from specstress.stack import Stack
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results.jsonl"
 STAGE = "responder"
 PROCESSING_SECONDS = 1.0
 
@@ -140,22 +139,6 @@ async def measure(database_url: str, sim_url: str, args: argparse.Namespace) -> 
     }
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def _git_commit() -> str:
-    """The commit measured; "+changes" when the working tree differs from it."""
-    try:
-        commit = _git("rev-parse", "--short", "HEAD")
-        changed = _git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit}+changes" if changed else commit
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     folder = Path(tempfile.mkdtemp(prefix="specstress-bench-batches-"))
@@ -176,7 +159,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         postgres.stop()
     return {
         "benchmark": "batches",
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "cores": os.cpu_count(),

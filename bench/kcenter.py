@@ -22,7 +22,6 @@ import json
 import multiprocessing
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,10 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
 
+from bench.recording import RESULTS, git_commit
 from specstress.selection import DEFAULT_DELTA, DEFAULT_WEIGHTED_STOP, select_kcenter
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results.jsonl"
 _CHUNK = 30_000
 
 
@@ -135,18 +134,6 @@ def _run_one(spec: dict[str, Any], queue: multiprocessing.Queue[dict[str, Any]])
     )
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _blas() -> str:
     config = np.show_config(mode="dicts")
     blas = config.get("Build Dependencies", {}).get("blas", {}) if isinstance(config, dict) else {}
@@ -180,7 +167,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(json.dumps(outcome), flush=True)
     return {
         "benchmark": "kcenter",
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "cores": os.cpu_count(),

@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from bench.recording import RESULTS, git_commit
 from specstress.cli import initialise, start_run
 from specstress.config import load_config
 from specstress.db.engine import create_engine
@@ -43,7 +43,6 @@ from specstress.servers import ensure_database, start_nats, start_postgres
 from specstress.stack import SIM_URL_ENV, Stack, wait_until_idle
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results.jsonl"
 DEMO_CONFIG = REPO / "specstress.demo.yaml"
 PERSONAS = (
     "aurora-cautious",
@@ -207,23 +206,6 @@ def _bench_config(folder: Path, targets: int) -> Path:
     return path
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def _git_commit() -> str:
-    """The short commit, with `+changes` when the working tree differs from it."""
-    try:
-        commit = _git("rev-parse", "--short", "HEAD")
-        return commit + (
-            "+changes" if _git("status", "--porcelain", "--untracked-files=no") else ""
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 async def _query(url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
     engine = create_engine(url)
     try:
@@ -303,7 +285,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     span = float(total["span"] or 0.0)
     return {
         "benchmark": "pipeline",
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "cores": os.cpu_count(),

@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from bench.recording import RESULTS, git_commit
 from specstress.config import ModelConfig, RateLimits
 from specstress.db import limits
 from specstress.db.engine import create_engine
@@ -43,7 +43,6 @@ from specstress.servers import ensure_database, start_postgres
 from specstress.stack import Stack
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results.jsonl"
 PERSONA = "aurora-balanced"
 PAID_IN_WINDOW = """
 SELECT count(*) FROM llm_calls
@@ -135,22 +134,6 @@ async def _row_throughput(database_url: str, clients: int, seconds: float) -> di
     }
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def _git_commit() -> str:
-    """The commit measured; "+changes" when the working tree differs from it."""
-    try:
-        commit = _git("rev-parse", "--short", "HEAD")
-        changed = _git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit}+changes" if changed else commit
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="specstress-bench-ratelimit-"))
     os.chmod(folder, 0o711)  # a private Postgres running as another user must enter it
@@ -175,14 +158,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sim_url = stack.start_simulator(conditions=conditions)
         seconds = args.warmup + args.window
         for worker_id in range(args.processes):
-            command = [sys.executable, __file__, "worker", "--worker-id", str(worker_id)]
+            command = [
+                sys.executable,
+                "-m",
+                "bench.ratelimit",
+                "worker",
+                "--worker-id",
+                str(worker_id),
+            ]
             command += ["--database-url", database_url, "--sim-url", sim_url]
             command += ["--rpm", str(args.rpm), "--concurrency", str(args.concurrency)]
             command += ["--seconds", str(seconds + 5)]
             with (folder / "logs" / f"worker-{worker_id}.log").open("wb") as log:
                 workers.append(
                     await asyncio.create_subprocess_exec(
-                        *command, stdout=log, stderr=asyncio.subprocess.STDOUT
+                        *command, stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=REPO
                     )
                 )
         await asyncio.sleep(args.warmup)
@@ -212,7 +202,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     achieved = (ok_end - ok_start) / minutes
     return {
         "benchmark": "ratelimit",
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "cores": os.cpu_count(),
