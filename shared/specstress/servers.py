@@ -127,14 +127,17 @@ class ManagedServer:
 
 
 def pid_alive(pid: int) -> bool:
-    """True while process `pid` exists. A zombie counts as gone: an orphaned server may wait
-    for a reaper that never comes."""
+    """True while process `pid` exists. A zombie counts as gone (an orphaned server may wait
+    for a reaper that never comes), but only once all its threads have exited: a
+    multi-threaded server's main thread turns zombie while the others are still shutting down."""
     if _PROC.is_dir():
         try:
             stat = (_PROC / str(pid) / "stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] != "Z":
+                return True
+            return len(os.listdir(_PROC / str(pid) / "task")) > 1
         except OSError:
             return False
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
