@@ -31,14 +31,14 @@ from rich.table import Table
 from sqlalchemy import text
 
 from bench.recording import RESULTS, git_commit
+from specstress.analysis import queries as analysis
+from specstress.analysis.queries import Filters
+from specstress.analysis.reports import REPORTS
 from specstress.config import Config
-from specstress.db import analysis
-from specstress.db.analysis import Filters
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
-from specstress.reporting import REPORTS
-from specstress.servers import ensure_database, start_postgres
-from specstress.spec import load_spec
+from specstress.local.servers import ensure_database, start_postgres
+from specstress.method.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = {
@@ -233,7 +233,7 @@ async def _optional_facts(conn: asyncpg.Connection, facts: Facts) -> dict[str, i
     rng = facts.rng
     flagged = np.flatnonzero(facts.flagged)
     if await _table_exists(conn, "refusal_types"):
-        from specstress.labels import REFUSAL_TYPES, REFUSALS, TOPIC_COLUMNS  # noqa: PLC0415
+        from specstress.method.labels import REFUSAL_TYPES, REFUSALS, TOPIC_COLUMNS  # noqa: PLC0415
 
         kinds = rng.choice(
             len(REFUSAL_TYPES),

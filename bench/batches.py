@@ -38,8 +38,8 @@ from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
 from specstress.llm import ChatMessage, Gateway
 from specstress.llm.errors import BatchPending
-from specstress.servers import ensure_database, start_postgres
-from specstress.stack import Stack
+from specstress.local.servers import ensure_database, start_postgres
+from specstress.local.stack import Stack
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE = "responder"

@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.recording import RESULTS, git_commit
-from specstress.selection import DEFAULT_DELTA, DEFAULT_WEIGHTED_STOP, select_kcenter
+from specstress.method.selection import DEFAULT_DELTA, DEFAULT_WEIGHTED_STOP, select_kcenter
 
 REPO = Path(__file__).resolve().parents[1]
 _CHUNK = 30_000

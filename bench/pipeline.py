@@ -36,11 +36,11 @@ from rich.table import Table
 from sqlalchemy import text
 
 from bench.recording import RESULTS, git_commit
-from specstress.cli import initialise, start_run
+from specstress.cli.commands import initialise, start_run
 from specstress.config import load_config
 from specstress.db.engine import create_engine
-from specstress.servers import ensure_database, start_nats, start_postgres
-from specstress.stack import SIM_URL_ENV, Stack, wait_until_idle
+from specstress.local.servers import ensure_database, start_nats, start_postgres
+from specstress.local.stack import SIM_URL_ENV, Stack, wait_until_idle
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "specstress.demo.yaml"

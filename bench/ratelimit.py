@@ -35,12 +35,12 @@ from sqlalchemy import text
 
 from bench.recording import RESULTS, git_commit
 from specstress.config import ModelConfig, RateLimits
-from specstress.db import limits
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
 from specstress.llm import ChatMessage, Gateway
-from specstress.servers import ensure_database, start_postgres
-from specstress.stack import Stack
+from specstress.llm.traffic import store as limits
+from specstress.local.servers import ensure_database, start_postgres
+from specstress.local.stack import Stack
 
 REPO = Path(__file__).resolve().parents[1]
 PERSONA = "aurora-balanced"

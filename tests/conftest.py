@@ -15,7 +15,7 @@ import nats
 import pytest
 
 from specstress.db.migrate import upgrade
-from specstress.servers import (
+from specstress.local.servers import (
     Infra,
     drop_database,
     ensure_database,

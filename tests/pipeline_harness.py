@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from specstress.cli import initialise
+from specstress.cli.commands import initialise
 from specstress.config import Config, load_config
 from specstress.db.engine import create_engine
-from specstress.stack import SIM_URL_ENV, Stack
+from specstress.local.stack import SIM_URL_ENV, Stack
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "specstress.demo.yaml"

@@ -18,13 +18,13 @@ import pytest
 import yaml
 
 from specstress import ids
-from specstress.bus import connect, publish
-from specstress.cli import initialise
+from specstress.cli.commands import initialise
 from specstress.config import Config, load_config
 from specstress.contracts import Event
 from specstress.db import store
 from specstress.db.engine import create_engine
-from specstress.stack import Stack
+from specstress.local.stack import Stack
+from specstress.pipeline.bus import connect, publish
 
 TAXONOMY_VERSION = "traffic-test"
 

@@ -11,7 +11,7 @@ from statistics import pstdev
 
 from specstress.contracts import ClassificationsCreated, DisagreementFlagged
 from specstress.db import store
-from specstress.service import Service, Stage
+from specstress.pipeline.service import Service, Stage
 
 service = Service("aggregator")
 

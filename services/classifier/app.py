@@ -27,8 +27,8 @@ from specstress.contracts import (
 from specstress.db import store
 from specstress.errors import BadModelOutput, RetryLater
 from specstress.llm.structured import OutputSchema
-from specstress.parsing import json_object, neutralise
-from specstress.service import Service, Stage, Unprocessable
+from specstress.method.parsing import json_object, neutralise
+from specstress.pipeline.service import Service, Stage, Unprocessable
 
 service = Service("classifier")
 # how long answers wait for the rest of the active models before being classified anyway

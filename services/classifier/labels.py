@@ -29,11 +29,11 @@ from specstress.db import labels as label_store
 from specstress.db import store
 from specstress.db.store import ResponseRow, ScenarioRow
 from specstress.errors import BadModelOutput, RetryLater
-from specstress.labels import MAX_DISTINCTIVE_VALUES, REFUSAL_TYPES, TOPICS
 from specstress.llm.errors import BatchPending, LLMError
 from specstress.llm.structured import OutputSchema
-from specstress.parsing import json_object, neutralise
-from specstress.service import Stage
+from specstress.method.labels import MAX_DISTINCTIVE_VALUES, REFUSAL_TYPES, TOPICS
+from specstress.method.parsing import json_object, neutralise
+from specstress.pipeline.service import Stage
 
 LabelRole = Literal["topic", "refusal", "distinctive_values"]
 M = TypeVar("M", bound=BaseModel)

@@ -13,15 +13,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from specstress import ids
-from specstress.compliance import verdict_requests
 from specstress.config import SpecConfig
 from specstress.contracts import DisagreementFlagged, VerdictCreated, VerdictRequested
 from specstress.db import store
 from specstress.errors import BadModelOutput
 from specstress.llm.structured import OutputSchema
-from specstress.parsing import json_object, neutralise
-from specstress.service import Service, Stage, Unprocessable
-from specstress.spec import Spec, load_spec
+from specstress.method.parsing import json_object, neutralise
+from specstress.method.spec import Spec, load_spec
+from specstress.pipeline.compliance import verdict_requests
+from specstress.pipeline.service import Service, Stage, Unprocessable
 
 service = Service("compliance_judge")
 

@@ -30,7 +30,7 @@ from services.llm_sim.personas import (
     stable_int,
     stance_sentinel,
 )
-from specstress.labels import REFUSAL_TYPES, TOPICS
+from specstress.method.labels import REFUSAL_TYPES, TOPICS
 
 PromptKind = Literal[
     "judge",

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from specstress.labels import REFUSAL_TYPES, TOPICS
+from specstress.method.labels import REFUSAL_TYPES, TOPICS
 
 Role = Literal["generator", "spectrum", "classifier", "judge", "target"]
 Lean = Literal["neutral", "value1", "value2"]

@@ -15,7 +15,7 @@ from specstress.contracts import (
 )
 from specstress.db import store
 from specstress.llm.messages import ChatMessage
-from specstress.service import Service, Stage, Unprocessable
+from specstress.pipeline.service import Service, Stage, Unprocessable
 
 service = Service("responder")
 BACKFILL_PAGE = 1000

@@ -14,8 +14,8 @@ from specstress import ids
 from specstress.config import WeightedModel
 from specstress.contracts import PairSampled, ScenarioCreated
 from specstress.db import store
-from specstress.parsing import text_after_tag
-from specstress.service import Service, Stage, Unprocessable
+from specstress.method.parsing import text_after_tag
+from specstress.pipeline.service import Service, Stage, Unprocessable
 
 service = Service("scenario_generator")
 QUESTION_TAG = "[User Question]"

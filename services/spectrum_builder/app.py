@@ -11,8 +11,8 @@ from specstress.contracts import VARIANTS, ScenarioCreated, SpectraCreated
 from specstress.db import store
 from specstress.errors import BadModelOutput
 from specstress.llm.structured import OutputSchema
-from specstress.parsing import json_object
-from specstress.service import Service, Stage, Unprocessable
+from specstress.method.parsing import json_object
+from specstress.pipeline.service import Service, Stage, Unprocessable
 
 service = Service("spectrum_builder")
 Position = Literal[

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from bench.pipeline import FIGURES, PROBLEMS, parse_args, run
-from specstress.stack import SIM_URL_ENV
+from specstress.local.stack import SIM_URL_ENV
 
 pytestmark = pytest.mark.e2e
 

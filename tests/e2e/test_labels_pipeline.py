@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from specstress.cli import add_model, start_run
+from specstress.cli.commands import add_model, start_run
 from specstress.db import labels as label_store
 from specstress.db.engine import create_engine
-from specstress.labels import REFUSAL_TYPES, TOPIC_COLUMNS, TOPICS, is_refusal
-from specstress.stack import wait_until_idle
+from specstress.local.stack import wait_until_idle
+from specstress.method.labels import REFUSAL_TYPES, TOPIC_COLUMNS, TOPICS, is_refusal
 from tests.pipeline_harness import RunningStack, rows, running_stack
 
 pytestmark = pytest.mark.e2e

@@ -8,10 +8,10 @@ import pytest
 
 from services.llm_sim.answers import judge_citation
 from services.llm_sim.personas import scenario_drop
-from specstress.cli import add_model, start_run
-from specstress.reporting import REPORTS, build_report
-from specstress.spec import load_spec
-from specstress.stack import wait_until_idle
+from specstress.analysis.reports import REPORTS, build_report
+from specstress.cli.commands import add_model, start_run
+from specstress.local.stack import wait_until_idle
+from specstress.method.spec import load_spec
 from tests.pipeline_harness import planted_disagreement, rows, running_stack
 
 pytestmark = pytest.mark.e2e

@@ -18,11 +18,11 @@ import yaml
 from nats.js.errors import NotFoundError
 from sqlalchemy import text
 
-from specstress.bus import connect
-from specstress.cli import initialise, start_run
+from specstress.cli.commands import initialise, start_run
 from specstress.config import Config, load_config
 from specstress.db.engine import create_engine
-from specstress.stack import Stack, wait_until_idle
+from specstress.local.stack import Stack, wait_until_idle
+from specstress.pipeline.bus import connect
 from tests.pipeline_harness import DEMO_CONFIG, rows
 
 pytestmark = pytest.mark.e2e

@@ -18,10 +18,10 @@ import httpx
 import nats
 import pytest
 
-from specstress.cli import start_run
+from specstress.cli.commands import start_run
 from specstress.db.migrate import upgrade
-from specstress.servers import Infra, drop_database, ensure_database
-from specstress.stack import wait_until_idle
+from specstress.local.servers import Infra, drop_database, ensure_database
+from specstress.local.stack import wait_until_idle
 from tests.pipeline_harness import DEMO_CONFIG, rows, running_stack
 
 pytestmark = pytest.mark.faults

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from specstress.cli import start_run
-from specstress.stack import wait_until_idle
+from specstress.cli.commands import start_run
+from specstress.local.stack import wait_until_idle
 from tests.pipeline_harness import planted_disagreement, rows, running_stack
 
 pytestmark = pytest.mark.faults

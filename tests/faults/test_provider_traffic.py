@@ -19,7 +19,7 @@ from specstress.db import store
 from specstress.db.engine import create_engine
 from specstress.llm import ChatMessage, Gateway
 from specstress.llm.errors import LLMDeferred
-from specstress.stack import Stack
+from specstress.local.stack import Stack
 from tests.pipeline_harness import rows
 from tests.traffic_harness import (
     eventually,

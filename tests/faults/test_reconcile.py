@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from specstress import ids
-from specstress.cli import run_reconcile, start_run
+from specstress.cli.commands import run_reconcile, start_run
 from specstress.db import store
 from specstress.db.engine import create_engine
-from specstress.stack import wait_until_idle
-from specstress.taxonomy import load_taxonomy
+from specstress.local.stack import wait_until_idle
+from specstress.method.taxonomy import load_taxonomy
 from tests.pipeline_harness import rows, running_stack
 
 pytestmark = pytest.mark.faults

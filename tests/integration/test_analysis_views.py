@@ -15,13 +15,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 
-from specstress.agreement import ensemble_statistics
-from specstress.db import analysis
-from specstress.db.analysis import Filters
+from specstress.analysis import queries as analysis
+from specstress.analysis.queries import Filters
+from specstress.analysis.reports import OutputFormat, build_report, render
 from specstress.db.engine import create_engine
 from specstress.db.schema import metadata
 from specstress.errors import InputError
-from specstress.reporting import OutputFormat, build_report, render
+from specstress.method.agreement import ensemble_statistics
 from tests.integration.analysis_facts import (
     BLUE,
     JUDGES,

@@ -15,11 +15,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.config import Budget, ModelConfig
-from specstress.db import limits
 from specstress.db.engine import create_engine
 from specstress.llm import ChatMessage, Gateway, LLMError
 from specstress.llm.errors import BudgetExhausted, LLMDeferred
-from specstress.stack import Stack
+from specstress.llm.traffic import store as limits
+from specstress.local.stack import Stack
 from tests.traffic_harness import Sim, model, simulator, specstress_cli, write_config
 
 SHARED_KEY = "SPECSTRESS_TRAFFIC_SHARED_KEY"

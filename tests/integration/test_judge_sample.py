@@ -7,11 +7,11 @@ import hashlib
 
 import nats
 
-from specstress.bus import ensure_topology
+from specstress.analysis.reports import request_sample_verdicts
 from specstress.config import Config, SpecConfig
 from specstress.contracts import VerdictRequested
 from specstress.db.engine import create_engine
-from specstress.reporting import request_sample_verdicts
+from specstress.pipeline.bus import ensure_topology
 from tests.integration.analysis_facts import (
     BLUE,
     JUDGES,

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from specstress.db import analysis
-from specstress.db.analysis import Filters
+from specstress.analysis import queries as analysis
+from specstress.analysis.queries import Filters
+from specstress.analysis.reports import build_report
 from specstress.db.engine import create_engine
-from specstress.labels import REFUSALS, TOPIC_COLUMNS
-from specstress.reporting import build_report
+from specstress.method.labels import REFUSALS, TOPIC_COLUMNS
 from tests.integration.analysis_facts import (
     BLUE,
     RED,

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from specstress.db import labels, store
 from specstress.db.engine import create_engine
 from specstress.db.schema import metadata
-from specstress.labels import REFUSAL_TYPES, TOPICS
+from specstress.method.labels import REFUSAL_TYPES, TOPICS
 
 MY_TABLES = ("topic_labels", "refusal_types", "distinctive_values")
 MODELS = ("m1", "m2")

@@ -28,9 +28,9 @@ from specstress.db import labels as label_store
 from specstress.db import store
 from specstress.db.engine import create_engine
 from specstress.llm.gateway import Gateway
-from specstress.prompts import PromptLibrary
-from specstress.service import Stage
-from specstress.stack import SIM_URL_ENV
+from specstress.local.stack import SIM_URL_ENV
+from specstress.pipeline.prompts import PromptLibrary
+from specstress.pipeline.service import Stage
 
 DEMO = Path(__file__).resolve().parents[2] / "specstress.demo.yaml"
 VALUE1, VALUE2 = "honesty", "loyalty"

@@ -19,15 +19,15 @@ from services.llm_sim import build_app
 from services.llm_sim.answers import Message, answer
 from services.llm_sim.conditions import BatchConditions, Conditions
 from specstress.config import BatchMode, ModelConfig, Prices, StageBatches
-from specstress.db import batches as batch_db
 from specstress.db.engine import create_engine
 from specstress.db.schema import metadata
-from specstress.llm import batches as coordinator_module
-from specstress.llm.accounting import call_cost
-from specstress.llm.batch_apis import BATCH_APIS
+from specstress.llm.batches import queue as batch_db
+from specstress.llm.batches.apis import BATCH_APIS
+from specstress.llm.batches import coordinator as coordinator_module
 from specstress.llm.errors import BatchPending
 from specstress.llm.gateway import Gateway
 from specstress.llm.messages import ChatMessage, ModelOutput, Usage
+from specstress.llm.traffic.accounting import call_cost
 
 STAGE = "responder"
 PRICES = Prices(input_per_mtok=3.0, output_per_mtok=15.0, batch_discount=0.5)

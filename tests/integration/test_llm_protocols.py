@@ -18,16 +18,16 @@ from services.compliance_judge.app import VERDICT_SCHEMA, Verdict
 from services.llm_sim import build_app
 from services.llm_sim.answers import Message, answer
 from services.llm_sim.personas import scenario_sentinel, stance_sentinel
+from specstress.analysis import summary as reports
 from specstress.config import ModelConfig, Prices, RetryPolicy
-from specstress.db import reports
 from specstress.db.engine import create_engine
 from specstress.db.schema import llm_calls
 from specstress.errors import BadModelOutput
 from specstress.llm import ChatMessage, Gateway, LLMError
 from specstress.llm.structured import OutputSchema
-from specstress.parsing import json_object
-from specstress.prompts import PromptLibrary
-from specstress.spec import load_spec
+from specstress.method.parsing import json_object
+from specstress.method.spec import load_spec
+from specstress.pipeline.prompts import PromptLibrary
 
 PROTOCOLS = ("openai", "anthropic", "gemini")
 KEY_ENV = "SPECSTRESS_PROTOCOL_TEST_KEY"

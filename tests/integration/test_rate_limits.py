@@ -12,10 +12,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from specstress.db import limits
 from specstress.db.engine import create_engine
-from specstress.db.ledger import AttemptRecord, record_attempt
 from specstress.db.schema import llm_rate_limits, metadata
+from specstress.llm.ledger import AttemptRecord, record_attempt
+from specstress.llm.traffic import store as limits
 
 KEY = "k" * 64
 OUR_TABLES = {"llm_rate_limits", "llm_provider_pauses", "llm_spend", "message_deferrals"}

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.llm_sim.server import build_app
 from specstress import ids
-from specstress.db.embeddings import selection_inputs
+from specstress.analysis.selections import in_selection, list_selections, selection_scenarios
 from specstress.db.engine import create_engine
 from specstress.db.schema import (
     disagreement,
@@ -28,8 +28,8 @@ from specstress.db.schema import (
     selections,
     value_pairs,
 )
-from specstress.db.selections import in_selection, list_selections, selection_scenarios
-from specstress.selection import select_kcenter
+from specstress.embeddings.cache import selection_inputs
+from specstress.method.selection import select_kcenter
 
 TOPICS = ["privacy", "honesty", "safety", "autonomy", "fairness", "loyalty", "care", "duty"]
 VARIANTS = ("neutral", "value1", "value2")

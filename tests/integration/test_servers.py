@@ -15,9 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from specstress import servers
 from specstress.errors import InputError
-from specstress.servers import (
+from specstress.local import servers
+from specstress.local.servers import (
     Infra,
     ManagedServer,
     ServerStartError,

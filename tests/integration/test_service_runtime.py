@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from specstress.bus import connect, publish
 from specstress.contracts import ResponseRequested
-from specstress.stack import wait_until_idle
+from specstress.local.stack import wait_until_idle
+from specstress.pipeline.bus import connect, publish
 from tests.pipeline_harness import rows, running_stack
 
 

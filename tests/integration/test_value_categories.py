@@ -13,13 +13,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.llm_sim.server import build_app
+from specstress.analysis import queries as analysis
+from specstress.analysis.value_mapping import run_value_mapping
 from specstress.config import EmbeddingConfig
-from specstress.db import analysis
 from specstress.db.engine import create_engine
 from specstress.db.schema import metadata
 from specstress.embeddings import text_hash
-from specstress.taxonomy import load_taxonomy
-from specstress.value_mapping import run_value_mapping
+from specstress.method.taxonomy import load_taxonomy
 from tests.integration.analysis_facts import (
     _insert,
     analysis_config,

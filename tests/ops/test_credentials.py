@@ -9,10 +9,10 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from sqlalchemy.engine import make_url
 
-from specstress.db.access import COMPONENTS, role_name
 from specstress.errors import InputError
-from specstress.nats_auth import USERS
-from specstress.secure import Credentials, service_env, write_env_file
+from specstress.local.secure import Credentials, service_env, write_env_file
+from specstress.pipeline.access import COMPONENTS, role_name
+from specstress.pipeline.nats_auth import USERS
 
 
 def test_env_file_is_private_complete_and_never_overwritten(tmp_path: Path) -> None:

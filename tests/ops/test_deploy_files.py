@@ -14,10 +14,10 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from specstress.bus import SERVICES
-from specstress.db.access import role_name
-from specstress.nats_auth import password_env, render_config
-from specstress.secure import Credentials
+from specstress.local.secure import Credentials
+from specstress.pipeline.access import role_name
+from specstress.pipeline.bus import SERVICES
+from specstress.pipeline.nats_auth import password_env, render_config
 from tests.ops.tools import (
     COMPOSE_FILE,
     DASHBOARDS_DIR,

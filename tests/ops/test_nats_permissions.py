@@ -16,11 +16,11 @@ import nats.errors
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from specstress.bus import PUBLISHES, SUBSCRIPTIONS, consumers, ensure_topology
 from specstress.config import BusConfig
 from specstress.contracts import ALL_EVENTS, Event
-from specstress.nats_auth import CLI_USER, INIT_USER, USERS
-from specstress.secure import Credentials, start_secure_nats
+from specstress.local.secure import Credentials, start_secure_nats
+from specstress.pipeline.bus import PUBLISHES, SUBSCRIPTIONS, consumers, ensure_topology
+from specstress.pipeline.nats_auth import CLI_USER, INIT_USER, USERS
 
 BUS = BusConfig()
 STREAM = BUS.stream

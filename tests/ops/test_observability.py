@@ -30,16 +30,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from specstress.bus import SERVICES, connect
-from specstress.cli import add_model, initialise, start_run
+from specstress.cli.commands import add_model, initialise, start_run
 from specstress.config import Config, load_config
 from specstress.contracts import PairSampled
-from specstress.db.access import DASHBOARDS, apply_access, role_name
 from specstress.db.engine import create_engine
-from specstress.nats_auth import CLI_USER, INIT_USER
-from specstress.secure import Credentials, service_env, start_secure_nats
-from specstress.servers import Infra, drop_database, ensure_database, free_port
-from specstress.stack import SIM_URL_ENV, Stack, wait_until_idle
+from specstress.local.secure import Credentials, service_env, start_secure_nats
+from specstress.local.servers import Infra, drop_database, ensure_database, free_port
+from specstress.local.stack import SIM_URL_ENV, Stack, wait_until_idle
+from specstress.pipeline.access import DASHBOARDS, apply_access, role_name
+from specstress.pipeline.bus import SERVICES, connect
+from specstress.pipeline.nats_auth import CLI_USER, INIT_USER
 from tests.conftest import _server_dir
 from tests.ops.tools import DASHBOARDS_DIR, PROMETHEUS_DIR, system_tool
 from tests.pipeline_harness import DEMO_CONFIG
@@ -100,7 +100,7 @@ def _config_with_broke_provider(folder: Path, broke_url: str) -> Path:
         }
     )
     raw["budget"] = {"max_tokens": 1_000_000_000}
-    path = folder / "specstress.ops.yaml"
+    path = folder / "specstress.cli.ops.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
@@ -234,7 +234,7 @@ async def _run(
 
     exporter_port = free_port()
     exporter = _spawn(
-        [sys.executable, "-m", "specstress.nats_exporter", "--monitor-url", monitor_url,
+        [sys.executable, "-m", "specstress.pipeline.nats_exporter", "--monitor-url", monitor_url,
          "--port", str(exporter_port)],
         logs / "nats_exporter.log",
     )  # fmt: skip

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from specstress.db import schema
-from specstress.db.access import (
+from specstress.pipeline.access import (
     COMPONENTS,
     DASHBOARDS,
     MUTABLE,

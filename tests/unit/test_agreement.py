@@ -12,7 +12,11 @@ import pytest
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 
 from services.aggregator.app import disagreement
-from specstress.agreement import ensemble_statistics, fleiss_kappa, krippendorff_alpha_nominal
+from specstress.method.agreement import (
+    ensemble_statistics,
+    fleiss_kappa,
+    krippendorff_alpha_nominal,
+)
 
 # Fleiss (1971) as worked on in most textbooks: 10 subjects, 14 raters, 5 categories.
 FLEISS_TABLE = [

@@ -10,7 +10,7 @@ import pytest
 from services.compliance_judge.app import parse_verdict
 from services.llm_sim.answers import judge_citation
 from specstress.errors import BadModelOutput
-from specstress.spec import load_spec
+from specstress.method.spec import load_spec
 
 SPEC = load_spec("builtin:example", "example", "1")
 

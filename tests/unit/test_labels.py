@@ -32,8 +32,14 @@ from services.llm_sim.personas import (
 )
 from specstress.config import load_config
 from specstress.errors import BadModelOutput, InputError
-from specstress.labels import MAX_DISTINCTIVE_VALUES, REFUSAL_TYPES, REFUSALS, TOPIC_COLUMNS, TOPICS
-from specstress.prompts import PromptLibrary
+from specstress.method.labels import (
+    MAX_DISTINCTIVE_VALUES,
+    REFUSAL_TYPES,
+    REFUSALS,
+    TOPIC_COLUMNS,
+    TOPICS,
+)
+from specstress.pipeline.prompts import PromptLibrary
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "specstress.demo.yaml"

@@ -10,12 +10,12 @@ from pydantic import SecretStr
 
 from specstress.config import ANTHROPIC_DEFAULT_MAX_TOKENS, ModelConfig
 from specstress.llm import ChatMessage, Usage
-from specstress.llm.anthropic_messages import (
+from specstress.llm.protocol import MalformedResponseError
+from specstress.llm.providers.anthropic import (
     ANTHROPIC_VERSION,
     MAX_CACHE_BREAKPOINTS,
     AnthropicMessages,
 )
-from specstress.llm.protocol import MalformedResponseError
 from specstress.llm.retry import classify
 from specstress.llm.structured import OutputSchema
 

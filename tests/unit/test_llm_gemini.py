@@ -9,8 +9,8 @@ from pydantic import SecretStr
 
 from specstress.config import ModelConfig
 from specstress.llm import ChatMessage, Usage
-from specstress.llm.gemini_generate import GeminiGenerate, generate_url
 from specstress.llm.protocol import MalformedResponseError
+from specstress.llm.providers.gemini import GeminiGenerate, generate_url
 from specstress.llm.retry import classify
 from specstress.llm.structured import OutputSchema
 

@@ -9,8 +9,8 @@ from pydantic import SecretStr
 
 from specstress.config import ModelConfig
 from specstress.llm import ChatMessage, Usage
-from specstress.llm.openai_chat import OpenAIChat
 from specstress.llm.protocol import MalformedResponseError
+from specstress.llm.providers.openai import OpenAIChat
 from specstress.llm.structured import OutputSchema
 
 ADAPTER = OpenAIChat()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from specstress.config import Config, load_config
-from specstress.spec import load_spec
+from specstress.method.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 PAPER_CONFIG = REPO / "specstress.paper.yaml"

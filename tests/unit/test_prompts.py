@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from specstress.llm import ChatMessage
-from specstress.prompts import PromptLibrary
+from specstress.pipeline.prompts import PromptLibrary
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = {"spec": "SPEC TEXT", "query": "Q", "response": "R"}

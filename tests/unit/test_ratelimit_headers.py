@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from specstress.config import ModelConfig
-from specstress.llm.limits import estimate_tokens, limit_key
 from specstress.llm.messages import ChatMessage
-from specstress.llm.ratelimit_headers import Room, parse_duration, parse_instant, parse_room
+from specstress.llm.traffic.headers import Room, parse_duration, parse_instant, parse_room
+from specstress.llm.traffic.limits import estimate_tokens, limit_key
 
 
 @pytest.mark.parametrize(

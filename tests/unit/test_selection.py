@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 
 from specstress.errors import InputError
-from specstress.selection import select_kcenter
+from specstress.method.selection import select_kcenter
 
 
 def _unit_rows(rng: np.random.Generator, n: int, d: int, clusters: int) -> npt.NDArray[np.float32]:
@@ -80,7 +80,7 @@ def test_exact_matches_brute_force(seed: int) -> None:
 
 def test_exact_matches_brute_force_across_fold_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """A small block forces many folds, and picks made against stale bounds, on a modest input."""
-    monkeypatch.setattr("specstress.selection.BLOCK", 7)
+    monkeypatch.setattr("specstress.method.selection.BLOCK", 7)
     rng = np.random.default_rng(11)
     x = _unit_rows(rng, n=400, d=8, clusters=10)
     result = select_kcenter(x, stop=0.4, seed=3, method="exact")
@@ -173,10 +173,10 @@ def test_auto_partitions_only_when_the_plan_promises_less_work(
 ) -> None:
     x = _unit_rows(np.random.default_rng(8), n=400, d=8, clusters=6)
     assert select_kcenter(x, stop=0.4).method == "exact"
-    monkeypatch.setattr("specstress.selection.PLAN_MIN_ROWS", 100)
-    monkeypatch.setattr("specstress.selection.PARTITION_PENALTY", 0.0)
+    monkeypatch.setattr("specstress.method.selection.PLAN_MIN_ROWS", 100)
+    monkeypatch.setattr("specstress.method.selection.PARTITION_PENALTY", 0.0)
     assert select_kcenter(x, stop=0.4).method == "partitioned"
-    monkeypatch.setattr("specstress.selection.PARTITION_PENALTY", math.inf)
+    monkeypatch.setattr("specstress.method.selection.PARTITION_PENALTY", math.inf)
     assert select_kcenter(x, stop=0.4).method == "exact"
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from specstress import spec as spec_module
 from specstress.errors import InputError
-from specstress.spec import Spec, load_spec
+from specstress.method import spec as spec_module
+from specstress.method.spec import Spec, load_spec
 
 # tests/unit/<this file> -> parents[3] is the folder that holds both the repo and ../shared
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"

@@ -16,7 +16,7 @@ from services.scenario_generator.app import QUESTION_TAG, drop_reason, weighted_
 from services.spectrum_builder.app import POSITIONS, parse_spectra
 from specstress.config import WeightedModel
 from specstress.errors import BadModelOutput
-from specstress.parsing import json_object, neutralise, text_after_tag
+from specstress.method.parsing import json_object, neutralise, text_after_tag
 
 
 def test_weighted_round_robin_follows_the_weights_and_interleaves() -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from specstress import taxonomy as taxonomy_module
 from specstress.errors import InputError
-from specstress.taxonomy import Taxonomy, load_taxonomy, sample_pairs
+from specstress.method import taxonomy as taxonomy_module
+from specstress.method.taxonomy import Taxonomy, load_taxonomy, sample_pairs
 
 # tests/unit/<this file> -> parents[3] is the folder that holds both the repo and ../shared
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"

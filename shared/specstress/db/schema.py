@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from specstress.labels import REFUSAL_TYPES, REFUSALS, TOPIC_COLUMNS
+from specstress.method.labels import REFUSAL_TYPES, REFUSALS, TOPIC_COLUMNS
 
 metadata = MetaData(
     naming_convention={
@@ -288,7 +288,7 @@ dead_letters = Table(
 )
 
 # --- LLM traffic control: fleet-wide pacing, provider pauses, spend, deferred messages ---
-# Operational state, not facts: rows are updated in place (see specstress.llm.limits).
+# Operational state, not facts: rows are updated in place (see specstress.llm.traffic.limits).
 
 # One row per (base_url, model_id, API-key variable). Times are seconds since the epoch on the
 # database's clock, which every process shares, so hosts with skewed clocks still agree.
@@ -349,7 +349,7 @@ message_deferrals = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-# --- batch mode: requests answered through the providers' batch APIs (specstress.llm.batches) ---
+# --- batch mode: requests answered through the providers' batch APIs (specstress.llm.batches.coordinator) ---
 # Operational state like the tables above; the answers themselves land in `llm_calls`.
 
 # One job at a provider: an OpenAI batch (with its uploaded input file) or an Anthropic message

@@ -13,7 +13,7 @@ import numpy.typing as npt
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.config import EmbeddingConfig
-from specstress.db.embeddings import cached_vectors, from_bytes, store_cached_vectors, to_bytes
+from specstress.embeddings.cache import cached_vectors, from_bytes, store_cached_vectors, to_bytes
 from specstress.embeddings.http import HttpEmbeddings
 from specstress.embeddings.local import LocalEmbeddings
 from specstress.llm.errors import LLMError

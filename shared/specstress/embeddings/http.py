@@ -29,12 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
 from specstress.config import EmbeddingConfig
-from specstress.db.ledger import AttemptRecord, record_attempt
 from specstress.llm import http
 from specstress.llm.errors import LLMError
-from specstress.llm.gemini_generate import GeminiGenerate
-from specstress.llm.openai_chat import OpenAIChat
+from specstress.llm.ledger import AttemptRecord, record_attempt
 from specstress.llm.protocol import ProviderError
+from specstress.llm.providers.gemini import GeminiGenerate
+from specstress.llm.providers.openai import OpenAIChat
 from specstress.llm.retry import backoff_seconds
 
 STAGE = "embedding"

@@ -25,21 +25,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
 from specstress.config import Budget, ModelConfig, StageBatches
-from specstress.db.ledger import AttemptRecord, CallLocks, find_completed, record_attempt
 from specstress.errors import BadModelOutput
 from specstress.llm import http
-from specstress.llm.accounting import call_cost, observe, stored_answer
-from specstress.llm.admission import Admission
-from specstress.llm.anthropic_messages import AnthropicMessages
-from specstress.llm.batches import BatchCoordinator
+from specstress.llm.batches.coordinator import BatchCoordinator
 from specstress.llm.errors import LLMDeferred, LLMError
-from specstress.llm.gemini_generate import GeminiGenerate
-from specstress.llm.limits import RateLimiter
+from specstress.llm.ledger import AttemptRecord, CallLocks, find_completed, record_attempt
 from specstress.llm.messages import ChatMessage, ModelOutput, Usage
-from specstress.llm.openai_chat import OpenAIChat
 from specstress.llm.protocol import Completion, MalformedResponseError, ProtocolAdapter
+from specstress.llm.providers.anthropic import AnthropicMessages
+from specstress.llm.providers.gemini import GeminiGenerate
+from specstress.llm.providers.openai import OpenAIChat
 from specstress.llm.retry import backoff_seconds
 from specstress.llm.structured import OutputSchema
+from specstress.llm.traffic.accounting import call_cost, observe, stored_answer
+from specstress.llm.traffic.admission import Admission
+from specstress.llm.traffic.limits import RateLimiter
 
 T = TypeVar("T")
 

@@ -143,7 +143,7 @@ GROUP BY sc.selection, a.spec_id, a.spec_version, a.judge, b.judge
 """
 
 # How many answers got each (compliant, non-compliant, ambiguous) count of verdicts: all that
-# Fleiss' kappa and Krippendorff's alpha need (specstress.agreement computes them from it).
+# Fleiss' kappa and Krippendorff's alpha need (specstress.method.agreement computes them from it).
 JUDGE_DECISION_PROFILES = """
 CREATE VIEW judge_decision_profiles AS
 WITH answers AS (

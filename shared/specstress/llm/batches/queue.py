@@ -6,7 +6,7 @@ to `submitted` in the transaction that creates the job, so no request is sent in
 Whoever works on a job (sends it, polls it, collects its results) holds a session advisory
 lock on its id, which dies with the process: a `submitting` job whose lock is free lost its
 sender and is settled by whoever sees it, and a job being polled is skipped by the others
-(see specstress.llm.batches). Results are stored in chunks, each one transaction with its
+(see specstress.llm.batches.coordinator). Results are stored in chunks, each one transaction with its
 ledger rows, so a crash mid-collection leaves nothing half-written.
 """
 
@@ -24,9 +24,9 @@ from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from specstress.db.ledger import AttemptRecord, record_attempts
 from specstress.db.schema import llm_batch_jobs, llm_batch_requests, llm_calls
 from specstress.ids import advisory_lock_key
+from specstress.llm.ledger import AttemptRecord, record_attempts
 
 MAX_ERROR_CHARS = 2000
 Settled = Literal["succeeded", "errored", "expired", "canceled"]

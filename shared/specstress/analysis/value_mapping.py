@@ -11,12 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from specstress.analysis.value_categories import (
+    ValueCategory,
+    store_value_categories,
+    unmapped_values,
+)
 from specstress.config import Config
 from specstress.db.engine import create_engine
-from specstress.db.value_categories import ValueCategory, store_value_categories, unmapped_values
 from specstress.embeddings import open_embedder, text_hash
 from specstress.errors import InputError
-from specstress.taxonomy import Value, load_taxonomy
+from specstress.method.taxonomy import Value, load_taxonomy
 
 # texts embedded per round, so a large backlog is stored as it goes rather than held at once
 _EMBED_ROUND = 10_000

@@ -37,12 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
 from specstress.config import BATCH_RECHECK_MAX_SECONDS, BatchMode, ModelConfig, StageBatches
-from specstress.db import batches as db
-from specstress.db.ledger import AttemptRecord, find_completed
 from specstress.errors import InputError
-from specstress.llm.accounting import call_cost, observe, stored_answer
-from specstress.llm.admission import Admission
-from specstress.llm.batch_apis import (
+from specstress.llm.batches import queue as db
+from specstress.llm.batches.apis import (
     BATCH_APIS,
     BatchApi,
     Item,
@@ -51,6 +48,9 @@ from specstress.llm.batch_apis import (
     SubmitInDoubt,
 )
 from specstress.llm.errors import BatchPending, LLMError
+from specstress.llm.ledger import AttemptRecord, find_completed
+from specstress.llm.traffic.accounting import call_cost, observe, stored_answer
+from specstress.llm.traffic.admission import Admission
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from specstress.bus import publish
 from specstress.config import Config
 from specstress.contracts import (
     ClassificationsCreated,
@@ -22,6 +21,7 @@ from specstress.contracts import (
     VerdictRequested,
 )
 from specstress.db import store
+from specstress.pipeline.bus import publish
 
 
 async def pending_events(config: Config, engine: AsyncEngine) -> dict[str, list[Event]]:

@@ -24,14 +24,15 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from specstress.agreement import ensemble_statistics
-from specstress.bus import connect, publish
-from specstress.compliance import verdict_requests
+from specstress.analysis import queries as analysis
+from specstress.analysis.queries import ALL_SCENARIOS, Filters
 from specstress.config import Config, load_config
-from specstress.db import analysis, store
-from specstress.db.analysis import ALL_SCENARIOS, Filters
+from specstress.db import store
 from specstress.db.engine import create_engine
 from specstress.errors import InputError
+from specstress.method.agreement import ensemble_statistics
+from specstress.pipeline.bus import connect, publish
+from specstress.pipeline.compliance import verdict_requests
 
 Rows = list[dict[str, Any]]
 

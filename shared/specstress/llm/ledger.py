@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.dml import ReturningInsert
 
 from specstress.db.engine import reading
-from specstress.db.limits import add_spend
 from specstress.db.schema import llm_calls
 from specstress.ids import advisory_lock_key
+from specstress.llm.traffic.store import add_spend
 
 MAX_ERROR_CHARS = 2000
 # lock connections kept open between calls; more are opened (and closed after) under load

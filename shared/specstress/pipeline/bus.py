@@ -54,7 +54,7 @@ SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
 SERVICES: tuple[str, ...] = tuple(SUBSCRIPTIONS)
 
 # Which events each component publishes: the six services and the `specstress` CLI (run, models
-# add). With SUBSCRIPTIONS it is the source of the NATS allow-lists (specstress.nats_auth).
+# add). With SUBSCRIPTIONS it is the source of the NATS allow-lists (specstress.pipeline.nats_auth).
 PUBLISHES: dict[str, tuple[type[Event], ...]] = {
     "cli": (PairSampled, ModelRegistered),
     "scenario_generator": (ScenarioCreated,),

@@ -34,18 +34,19 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
-from specstress.bus import Consumer, check_consumers, consumers, publish
 from specstress.config import BusConfig, Config, load_config
 from specstress.contracts import Event
-from specstress.db import deferrals, store
+from specstress.db import store
 from specstress.db.engine import create_engine
 from specstress.errors import InputError, RetryLater
 from specstress.llm.errors import LLMError
 from specstress.llm.gateway import Gateway
 from specstress.llm.redact import RedactSecrets
-from specstress.prompts import PromptLibrary
+from specstress.pipeline import deferrals
+from specstress.pipeline.bus import Consumer, check_consumers, consumers, publish
+from specstress.pipeline.prompts import PromptLibrary
 
-log = logging.getLogger("specstress.service")
+log = logging.getLogger("specstress.pipeline.service")
 E = TypeVar("E", bound=Event)
 Handler = Callable[["Stage", Any], Awaitable[None]]
 TERMINAL_LLM_ERRORS = frozenset({"terminal_client", "terminal_quota", "bad_output"})

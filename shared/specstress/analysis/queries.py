@@ -15,7 +15,6 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from specstress.agreement import Profile
 from specstress.config import Config
 from specstress.db.schema import (
     analysis_settings,
@@ -24,7 +23,8 @@ from specstress.db.schema import (
     spec_sections,
 )
 from specstress.errors import InputError
-from specstress.spec import Spec, load_spec
+from specstress.method.agreement import Profile
+from specstress.method.spec import Spec, load_spec
 
 ALL_SCENARIOS = "*"
 REPORT_WORK_MEM = "64MB"

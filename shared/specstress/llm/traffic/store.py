@@ -1,6 +1,6 @@
 """SQL of LLM traffic control: fleet-wide rate-limit state, provider pauses and running spend.
 
-The pacing itself is explained in `specstress.llm.limits`; here each step is one statement, so
+The pacing itself is explained in `specstress.llm.traffic.limits`; here each step is one statement, so
 a reservation costs one round trip and holds its row lock only for that statement.
 """
 

@@ -20,12 +20,12 @@ import typer
 from rich.console import Console
 
 from specstress.config import load_config
-from specstress.db.access import apply_access, passwords_from_env
 from specstress.db.engine import create_engine
 from specstress.errors import InputError
-from specstress.nats_auth import CLI_USER, INIT_USER, render_config
-from specstress.secure import Credentials, service_env, start_secure_nats, write_env_file
-from specstress.servers import ensure_database_sync, start_postgres
+from specstress.local.secure import Credentials, service_env, start_secure_nats, write_env_file
+from specstress.local.servers import ensure_database_sync, start_postgres
+from specstress.pipeline.access import apply_access, passwords_from_env
+from specstress.pipeline.nats_auth import CLI_USER, INIT_USER, render_config
 
 ops_app = typer.Typer(help="Least-privilege operations: NATS users, Postgres roles.")
 console = Console()
@@ -112,8 +112,8 @@ def demo(
     """The demo with authentication on: every service as its own NATS user and Postgres role,
     the CLI as `cli`, the schema and topology set up by the owner and the `init` user."""
     # cli.py registers this command group, so its helpers are imported when the command runs
-    from specstress.cli import initialise, print_summary, start_run  # noqa: PLC0415
-    from specstress.stack import Stack, wait_until_idle  # noqa: PLC0415
+    from specstress.cli.commands import initialise, print_summary, start_run  # noqa: PLC0415
+    from specstress.local.stack import Stack, wait_until_idle  # noqa: PLC0415
 
     started = time.monotonic()
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from specstress.bus import PUBLISHES, SERVICES, consumers
+from specstress.pipeline.bus import PUBLISHES, SERVICES, consumers
 
 INIT_USER = "init"
 CLI_USER = "cli"
@@ -84,7 +84,7 @@ def render_config(stream: str = "SPECSTRESS", store_dir: str = "/data") -> str:
     `--http_port`) override the addresses, which is how the tests run this same text; the store
     folder cannot be overridden by a flag, hence `store_dir`."""
     lines = [
-        "# Rendered by `specstress ops nats-config` from specstress.bus (SUBSCRIPTIONS, PUBLISHES);",
+        "# Rendered by `specstress ops nats-config` from specstress.pipeline.bus (SUBSCRIPTIONS, PUBLISHES);",
         "# edit those, not this file. A test fails when the two disagree.",
         "",
         "listen: 0.0.0.0:4222",

@@ -18,9 +18,9 @@ from typing import IO
 
 import httpx
 
-from specstress.bus import SERVICES, backlog, connect
 from specstress.config import Config
-from specstress.servers import free_port
+from specstress.local.servers import free_port
+from specstress.pipeline.bus import SERVICES, backlog, connect
 
 SIM_URL_ENV = "SPECSTRESS_SIM_URL"
 

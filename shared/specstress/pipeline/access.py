@@ -16,8 +16,8 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from specstress.bus import SERVICES
 from specstress.errors import InputError
+from specstress.pipeline.bus import SERVICES
 
 Privilege = Literal["SELECT", "INSERT", "UPDATE", "DELETE"]
 READ: frozenset[Privilege] = frozenset({"SELECT"})
@@ -45,7 +45,7 @@ _EVERY_SERVICE: dict[str, frozenset[Privilege]] = {
     "message_deferrals": REPLACE,
     "dead_letters": APPEND,
 }
-# The stages with a batch mode queue requests, send and poll batch jobs (specstress.llm.batches).
+# The stages with a batch mode queue requests, send and poll batch jobs (specstress.llm.batches.coordinator).
 _BATCHING: dict[str, frozenset[Privilege]] = {
     "llm_batch_jobs": UPSERT,
     "llm_batch_requests": UPSERT,

@@ -64,10 +64,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
 from specstress.config import ModelConfig
-from specstress.db import limits as db
 from specstress.llm.errors import LLMDeferred, LLMError
 from specstress.llm.messages import ChatMessage, Usage
-from specstress.llm.ratelimit_headers import ProviderRoom, parse_room
+from specstress.llm.traffic import store as db
+from specstress.llm.traffic.headers import ProviderRoom, parse_room
 
 # room for one second's worth of calls at once; a provider's own bucket holds far more
 BURST_SECONDS = 1.0

@@ -14,19 +14,19 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from specstress.analysis.selections import SelectionRecord, replace_selection
 from specstress.config import Config, EmbeddingConfig
-from specstress.db.embeddings import (
+from specstress.db.engine import create_engine
+from specstress.embeddings import Embedder, open_embedder
+from specstress.embeddings.cache import (
     embedders_of_key,
     insert_scenario_embeddings,
     scenarios_missing_embedding,
     selection_inputs,
     to_bytes,
 )
-from specstress.db.engine import create_engine
-from specstress.db.selections import SelectionRecord, replace_selection
-from specstress.embeddings import Embedder, open_embedder
 from specstress.errors import InputError
-from specstress.selection import DEFAULT_DELTA, DEFAULT_WEIGHTED_STOP, Method, select_kcenter
+from specstress.method.selection import DEFAULT_DELTA, DEFAULT_WEIGHTED_STOP, Method, select_kcenter
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 # scenarios embedded and stored per round: bounds memory and the work a crash can lose

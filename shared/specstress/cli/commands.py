@@ -16,22 +16,26 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from specstress import ids
-from specstress.bus import connect, ensure_topology, publish
+from specstress.analysis import queries as analysis
+from specstress.analysis import summary as reports
+from specstress.analysis.diversity import run_selection
+from specstress.analysis.reports import judge_sample, report
+from specstress.analysis.value_mapping import run_value_mapping
+from specstress.cli.ops import ops_app
 from specstress.config import Config, load_config
 from specstress.contracts import ModelRegistered, PairSampled
-from specstress.db import analysis, batches, limits, reports, store
+from specstress.db import store
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
-from specstress.diversity import run_selection
 from specstress.errors import InputError
-from specstress.ops import ops_app
-from specstress.reconcile import reconcile
-from specstress.reporting import judge_sample, report
-from specstress.selection import Method
-from specstress.servers import ensure_database, resolve_infra
-from specstress.stack import Stack, wait_until_idle
-from specstress.taxonomy import load_taxonomy, sample_pairs
-from specstress.value_mapping import run_value_mapping
+from specstress.llm.batches import queue as batches
+from specstress.llm.traffic import store as limits
+from specstress.local.servers import ensure_database, resolve_infra
+from specstress.local.stack import Stack, wait_until_idle
+from specstress.method.selection import Method
+from specstress.method.taxonomy import load_taxonomy, sample_pairs
+from specstress.pipeline.bus import connect, ensure_topology, publish
+from specstress.pipeline.reconcile import reconcile
 
 app = typer.Typer(help="Stress-test AI model specs.", no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Register and list target models.", no_args_is_help=True)

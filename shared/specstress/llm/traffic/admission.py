@@ -34,8 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
 from specstress.config import Budget, ModelConfig
-from specstress.db import limits as db
 from specstress.llm.errors import BudgetExhausted, LLMDeferred, LLMError
+from specstress.llm.traffic import store as db
 
 REFRESH_SECONDS = 1.0
 DAILY_QUOTA_PAUSE_SECONDS = 3600.0

@@ -27,10 +27,10 @@ from pydantic import SecretStr
 
 from specstress.config import ModelConfig
 from specstress.llm import http as provider_http
-from specstress.llm.anthropic_messages import ANTHROPIC_VERSION, AnthropicMessages, messages_url
 from specstress.llm.errors import ErrorClass, LLMError
-from specstress.llm.openai_chat import OpenAIChat
 from specstress.llm.protocol import Completion, MalformedResponseError, ProtocolAdapter
+from specstress.llm.providers.anthropic import ANTHROPIC_VERSION, AnthropicMessages, messages_url
+from specstress.llm.providers.openai import OpenAIChat
 from specstress.llm.retry import classify
 
 Outcome = Literal["succeeded", "errored", "expired", "canceled"]

@@ -5,7 +5,7 @@ machines this project is built on, so this small one reads the two endpoints on 
 It runs beside the server (in the Docker stack it shares the server's network, because the
 monitoring port listens on the loopback only):
 
-    python -m specstress.nats_exporter --monitor-url http://127.0.0.1:8222 --port 7777
+    python -m specstress.pipeline.nats_exporter --monitor-url http://127.0.0.1:8222 --port 7777
 
 Consumers carry the `service` that owns them (from the durable's name, see `bus.Consumer`).
 """
@@ -24,7 +24,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-log = logging.getLogger("specstress.nats_exporter")
+log = logging.getLogger("specstress.pipeline.nats_exporter")
 PREFIX = "specstress_nats"
 TIMEOUT_SECONDS = 5.0
 
@@ -140,7 +140,7 @@ def _jetstream_metrics(jsz: dict[str, Any]) -> Iterator[Metric]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m specstress.nats_exporter")
+    parser = argparse.ArgumentParser(prog="python -m specstress.pipeline.nats_exporter")
     parser.add_argument("--monitor-url", default="http://127.0.0.1:8222")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve /metrics on")
     parser.add_argument("--port", type=int, default=7777)

@@ -16,11 +16,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
 
-from specstress import nats_auth
-from specstress.bus import SERVICES
-from specstress.db import access
 from specstress.errors import InputError
-from specstress.servers import ManagedServer, start_nats
+from specstress.local.servers import ManagedServer, start_nats
+from specstress.pipeline import access, nats_auth
+from specstress.pipeline.bus import SERVICES
 
 
 @dataclass(frozen=True)
