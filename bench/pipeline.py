@@ -36,7 +36,7 @@ from rich.table import Table
 from sqlalchemy import text
 
 from bench.recording import RESULTS, git_commit
-from specstress.cli.commands import initialise, start_run
+from specstress.api import initialise, start_run
 from specstress.config import load_config
 from specstress.db.engine import create_engine
 from specstress.local.servers import ensure_database, start_nats, start_postgres

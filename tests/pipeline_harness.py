@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from specstress.cli.commands import initialise
+from specstress.api import initialise
 from specstress.config import Config, load_config
 from specstress.db.engine import create_engine
 from specstress.local.stack import SIM_URL_ENV, Stack

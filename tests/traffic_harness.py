@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from specstress import ids
-from specstress.cli.commands import initialise
+from specstress.api import initialise
 from specstress.config import Config, load_config
 from specstress.contracts import Event
 from specstress.db import store

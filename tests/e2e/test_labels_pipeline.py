@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from specstress.cli.commands import add_model, start_run
+from specstress.api import add_model, start_run
 from specstress.db import labels as label_store
 from specstress.db.engine import create_engine
 from specstress.local.stack import wait_until_idle

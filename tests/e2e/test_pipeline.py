@@ -9,7 +9,7 @@ import pytest
 from services.llm_sim.answers import judge_citation
 from services.llm_sim.personas import scenario_drop
 from specstress.analysis.reports import REPORTS, build_report
-from specstress.cli.commands import add_model, start_run
+from specstress.api import add_model, start_run
 from specstress.local.stack import wait_until_idle
 from specstress.method.spec import load_spec
 from tests.pipeline_harness import planted_disagreement, rows, running_stack

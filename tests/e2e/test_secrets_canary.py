@@ -18,7 +18,7 @@ import yaml
 from nats.js.errors import NotFoundError
 from sqlalchemy import text
 
-from specstress.cli.commands import initialise, start_run
+from specstress.api import initialise, start_run
 from specstress.config import Config, load_config
 from specstress.db.engine import create_engine
 from specstress.local.stack import Stack, wait_until_idle

@@ -18,7 +18,7 @@ import httpx
 import nats
 import pytest
 
-from specstress.cli.commands import start_run
+from specstress.api import start_run
 from specstress.db.migrate import upgrade
 from specstress.local.servers import Infra, drop_database, ensure_database
 from specstress.local.stack import wait_until_idle

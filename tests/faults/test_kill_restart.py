@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from specstress.cli.commands import start_run
+from specstress.api import start_run
 from specstress.local.stack import wait_until_idle
 from tests.pipeline_harness import planted_disagreement, rows, running_stack
 

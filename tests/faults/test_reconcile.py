@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from specstress import ids
-from specstress.cli.commands import run_reconcile, start_run
+from specstress.api import run_reconcile, start_run
 from specstress.db import store
 from specstress.db.engine import create_engine
 from specstress.local.stack import wait_until_idle

@@ -21,9 +21,9 @@ from services.llm_sim.conditions import BatchConditions, Conditions
 from specstress.config import BatchMode, ModelConfig, Prices, StageBatches
 from specstress.db.engine import create_engine
 from specstress.db.schema import metadata
+from specstress.llm.batches import coordinator as coordinator_module
 from specstress.llm.batches import queue as batch_db
 from specstress.llm.batches.apis import BATCH_APIS
-from specstress.llm.batches import coordinator as coordinator_module
 from specstress.llm.errors import BatchPending
 from specstress.llm.gateway import Gateway
 from specstress.llm.messages import ChatMessage, ModelOutput, Usage

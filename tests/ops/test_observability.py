@@ -30,7 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from specstress.cli.commands import add_model, initialise, start_run
+from specstress.api import add_model, initialise, start_run
 from specstress.config import Config, load_config
 from specstress.contracts import PairSampled
 from specstress.db.engine import create_engine
@@ -100,7 +100,7 @@ def _config_with_broke_provider(folder: Path, broke_url: str) -> Path:
         }
     )
     raw["budget"] = {"max_tokens": 1_000_000_000}
-    path = folder / "specstress.cli.ops.yaml"
+    path = folder / "specstress.ops.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 

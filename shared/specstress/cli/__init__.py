@@ -1,1 +1,1 @@
-"""cli"""
+"""The `specstress` command line."""

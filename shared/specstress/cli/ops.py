@@ -17,26 +17,23 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from specstress.api import initialise, start_run
+from specstress.cli.common import console, fail
+from specstress.cli.demo import print_summary
 from specstress.config import load_config
 from specstress.db.engine import create_engine
 from specstress.errors import InputError
 from specstress.local.secure import Credentials, service_env, start_secure_nats, write_env_file
 from specstress.local.servers import ensure_database_sync, start_postgres
+from specstress.local.stack import Stack, wait_until_idle
 from specstress.pipeline.access import apply_access, passwords_from_env
 from specstress.pipeline.nats_auth import CLI_USER, INIT_USER, render_config
 
 ops_app = typer.Typer(help="Least-privilege operations: NATS users, Postgres roles.")
-console = Console()
 # besides the users' and roles' passwords, the Docker stack's .env holds these two
 POSTGRES_PASSWORD_ENV = "SPECSTRESS_POSTGRES_PASSWORD"
 GRAFANA_PASSWORD_ENV = "SPECSTRESS_GRAFANA_ADMIN_PASSWORD"
-
-
-def _fail(exc: InputError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(2)
 
 
 @ops_app.command("nats-config")
@@ -63,7 +60,7 @@ def stack_env(
     try:
         write_env_file(out, credentials)
     except InputError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     with out.open("a") as handle:
         for name in (POSTGRES_PASSWORD_ENV, GRAFANA_PASSWORD_ENV):
             handle.write(f"{name}={secrets.token_hex(16)}\n")
@@ -81,12 +78,12 @@ def grant(
     try:
         cfg = load_config(config)
     except InputError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
     try:
         asyncio.run(_grant(cfg.database_url, passwords_from_env(os.environ)))
     except InputError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print("roles and grants applied")
 
 
@@ -111,9 +108,6 @@ def demo(
 ) -> None:
     """The demo with authentication on: every service as its own NATS user and Postgres role,
     the CLI as `cli`, the schema and topology set up by the owner and the `init` user."""
-    # cli.py registers this command group, so its helpers are imported when the command runs
-    from specstress.cli.commands import initialise, print_summary, start_run  # noqa: PLC0415
-    from specstress.local.stack import Stack, wait_until_idle  # noqa: PLC0415
 
     started = time.monotonic()
     try:
@@ -121,7 +115,7 @@ def demo(
         state_dir.mkdir(parents=True, exist_ok=True)
         credentials = _credentials(state_dir / "credentials.env")
     except InputError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     with (
         start_secure_nats(state_dir / "nats", credentials, cfg.bus.stream) as nats_server,
         start_postgres(state_dir / "postgres") as postgres,

@@ -1,0 +1,127 @@
+"""The use cases behind the commands: set up, start a run, add a model, reconcile.
+
+The CLI, the local stack, the tests and the benchmarks call these; nothing here prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from nats.aio.client import Client as NatsClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from specstress import ids
+from specstress.analysis import queries as analysis
+from specstress.config import Config
+from specstress.contracts import ModelRegistered, PairSampled
+from specstress.db import store
+from specstress.db.engine import create_engine
+from specstress.db.migrate import upgrade
+from specstress.method.taxonomy import load_taxonomy, sample_pairs
+from specstress.pipeline.bus import connect, ensure_topology, publish
+from specstress.pipeline.reconcile import reconcile
+
+__all__ = ["add_model", "bus", "database", "initialise", "run_reconcile", "start_run"]
+
+CLIENT_NAME = "specstress-cli"
+
+
+@asynccontextmanager
+async def database(config: Config) -> AsyncIterator[AsyncEngine]:
+    """An engine on the config's database, disposed on exit."""
+    engine = create_engine(config.database_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def bus(config: Config) -> AsyncIterator[NatsClient]:
+    """A NATS connection for the command line, closed on exit."""
+    client = await connect(config.nats_url, CLIENT_NAME)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def initialise(config: Config) -> dict[str, int]:
+    """Schema, stream and consumers, taxonomy and target models; idempotent."""
+    taxonomy = load_taxonomy(config.taxonomy.source)
+    await upgrade(config.database_url)
+    async with database(config) as engine:
+        await store.insert_values(
+            engine,
+            [
+                {
+                    "taxonomy_version": taxonomy.version,
+                    "value_id": v.value_id,
+                    "name": v.name,
+                    "level": v.level,
+                    "parent_id": v.parent_id,
+                    "description": v.description,
+                    "pct_total_occurrences": v.pct_total_occurrences,
+                }
+                for v in taxonomy.values
+            ],
+        )
+        for key in config.roles.targets:
+            await store.register_model(engine, key, config.model(key).family)
+        await analysis.sync_config(engine, config)
+    async with bus(config) as client:
+        await ensure_topology(client.jetstream(), config.bus)
+    return {"values": len(taxonomy.values), "targets": len(config.roles.targets)}
+
+
+async def start_run(config: Config, pairs: int, seed: int) -> tuple[int, int]:
+    """Sample pairs, store them and publish them; returns (pairs published, pairs new)."""
+    taxonomy = load_taxonomy(config.taxonomy.source)
+    sampled = sample_pairs(taxonomy, pairs, seed)
+    rows = [
+        {
+            "pair_id": ids.pair_id(v1, v2, taxonomy.version),
+            "value1": v1,
+            "value2": v2,
+            "taxonomy_version": taxonomy.version,
+            "seed": seed,
+            "run_index": index,
+        }
+        for index, (v1, v2) in enumerate(sampled)
+    ]
+    async with database(config) as engine:
+        new = await store.insert_pairs(engine, rows)
+    async with bus(config) as client:
+        js = client.jetstream()
+        for row in rows:
+            await publish(
+                js,
+                PairSampled(
+                    pair_id=row["pair_id"],
+                    value1=row["value1"],
+                    value2=row["value2"],
+                    taxonomy_version=row["taxonomy_version"],
+                    index=row["run_index"],
+                ),
+            )
+    return len(rows), new
+
+
+async def add_model(config: Config, key: str) -> bool:
+    """Register a configured model as a target; the responder backfills every scenario."""
+    model = config.model(key)
+    async with database(config) as engine:
+        await store.register_model(engine, key, model.family)
+    async with bus(config) as client:
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        return await publish(
+            client.jetstream(), ModelRegistered(model_key=key, registered_at=stamp)
+        )
+
+
+async def run_reconcile(config: Config) -> dict[str, int]:
+    """Re-emit the events of stored work that never finished."""
+    async with database(config) as engine, bus(config) as client:
+        return await reconcile(config, engine, client.jetstream())
