@@ -391,17 +391,6 @@ class StageBatches(Strict):
         return mode
 
 
-class ServicePorts(Strict):
-    """Prometheus metrics port of each service (0 = any free port)."""
-
-    scenario_generator: int = Field(9101, ge=0, le=65535)
-    responder: int = Field(9102, ge=0, le=65535)
-    spectrum_builder: int = Field(9103, ge=0, le=65535)
-    classifier: int = Field(9104, ge=0, le=65535)
-    aggregator: int = Field(9105, ge=0, le=65535)
-    compliance_judge: int = Field(9106, ge=0, le=65535)
-
-
 class BusConfig(Strict):
     stream: str = Field("SPECSTRESS", pattern=r"^[A-Z][A-Z0-9_]{0,31}$")
     max_deliver: int = Field(5, ge=1, le=100)
@@ -435,7 +424,6 @@ class Config(Strict):
     bus: BusConfig = BusConfig()
     batch: StageBatches = StageBatches()
     budget: Budget = Budget()
-    metrics_ports: ServicePorts = ServicePorts()
     prompts_dir: str | None = None
 
     @model_validator(mode="after")

@@ -16,8 +16,8 @@ from sqlalchemy.engine import make_url
 
 from specstress.local.secure import Credentials
 from specstress.pipeline.access import role_name
-from specstress.pipeline.bus import SERVICES
 from specstress.pipeline.nats_auth import password_env, render_config
+from specstress.pipeline.stages import STAGE_NAMES, STAGES
 from tests.ops.tools import (
     COMPOSE_FILE,
     DASHBOARDS_DIR,
@@ -75,7 +75,7 @@ def model(env: dict[str, str]) -> dict[str, Any]:
 def test_compose_file_parses_and_names_every_service() -> None:
     raw = yaml.safe_load(COMPOSE_FILE.read_text())
     assert isinstance(raw, dict) and isinstance(raw["services"], dict)
-    stage_names = {service.replace("_", "-") for service in SERVICES}
+    stage_names = {service.replace("_", "-") for service in STAGE_NAMES}
     assert stage_names <= set(raw["services"])
     expected = {"nats", "nats-exporter", "postgres", "llm-sim", "init", "cli", "prometheus"}
     assert expected | {"grafana"} <= set(raw["services"])
@@ -105,12 +105,12 @@ def test_compose_validates_with_and_without_the_providers_override(
         if created:
             keys.unlink()
     assert "llm-sim" not in override["services"], "the simulator only runs on request"
-    for stage in SERVICES:
-        service = override["services"][stage.replace("_", "-")]
+    for stage in STAGES:
+        service = override["services"][stage.host_name]
         assert service["volumes"][0]["target"] == "/app/config/specstress.yaml"
         assert service["volumes"][0]["source"] == str(config_file)
         # keys go to the stages that call models, and nowhere else
-        assert ("OPENAI_API_KEY" in service["environment"]) is (stage != "aggregator"), stage
+        assert ("OPENAI_API_KEY" in service["environment"]) is stage.calls_llm, stage.name
     for name in ("init", "nats", "postgres", "grafana", "prometheus"):
         assert "OPENAI_API_KEY" not in override["services"][name].get("environment", {}), name
 
@@ -139,7 +139,7 @@ def test_every_service_has_image_health_check_and_environment(model: dict[str, A
 
 
 def test_each_stage_connects_as_its_own_user_and_role(model: dict[str, Any]) -> None:
-    for stage in SERVICES:
+    for stage in STAGE_NAMES:
         service = model["services"][stage.replace("_", "-")]
         environment = service["environment"]
         nats_url = urlsplit(environment["NATS_URL"])
@@ -197,7 +197,7 @@ def test_prometheus_config_rules_and_alert_unit_tests_pass() -> None:
 def test_prometheus_scrapes_every_service() -> None:
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert jobs == {*SERVICES, "nats", "prometheus"}
+    assert jobs == {*STAGE_NAMES, "nats", "prometheus"}
 
 
 def test_dashboards_use_the_provisioned_datasources() -> None:

@@ -38,8 +38,9 @@ from specstress.local.secure import Credentials, service_env, start_secure_nats
 from specstress.local.servers import Infra, drop_database, ensure_database, free_port
 from specstress.local.stack import SIM_URL_ENV, Stack, wait_until_idle
 from specstress.pipeline.access import DASHBOARDS, apply_access, role_name
-from specstress.pipeline.bus import SERVICES, connect
+from specstress.pipeline.bus import connect
 from specstress.pipeline.nats_auth import CLI_USER, INIT_USER
+from specstress.pipeline.stages import STAGE_NAMES
 from tests.conftest import _server_dir
 from tests.ops.tools import DASHBOARDS_DIR, PROMETHEUS_DIR, system_tool
 from tests.pipeline_harness import DEMO_CONFIG
@@ -243,7 +244,7 @@ async def _run(
 
     prometheus_port = free_port()
     targets = {
-        service: f"127.0.0.1:{stack.processes[service].metrics_port}" for service in SERVICES
+        service: f"127.0.0.1:{stack.processes[service].metrics_port}" for service in STAGE_NAMES
     }
     targets |= {"nats": f"127.0.0.1:{exporter_port}", "prometheus": f"127.0.0.1:{prometheus_port}"}
     prometheus_config = _prometheus_config(folder, targets)
@@ -376,7 +377,7 @@ async def test_each_service_ran_as_its_own_user_and_role(observed: Observed) -> 
     async with httpx.AsyncClient(base_url=observed.nats_monitor_url) as client:
         connections = (await client.get("/connz?auth=true")).json()["connections"]
     nats_users = {c.get("authorized_user") for c in connections}
-    assert set(SERVICES) <= nats_users
+    assert set(STAGE_NAMES) <= nats_users
     assert None not in nats_users and "" not in nats_users
     engine = create_async_engine(observed.owner_url, poolclass=NullPool)
     try:
@@ -393,7 +394,7 @@ async def test_each_service_ran_as_its_own_user_and_role(observed: Observed) -> 
             )
     finally:
         await engine.dispose()
-    assert roles == {role_name(service) for service in SERVICES}
+    assert roles == {role_name(service) for service in STAGE_NAMES}
 
 
 async def test_jetstream_fsyncs_every_write(observed: Observed) -> None:
@@ -415,7 +416,7 @@ def test_promtool_accepts_the_run_config(observed: Observed) -> None:
 async def test_every_target_is_up(observed: Observed) -> None:
     result = await _returns_data(observed, "up")
     assert {r["metric"]["job"]: r["value"][1] for r in result} == {
-        job: "1" for job in (*SERVICES, "nats", "prometheus")
+        job: "1" for job in (*STAGE_NAMES, "nats", "prometheus")
     }
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from specstress.errors import InputError
 from specstress.local.servers import ManagedServer, start_nats
 from specstress.pipeline import access, nats_auth
-from specstress.pipeline.bus import SERVICES
+from specstress.pipeline.stages import STAGE_NAMES
 
 
 @dataclass(frozen=True)
@@ -112,5 +112,5 @@ def service_env(
             "NATS_URL": credentials.nats_url(nats_url, service),
             "DATABASE_URL": credentials.database_url(database_url, service),
         }
-        for service in SERVICES
+        for service in STAGE_NAMES
     }

@@ -20,7 +20,8 @@ import httpx
 
 from specstress.config import Config
 from specstress.local.servers import free_port
-from specstress.pipeline.bus import SERVICES, backlog, connect
+from specstress.pipeline.bus import backlog, connect
+from specstress.pipeline.stages import STAGE_NAMES, manifest
 
 SIM_URL_ENV = "SPECSTRESS_SIM_URL"
 
@@ -82,7 +83,7 @@ class Stack:
     def start_service(self, service: str, replica: int = 0) -> Process:
         port = free_port()
         name = service if replica == 0 else f"{service}-{replica}"
-        args = ["-m", f"services.{service}", "--config", str(self.config_path)]
+        args = ["-m", manifest(service).module, "--config", str(self.config_path)]
         process = self._spawn(
             name, [*args, "--metrics-port", str(port)], port, self.service_env.get(service)
         )
@@ -90,7 +91,7 @@ class Stack:
         return process
 
     def start_services(self) -> None:
-        for service in SERVICES:
+        for service in STAGE_NAMES:
             self.start_service(service)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:

@@ -11,104 +11,34 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from specstress.errors import InputError
-from specstress.pipeline.bus import SERVICES
-
-Privilege = Literal["SELECT", "INSERT", "UPDATE", "DELETE"]
-READ: frozenset[Privilege] = frozenset({"SELECT"})
-APPEND: frozenset[Privilege] = READ | {"INSERT"}
-UPSERT: frozenset[Privilege] = APPEND | {"UPDATE"}
-REPLACE: frozenset[Privilege] = UPSERT | {"DELETE"}
+from specstress.pipeline.stages import (
+    APPEND,
+    GATEWAY_TABLES,
+    REPLACE,
+    STAGE_NAMES,
+    STAGES,
+    UPSERT,
+    Privilege,
+)
 
 CLI = "cli"
 DASHBOARDS = "grafana"
-COMPONENTS: tuple[str, ...] = (*SERVICES, CLI, DASHBOARDS)
+COMPONENTS: tuple[str, ...] = (*STAGE_NAMES, CLI, DASHBOARDS)
 # SELECT on every table and view, whatever is added later: status, reports and dashboards
 READS_EVERYTHING = frozenset({CLI, DASHBOARDS})
 
-# What calling LLMs through the gateway takes: the ledger (also the answer cache), the shared
-# rate limits, provider pauses and the spend counted against the budget.
-_GATEWAY: dict[str, frozenset[Privilege]] = {
-    "llm_calls": APPEND,
-    "llm_rate_limits": UPSERT,
-    "llm_provider_pauses": UPSERT,
-    "llm_spend": UPSERT,
-}
-# Every service also runs the shared consumer runtime (deferred messages, dead letters).
-_EVERY_SERVICE: dict[str, frozenset[Privilege]] = {
-    **_GATEWAY,
-    "message_deferrals": REPLACE,
-    "dead_letters": APPEND,
-}
-# The stages with a batch mode queue requests, send and poll batch jobs (specstress.llm.batches.coordinator).
-_BATCHING: dict[str, frozenset[Privilege]] = {
-    "llm_batch_jobs": UPSERT,
-    "llm_batch_requests": UPSERT,
-}
-
 TABLE_ACCESS: dict[str, dict[str, frozenset[Privilege]]] = {
-    "scenario_generator": {
-        **_EVERY_SERVICE,
-        "value_pairs": READ,
-        "scenarios": APPEND,
-        "scenario_drops": APPEND,
-    },
-    "responder": {
-        **_EVERY_SERVICE,
-        **_BATCHING,
-        "models": READ,
-        "scenarios": READ,
-        "responses": APPEND,
-    },
-    "spectrum_builder": {
-        **_EVERY_SERVICE,
-        "value_pairs": READ,
-        "scenarios": READ,
-        "scenario_drops": READ,
-        "spectra": APPEND,
-    },
-    "classifier": {
-        **_EVERY_SERVICE,
-        **_BATCHING,
-        "value_pairs": READ,
-        "scenarios": READ,
-        "models": READ,
-        "responses": READ,
-        "spectra": READ,
-        "disagreement": READ,
-        "classifications": APPEND,
-        "topic_labels": APPEND,
-        "refusal_types": APPEND,
-        "distinctive_values": APPEND,
-    },
-    "aggregator": {
-        **_EVERY_SERVICE,
-        "models": READ,
-        "responses": READ,
-        "classifications": READ,
-        "disagreement": UPSERT,
-    },
-    "compliance_judge": {
-        **_EVERY_SERVICE,
-        **_BATCHING,
-        "models": READ,
-        "scenarios": READ,
-        "responses": READ,
-        "classifications": READ,
-        "spec_sections": READ,
-        "verdicts": APPEND,
-        "verdict_citations": APPEND,
-    },
+    **{stage.name: stage.tables for stage in STAGES},
     # `specstress run` stores pairs, `models add` activates a model, `report` mirrors the
     # config's model sets, vendors and settings for the analysis views, `select` embeds
     # scenarios (through the gateway) and stores diversity selections
     CLI: {
-        **_GATEWAY,
+        **GATEWAY_TABLES,
         "value_pairs": APPEND,
         "models": UPSERT,
         "model_set_rules": REPLACE,

@@ -25,44 +25,16 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from specstress.config import BusConfig
-from specstress.contracts import (
-    SUBJECT_PREFIX,
-    ClassificationsCreated,
-    DisagreementFlagged,
-    Event,
-    ModelRegistered,
-    PairSampled,
-    ResponseCreated,
-    ResponseRequested,
-    ScenarioCreated,
-    SpectraCreated,
-    VerdictCreated,
-    VerdictRequested,
-)
+from specstress.contracts import SUBJECT_PREFIX, Event
 from specstress.errors import InputError
+from specstress.pipeline.stages import CLI_PUBLISHES, STAGES
 
-# Which events each service consumes. The one table the topology, services and tests share.
-SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
-    "scenario_generator": (PairSampled,),
-    "responder": (ScenarioCreated, ModelRegistered, ResponseRequested),
-    "spectrum_builder": (ScenarioCreated,),
-    # plus topics and distinctive values of flagged scenarios, refusal types of answers
-    "classifier": (ResponseCreated, SpectraCreated, ClassificationsCreated, DisagreementFlagged),
-    "aggregator": (ClassificationsCreated,),
-    "compliance_judge": (DisagreementFlagged, VerdictRequested),
-}
-SERVICES: tuple[str, ...] = tuple(SUBSCRIPTIONS)
-
-# Which events each component publishes: the six services and the `specstress` CLI (run, models
-# add). With SUBSCRIPTIONS it is the source of the NATS allow-lists (specstress.pipeline.nats_auth).
+# Which events each service consumes and each component publishes, from the stage table. With
+# SUBSCRIPTIONS, PUBLISHES is the source of the NATS allow-lists (specstress.pipeline.nats_auth).
+SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {s.name: s.consumes for s in STAGES}
 PUBLISHES: dict[str, tuple[type[Event], ...]] = {
-    "cli": (PairSampled, ModelRegistered),
-    "scenario_generator": (ScenarioCreated,),
-    "responder": (ResponseRequested, ResponseCreated),
-    "spectrum_builder": (SpectraCreated,),
-    "classifier": (ClassificationsCreated,),
-    "aggregator": (DisagreementFlagged,),
-    "compliance_judge": (VerdictRequested, VerdictCreated),
+    "cli": CLI_PUBLISHES,
+    **{s.name: s.publishes for s in STAGES},
 }
 
 

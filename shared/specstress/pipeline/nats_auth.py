@@ -1,4 +1,4 @@
-"""NATS users and their allow-lists, derived from `bus.SUBSCRIPTIONS` and `bus.PUBLISHES`.
+"""NATS users and their allow-lists, derived from the stage table through `bus`.
 
 One user per service, plus `init` (creates the stream and the consumers: the topology's owner,
 as the migrate job owns the schema) and `cli` (`specstress run`, `models add`, `status`).
@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from specstress.pipeline.bus import PUBLISHES, SERVICES, consumers
+from specstress.pipeline.bus import PUBLISHES, consumers
+from specstress.pipeline.stages import STAGE_NAMES
 
 INIT_USER = "init"
 CLI_USER = "cli"
-USERS: tuple[str, ...] = (INIT_USER, CLI_USER, *SERVICES)
+USERS: tuple[str, ...] = (INIT_USER, CLI_USER, *STAGE_NAMES)
 ACCOUNT = "SPECSTRESS"
 # Replies to requests (JetStream API answers, publish acks, pulled messages) come to inboxes.
 INBOX = "_INBOX.>"
@@ -69,7 +70,7 @@ def permissions(stream: str) -> dict[str, Permissions]:
         # status and `wait_until_idle` read every consumer's backlog
         CLI_USER: Permissions(publish=(*_publishes(CLI_USER), every_consumer), subscribe=(INBOX,)),
     }
-    for service in SERVICES:
+    for service in STAGE_NAMES:
         result[service] = service_permissions(service, stream)
     return result
 
@@ -84,7 +85,7 @@ def render_config(stream: str = "SPECSTRESS", store_dir: str = "/data") -> str:
     `--http_port`) override the addresses, which is how the tests run this same text; the store
     folder cannot be overridden by a flag, hence `store_dir`."""
     lines = [
-        "# Rendered by `specstress ops nats-config` from specstress.pipeline.bus (SUBSCRIPTIONS, PUBLISHES);",
+        "# Rendered by `specstress ops nats-config` from the stage table (specstress.pipeline.stages);",
         "# edit those, not this file. A test fails when the two disagree.",
         "",
         "listen: 0.0.0.0:4222",

@@ -45,6 +45,7 @@ from specstress.llm.redact import RedactSecrets
 from specstress.pipeline import deferrals
 from specstress.pipeline.bus import Consumer, check_consumers, consumers, publish
 from specstress.pipeline.prompts import PromptLibrary
+from specstress.pipeline.stages import manifest
 
 log = logging.getLogger("specstress.pipeline.service")
 E = TypeVar("E", bound=Event)
@@ -117,7 +118,7 @@ class Service:
             log_handler.addFilter(redact)
         port = args.metrics_port
         if port is None:
-            port = getattr(config.metrics_ports, self.name)
+            port = manifest(self.name).metrics_port
         asyncio.run(self.serve(config, host=args.host, port=port))
 
     async def serve(self, config: Config, *, host: str, port: int) -> None:
