@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast, get_args
 
 from services.llm_sim.personas import (
     PERSONAS,
@@ -31,6 +31,7 @@ from services.llm_sim.personas import (
     stance_sentinel,
 )
 from specstress.method.labels import REFUSAL_TYPES, TOPICS
+from specstress.pipeline.prompts import PROMPT_MARKERS
 
 PromptKind = Literal[
     "judge",
@@ -46,17 +47,12 @@ PromptKind = Literal[
 
 REASK_PREFIX = "Your previous answer did not follow the required format"
 
-# Checked in this order; the first marker found in the prompt decides its kind.
-KIND_MARKERS: tuple[tuple[str, PromptKind], ...] = (
-    ("<model_spec>", "judge"),
-    ("value1_position", "classifier"),
-    ("value1_bias_spectrum", "spectrum"),
-    ("ethics & moral reasoning", "topics"),
-    ("Partial Compliance with Redirection", "refusal_types"),
-    ('"distinctive_values"', "distinctive_values"),
-    ("[User Query]", "biasing"),
-    ("[User Question]", "generation"),
+# Checked in the library's order; the first marker found in the prompt decides its kind.
+KIND_MARKERS: tuple[tuple[str, PromptKind], ...] = tuple(
+    (marker.text, cast(PromptKind, marker.kind)) for marker in PROMPT_MARKERS
 )
+if {kind for _, kind in KIND_MARKERS} != set(get_args(PromptKind)) - {"target"}:
+    raise RuntimeError("the simulator's prompt kinds and the library's prompt markers disagree")
 
 _VALUE1_RE = re.compile(r"^[ \t]*Value 1:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _VALUE2_RE = re.compile(r"^[ \t]*Value 2:[ \t]*(.+?)[ \t]*$", re.MULTILINE)

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from specstress.llm import ChatMessage
-from specstress.pipeline.prompts import PromptLibrary
+from specstress.pipeline.prompts import PROMPT_MARKERS, Prompt, PromptLibrary
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = {"spec": "SPEC TEXT", "query": "Q", "response": "R"}
@@ -56,3 +56,26 @@ def test_templates_without_a_prefix_keep_their_version() -> None:
     assert spectrum.version == hashlib.sha256(f"\0{text}".encode()).hexdigest()[:12]
     rendered = spectrum.render(value1="a", value2="b", queries="q")
     assert all(not m.cache for m in rendered)
+
+
+def test_every_packaged_template_carries_its_marker() -> None:
+    # the simulator tells prompts apart by these markers; a template that lost one would be
+    # answered as a target model's question
+    for marker in PROMPT_MARKERS:
+        prompt = PromptLibrary(marker.stage).get(marker.template)
+        text = "\n".join(m.content for m in prompt.render(**_placeholders(prompt)))
+        assert marker.text in text, (marker.stage, marker.template)
+    kinds = [marker.kind for marker in PROMPT_MARKERS]
+    assert len(set(kinds)) == len(kinds)
+
+
+def _placeholders(prompt: Prompt) -> dict[str, str]:
+    parts = [prompt.user, prompt.system, prompt.prefix]
+    names = {
+        match.group("named") or match.group("braced")
+        for part in parts
+        if part is not None
+        for match in part.pattern.finditer(part.template)
+        if match.group("named") or match.group("braced")
+    }
+    return dict.fromkeys(names, "x")

@@ -21,6 +21,38 @@ from string import Template
 from specstress.errors import InputError
 from specstress.llm.messages import ChatMessage
 
+__all__ = ["PROMPT_MARKERS", "Prompt", "PromptLibrary", "PromptMarker"]
+
+
+@dataclass(frozen=True)
+class PromptMarker:
+    """Text a packaged prompt carries word for word, naming what kind of prompt it is.
+
+    An offline provider such as the project's simulator has only the text to go by, so it reads
+    these markers; a test fails when a template loses its marker.
+    """
+
+    stage: str
+    template: str
+    kind: str
+    text: str
+
+
+# In the order a reader should try them: the first marker found in a prompt decides its kind
+# (a judge's prompt quotes answers that may mention a classifier's words, not the reverse).
+PROMPT_MARKERS: tuple[PromptMarker, ...] = (
+    PromptMarker("compliance_judge", "judge", "judge", "<model_spec>"),
+    PromptMarker("classifier", "classify", "classifier", "value1_position"),
+    PromptMarker("spectrum_builder", "spectrum", "spectrum", "value1_bias_spectrum"),
+    PromptMarker("classifier", "topics", "topics", "ethics & moral reasoning"),
+    PromptMarker(
+        "classifier", "refusal_types", "refusal_types", "Partial Compliance with Redirection"
+    ),
+    PromptMarker("classifier", "distinctive_values", "distinctive_values", '"distinctive_values"'),
+    PromptMarker("scenario_generator", "bias", "biasing", "[User Query]"),
+    PromptMarker("scenario_generator", "generate", "generation", "[User Question]"),
+)
+
 
 @dataclass(frozen=True)
 class Prompt:
