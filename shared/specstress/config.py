@@ -26,6 +26,41 @@ from pydantic import (
 
 from specstress.errors import InputError
 
+__all__ = [
+    "ANTHROPIC_DEFAULT_MAX_TOKENS",
+    "BATCH_MIN_DEFERRALS",
+    "BATCH_RECHECK_MAX_SECONDS",
+    "BATCH_WINDOW_SECONDS",
+    "MAX_CONFIG_BYTES",
+    "RESERVED_PARAMS",
+    "AnthropicThinking",
+    "BatchMode",
+    "Budget",
+    "BusConfig",
+    "Config",
+    "Disagreement",
+    "EmbeddingConfig",
+    "GeminiThinking",
+    "Key",
+    "Labels",
+    "ModelConfig",
+    "OpenAIReasoning",
+    "Outliers",
+    "Prices",
+    "RateLimits",
+    "Reasoning",
+    "RetryPolicy",
+    "Roles",
+    "Sampling",
+    "SpecConfig",
+    "StageBatches",
+    "Strict",
+    "TaxonomyConfig",
+    "Timeouts",
+    "WeightedModel",
+    "load_config",
+]
+
 # Keys become NATS subject tokens, metric labels and JSON keys: keep them to a safe alphabet.
 Key = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 MAX_CONFIG_BYTES = 1_000_000

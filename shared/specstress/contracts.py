@@ -15,6 +15,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from specstress.config import Key
 from specstress.ids import stable_id
 
+__all__ = [
+    "ALL_EVENTS",
+    "SUBJECT_PREFIX",
+    "VARIANTS",
+    "ClassificationsCreated",
+    "DisagreementFlagged",
+    "Event",
+    "ModelRegistered",
+    "PairSampled",
+    "ResponseCreated",
+    "ResponseRequested",
+    "ScenarioCreated",
+    "SpectraCreated",
+    "Variant",
+    "VerdictCreated",
+    "VerdictRequested",
+]
+
 SUBJECT_PREFIX = "specstress"
 Variant = Literal["neutral", "value1", "value2"]
 VARIANTS: tuple[Variant, ...] = ("neutral", "value1", "value2")

@@ -7,6 +7,16 @@ import hashlib
 import json
 from typing import Any
 
+__all__ = [
+    "advisory_lock_key",
+    "pair_id",
+    "response_id",
+    "scenario_id",
+    "spectrum_id",
+    "stable_id",
+    "verdict_id",
+]
+
 
 def stable_id(kind: str, *parts: Any) -> str:
     """A 32-hex-digit id for `kind` over JSON-serialisable parts (order matters)."""

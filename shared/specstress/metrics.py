@@ -4,6 +4,27 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+__all__ = [
+    "PREFIX",
+    "budget_exhausted",
+    "budget_used_ratio",
+    "dead_letters",
+    "handler_failures",
+    "handler_latency",
+    "llm_batch_jobs",
+    "llm_batch_requests",
+    "llm_calls",
+    "llm_cost",
+    "llm_deferred",
+    "llm_latency",
+    "llm_rate_factor",
+    "llm_rate_wait",
+    "llm_tokens",
+    "messages_deferred",
+    "messages_handled",
+    "provider_paused",
+]
+
 PREFIX = "specstress"
 
 messages_handled = Counter(

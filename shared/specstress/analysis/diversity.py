@@ -28,6 +28,8 @@ from specstress.embeddings.cache import (
 from specstress.errors import InputError
 from specstress.method.selection import DEFAULT_DELTA, DEFAULT_WEIGHTED_STOP, Method, select_kcenter
 
+__all__ = ["SelectionSummary", "embed_scenarios", "embedding_config", "run_selection"]
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 # scenarios embedded and stored per round: bounds memory and the work a crash can lose
 _EMBED_ROUND = 2048

@@ -26,6 +26,21 @@ from specstress.errors import InputError
 from specstress.method.agreement import Profile
 from specstress.method.spec import Spec, load_spec
 
+__all__ = [
+    "ALL_SCENARIOS",
+    "REPORT_WORK_MEM",
+    "VIEW_REPORTS",
+    "Filters",
+    "ViewReport",
+    "disagreement_summary",
+    "judge_profiles",
+    "known_selection",
+    "random_sample",
+    "sync_config",
+    "table2",
+    "view_report",
+]
+
 ALL_SCENARIOS = "*"
 REPORT_WORK_MEM = "64MB"
 # one mirror writer at a time: replacing rows is delete + insert

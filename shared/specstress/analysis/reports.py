@@ -34,6 +34,18 @@ from specstress.method.agreement import ensemble_statistics
 from specstress.pipeline.bus import connect, publish
 from specstress.pipeline.compliance import verdict_requests
 
+__all__ = [
+    "REPORTS",
+    "OutputFormat",
+    "Report",
+    "Rows",
+    "build_report",
+    "judge_sample",
+    "render",
+    "report",
+    "request_sample_verdicts",
+]
+
 Rows = list[dict[str, Any]]
 
 

@@ -20,6 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.db.schema import selection_members, selections
 
+__all__ = [
+    "SelectionRecord",
+    "in_selection",
+    "list_selections",
+    "replace_selection",
+    "selection_scenarios",
+]
+
 _WRITE_BATCH = 5_000
 
 

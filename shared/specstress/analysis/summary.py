@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+__all__ = ["D_BINS", "SetDisagreement", "compliance", "counts", "disagreement_by_set"]
+
 # D bins of the paper's Figure 2; the last bin is closed at 3 (the largest possible D).
 D_BINS: tuple[tuple[float, float], ...] = ((0, 1), (1, 1.5), (1.5, 2), (2, 2.5), (2.5, 3.01))
 

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.db.schema import distinctive_values, value_categories
 
+__all__ = ["ValueCategory", "store_value_categories", "unmapped_values"]
+
 _WRITE_BATCH = 5_000
 
 

@@ -22,6 +22,8 @@ from specstress.embeddings import open_embedder, text_hash
 from specstress.errors import InputError
 from specstress.method.taxonomy import Value, load_taxonomy
 
+__all__ = ["MappingSummary", "category_text", "run_value_mapping"]
+
 # texts embedded per round, so a large backlog is stored as it goes rather than held at once
 _EMBED_ROUND = 10_000
 

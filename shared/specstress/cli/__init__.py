@@ -1,1 +1,1 @@
-"""The `specstress` command line."""
+"""The `specstress` command line: `main` registers the command groups."""

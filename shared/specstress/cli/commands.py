@@ -19,6 +19,22 @@ from specstress.llm.batches import queue as batches
 from specstress.llm.traffic import store as limits
 from specstress.method.selection import Method
 
+__all__ = [
+    "app",
+    "init",
+    "map_values_command",
+    "models_add",
+    "models_app",
+    "models_list",
+    "providers_app",
+    "providers_list",
+    "providers_resume",
+    "reconcile_command",
+    "run",
+    "select_command",
+    "status",
+]
+
 app = typer.Typer(help="Stress-test AI model specs.", no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Register and list target models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")

@@ -30,6 +30,16 @@ from specstress.local.stack import Stack, wait_until_idle
 from specstress.pipeline.access import apply_access, passwords_from_env
 from specstress.pipeline.nats_auth import CLI_USER, INIT_USER, render_config
 
+__all__ = [
+    "GRAFANA_PASSWORD_ENV",
+    "POSTGRES_PASSWORD_ENV",
+    "demo",
+    "grant",
+    "nats_config",
+    "ops_app",
+    "stack_env",
+]
+
 ops_app = typer.Typer(help="Least-privilege operations: NATS users, Postgres roles.")
 # besides the users' and roles' passwords, the Docker stack's .env holds these two
 POSTGRES_PASSWORD_ENV = "SPECSTRESS_POSTGRES_PASSWORD"

@@ -1,1 +1,3 @@
-"""Database layer: table definitions, engine, migrations and queries."""
+"""Database layer: table definitions, engine, migrations, the analysis views' SQL (`views/`)
+and the pipeline's fact queries.
+"""

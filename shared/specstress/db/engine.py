@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+__all__ = ["async_url", "create_engine", "reading"]
+
 _ASYNC_SCHEME = "postgresql+asyncpg://"
 
 

@@ -21,6 +21,24 @@ from specstress.db.schema import distinctive_values, refusal_types, topic_labels
 from specstress.ids import advisory_lock_key, stable_id
 from specstress.method.labels import REFUSAL_TYPES, TOPIC_COLUMNS, TOPICS, is_refusal
 
+__all__ = [
+    "LabelBacklog",
+    "RefusalRate",
+    "RefusalScope",
+    "TopicRefusalRate",
+    "distinctive_labelled",
+    "get_topic_labels",
+    "insert_distinctive_values",
+    "insert_refusal_types",
+    "insert_topic_labels",
+    "label_backlog",
+    "refusal_labelled",
+    "refusal_rates",
+    "refusal_rates_by_topic",
+    "scenario_distinctive_values",
+    "scenario_flagged",
+]
+
 RefusalScope = Literal["all", "flagged"]
 
 

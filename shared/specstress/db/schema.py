@@ -30,6 +30,42 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from specstress.method.labels import REFUSAL_TYPES, REFUSALS, TOPIC_COLUMNS
 
+__all__ = [
+    "ID",
+    "analysis_settings",
+    "classifications",
+    "dead_letters",
+    "disagreement",
+    "distinctive_values",
+    "embedding_cache",
+    "llm_batch_jobs",
+    "llm_batch_requests",
+    "llm_calls",
+    "llm_provider_pauses",
+    "llm_rate_limits",
+    "llm_spend",
+    "message_deferrals",
+    "metadata",
+    "model_set_rules",
+    "model_vendors",
+    "models",
+    "refusal_types",
+    "responses",
+    "scenario_drops",
+    "scenario_embeddings",
+    "scenarios",
+    "selection_members",
+    "selections",
+    "spec_sections",
+    "spectra",
+    "topic_labels",
+    "value_categories",
+    "value_pairs",
+    "values",
+    "verdict_citations",
+    "verdicts",
+]
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",

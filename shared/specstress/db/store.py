@@ -31,6 +31,47 @@ from specstress.db.schema import (
     verdicts,
 )
 
+__all__ = [
+    "ClassificationContext",
+    "PairRow",
+    "PositionRow",
+    "ResponseRow",
+    "ScenarioRow",
+    "SpectrumRow",
+    "active_models",
+    "classification_context",
+    "existing_verdicts",
+    "flagged_responses",
+    "get_pair",
+    "get_response",
+    "get_scenario",
+    "get_spectrum",
+    "insert_classifications",
+    "insert_drop",
+    "insert_pairs",
+    "insert_response",
+    "insert_scenario",
+    "insert_spectrum",
+    "insert_values",
+    "insert_verdict",
+    "list_models",
+    "missing_responses",
+    "pair_drops",
+    "pair_scenarios",
+    "pairs_missing_spectra",
+    "record_dead_letter",
+    "register_model",
+    "scenario_ids_after",
+    "scenario_positions",
+    "scenario_responses",
+    "scenario_with_response",
+    "unaggregated_scenarios",
+    "unclassified_scenarios",
+    "unsettled_pairs",
+    "upsert_disagreement",
+    "verdict_exists",
+]
+
 
 @dataclass(frozen=True)
 class PairRow:

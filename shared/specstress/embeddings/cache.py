@@ -17,6 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.db.schema import disagreement, embedding_cache, scenario_embeddings, scenarios
 
+__all__ = [
+    "VECTOR_DTYPE",
+    "cached_vectors",
+    "embedders_of_key",
+    "from_bytes",
+    "insert_scenario_embeddings",
+    "scenarios_missing_embedding",
+    "selection_inputs",
+    "store_cached_vectors",
+    "to_bytes",
+]
+
 VECTOR_DTYPE = np.dtype("<f4")
 _READ_BATCH = 10_000
 # rows per INSERT statement; asyncpg caps a statement at 32767 bound parameters

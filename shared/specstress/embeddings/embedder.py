@@ -18,6 +18,16 @@ from specstress.embeddings.http import HttpEmbeddings
 from specstress.embeddings.local import LocalEmbeddings
 from specstress.llm.errors import LLMError
 
+__all__ = [
+    "Embedder",
+    "Matrix",
+    "Provider",
+    "embedder_hash",
+    "normalise",
+    "open_embedder",
+    "text_hash",
+]
+
 Matrix = npt.NDArray[np.float32]
 
 

@@ -37,6 +37,15 @@ from specstress.llm.providers.gemini import GeminiGenerate
 from specstress.llm.providers.openai import OpenAIChat
 from specstress.llm.retry import backoff_seconds
 
+__all__ = [
+    "STAGE",
+    "EmbeddingAnswer",
+    "GeminiEmbeddingsWire",
+    "HttpEmbeddings",
+    "OpenAIEmbeddingsWire",
+    "batch_hash",
+]
+
 STAGE = "embedding"
 _MAX_CONNECTIONS = 64
 _MAX_ERROR_CHARS = 500

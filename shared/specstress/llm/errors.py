@@ -6,6 +6,8 @@ from typing import Literal
 
 from specstress.errors import RetryLater
 
+__all__ = ["BatchPending", "BudgetExhausted", "ErrorClass", "LLMDeferred", "LLMError"]
+
 # retryable: try again later (the gateway already retried); terminal_quota: stop and alert, the
 # account is out of money or daily quota; terminal_client: the request itself is wrong;
 # bad_output: the model kept answering outside the required format.

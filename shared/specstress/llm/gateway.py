@@ -41,6 +41,8 @@ from specstress.llm.traffic.accounting import call_cost, observe, stored_answer
 from specstress.llm.traffic.admission import Admission
 from specstress.llm.traffic.limits import RateLimiter
 
+__all__ = ["REASK_PREFIX", "Gateway", "request_hash"]
+
 T = TypeVar("T")
 
 REASK_PREFIX = "Your previous answer did not follow the required format:"

@@ -19,6 +19,8 @@ from specstress.llm.protocol import ProviderError
 from specstress.llm.redact import MASK
 from specstress.llm.retry import classify, retry_after_seconds
 
+__all__ = ["json_body", "reply_error", "request_timeout", "scrub", "send"]
+
 
 def request_timeout(seconds: Timeouts) -> httpx.Timeout:
     # aiohttp spends the pool budget on waiting for a connection AND connecting, so it must not

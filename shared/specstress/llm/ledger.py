@@ -24,6 +24,15 @@ from specstress.db.schema import llm_calls
 from specstress.ids import advisory_lock_key
 from specstress.llm.traffic.store import add_spend
 
+__all__ = [
+    "MAX_ERROR_CHARS",
+    "AttemptRecord",
+    "CallLocks",
+    "find_completed",
+    "record_attempt",
+    "record_attempts",
+]
+
 MAX_ERROR_CHARS = 2000
 # lock connections kept open between calls; more are opened (and closed after) under load
 _LOCK_POOL_SIZE = 32

@@ -17,6 +17,14 @@ from specstress.llm.errors import ErrorClass
 from specstress.llm.messages import ChatMessage, Usage
 from specstress.llm.structured import OutputSchema
 
+__all__ = [
+    "Completion",
+    "HttpRequest",
+    "MalformedResponseError",
+    "ProtocolAdapter",
+    "ProviderError",
+]
+
 
 @dataclass(frozen=True)
 class HttpRequest:

@@ -10,6 +10,8 @@ from pydantic import SecretStr
 
 from specstress.config import ModelConfig
 
+__all__ = ["MASK", "RedactSecrets"]
+
 MASK = "[REDACTED]"
 
 

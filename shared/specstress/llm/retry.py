@@ -11,6 +11,8 @@ from specstress.config import RetryPolicy
 from specstress.llm.errors import ErrorClass
 from specstress.llm.protocol import ProviderError
 
+__all__ = ["RETRYABLE_STATUSES", "backoff_seconds", "classify", "retry_after_seconds"]
+
 # 409 and 425 are transient conflicts; 529 is Anthropic's "overloaded"
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 # Out of money or out of daily quota: retrying cannot help, and keeps failing until a person acts.

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+__all__ = ["OutputSchema", "gemini_schema", "portable_schema", "strict_schema"]
+
 # Keywords every supported protocol understands (Gemini after `gemini_schema`); anything else
 # (titles, defaults, formats) is dropped rather than risk a provider rejecting the request.
 # Descriptions go too: pydantic fills them from docstrings written for developers, and the

@@ -21,6 +21,8 @@ from specstress.local.servers import ManagedServer, start_nats
 from specstress.pipeline import access, nats_auth
 from specstress.pipeline.stages import STAGE_NAMES
 
+__all__ = ["Credentials", "service_env", "start_secure_nats", "write_env_file"]
+
 
 @dataclass(frozen=True)
 class Credentials:

@@ -40,6 +40,33 @@ from sqlalchemy.pool import NullPool
 from specstress.db.engine import async_url
 from specstress.errors import InputError
 
+__all__ = [
+    "LOOPBACK",
+    "NATS_IMAGE",
+    "POSTGRES_IMAGE",
+    "Infra",
+    "ManagedServer",
+    "ServerStartError",
+    "Source",
+    "check_nats_url",
+    "docker_available",
+    "drop_database",
+    "ensure_database",
+    "ensure_database_sync",
+    "env_database_url",
+    "env_nats_url",
+    "free_port",
+    "nats_server_binary",
+    "normalize_database_url",
+    "pid_alive",
+    "postgres_bindir",
+    "resolve_infra",
+    "servers_under",
+    "start_nats",
+    "start_postgres",
+    "stop_servers_under",
+]
+
 T = TypeVar("T")
 Source = Literal["env", "container", "private"]
 

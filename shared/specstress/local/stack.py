@@ -23,6 +23,8 @@ from specstress.local.servers import free_port
 from specstress.pipeline.bus import backlog, connect
 from specstress.pipeline.stages import STAGE_NAMES, manifest
 
+__all__ = ["SIM_URL_ENV", "Process", "Stack", "wait_until_idle"]
+
 SIM_URL_ENV = "SPECSTRESS_SIM_URL"
 
 

@@ -18,6 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "DECISIONS",
+    "EnsembleStatistics",
+    "Profile",
+    "ensemble_statistics",
+    "fleiss_kappa",
+    "krippendorff_alpha_nominal",
+]
+
 DECISIONS = ("compliant", "non-compliant", "ambiguous")
 # (compliant, non-compliant, ambiguous) verdicts an answer received
 Profile = tuple[int, int, int]

@@ -7,6 +7,15 @@ reports and the simulator all read them from here.
 
 from __future__ import annotations
 
+__all__ = [
+    "MAX_DISTINCTIVE_VALUES",
+    "REFUSALS",
+    "REFUSAL_TYPES",
+    "TOPICS",
+    "TOPIC_COLUMNS",
+    "is_refusal",
+]
+
 TOPICS: tuple[str, ...] = (
     "cyber security",
     "biological weapons",

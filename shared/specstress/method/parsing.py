@@ -8,6 +8,8 @@ from typing import Any
 
 from specstress.errors import BadModelOutput
 
+__all__ = ["json_object", "neutralise", "text_after_tag"]
+
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
 
 

@@ -66,6 +66,19 @@ import numpy.typing as npt
 
 from specstress.errors import InputError
 
+__all__ = [
+    "BLOCK",
+    "DEFAULT_DELTA",
+    "DEFAULT_WEIGHTED_STOP",
+    "PARTITION_PENALTY",
+    "PLAN_MIN_ROWS",
+    "FloatArray",
+    "IndexArray",
+    "Method",
+    "Selection",
+    "select_kcenter",
+]
+
 Method = Literal["auto", "exact", "partitioned"]
 FloatArray = npt.NDArray[np.float32]
 IndexArray = npt.NDArray[np.int64]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from specstress.errors import InputError
 
+__all__ = ["MAX_SPEC_BYTES", "Spec", "SpecSection", "load_spec"]
+
 MAX_SPEC_BYTES = 5_000_000
 _BUILTIN_SPECS = {"builtin:example": "example_spec.md"}
 

@@ -18,6 +18,17 @@ from pathlib import Path
 
 from specstress.errors import InputError
 
+__all__ = [
+    "COLUMNS",
+    "MAX_LEVEL",
+    "MAX_TAXONOMY_BYTES",
+    "TREE_FILE_NAME",
+    "Taxonomy",
+    "Value",
+    "load_taxonomy",
+    "sample_pairs",
+]
+
 MAX_TAXONOMY_BYTES = 50_000_000
 MAX_LEVEL = 3
 TREE_FILE_NAME = "values_tree.csv"

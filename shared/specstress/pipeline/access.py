@@ -26,6 +26,21 @@ from specstress.pipeline.stages import (
     Privilege,
 )
 
+__all__ = [
+    "CLI",
+    "COMPONENTS",
+    "DASHBOARDS",
+    "MUTABLE",
+    "OWNER_WRITES",
+    "READS_EVERYTHING",
+    "TABLE_ACCESS",
+    "apply_access",
+    "password_env",
+    "passwords_from_env",
+    "relations",
+    "role_name",
+]
+
 CLI = "cli"
 DASHBOARDS = "grafana"
 COMPONENTS: tuple[str, ...] = (*STAGE_NAMES, CLI, DASHBOARDS)

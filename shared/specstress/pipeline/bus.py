@@ -29,6 +29,19 @@ from specstress.contracts import SUBJECT_PREFIX, Event
 from specstress.errors import InputError
 from specstress.pipeline.stages import CLI_PUBLISHES, STAGES
 
+__all__ = [
+    "PUBLISHES",
+    "SUBSCRIPTIONS",
+    "Consumer",
+    "backlog",
+    "check_consumers",
+    "connect",
+    "consumers",
+    "ensure_topology",
+    "publish",
+    "stream_config",
+]
+
 # Which events each service consumes and each component publishes, from the stage table. With
 # SUBSCRIPTIONS, PUBLISHES is the source of the NATS allow-lists (specstress.pipeline.nats_auth).
 SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {s.name: s.consumes for s in STAGES}

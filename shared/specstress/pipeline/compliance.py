@@ -10,6 +10,8 @@ from specstress.config import Config
 from specstress.contracts import VerdictRequested
 from specstress.db.store import ResponseRow
 
+__all__ = ["verdict_requests"]
+
 
 def verdict_requests(config: Config, answers: Iterable[ResponseRow]) -> list[VerdictRequested]:
     return [

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from specstress.db.engine import reading
 from specstress.db.schema import message_deferrals
 
+__all__ = ["MAX_REASON_CHARS", "deferrals", "forget_deferrals", "record_deferral"]
+
 MAX_REASON_CHARS = 1000
 
 

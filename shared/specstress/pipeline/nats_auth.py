@@ -16,6 +16,19 @@ from dataclasses import dataclass
 from specstress.pipeline.bus import PUBLISHES, consumers
 from specstress.pipeline.stages import STAGE_NAMES
 
+__all__ = [
+    "ACCOUNT",
+    "CLI_USER",
+    "INBOX",
+    "INIT_USER",
+    "USERS",
+    "Permissions",
+    "password_env",
+    "permissions",
+    "render_config",
+    "service_permissions",
+]
+
 INIT_USER = "init"
 CLI_USER = "cli"
 USERS: tuple[str, ...] = (INIT_USER, CLI_USER, *STAGE_NAMES)

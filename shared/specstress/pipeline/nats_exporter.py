@@ -24,6 +24,8 @@ from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+__all__ = ["PREFIX", "TIMEOUT_SECONDS", "NatsCollector", "main"]
+
 log = logging.getLogger("specstress.pipeline.nats_exporter")
 PREFIX = "specstress_nats"
 TIMEOUT_SECONDS = 5.0

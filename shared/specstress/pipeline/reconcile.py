@@ -23,6 +23,8 @@ from specstress.contracts import (
 from specstress.db import store
 from specstress.pipeline.bus import publish
 
+__all__ = ["pending_events", "reconcile"]
+
 
 async def pending_events(config: Config, engine: AsyncEngine) -> dict[str, list[Event]]:
     """The events that would complete the stored work, by the stage they restart."""

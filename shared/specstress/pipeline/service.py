@@ -47,6 +47,18 @@ from specstress.pipeline.bus import Consumer, check_consumers, consumers, publis
 from specstress.pipeline.prompts import PromptLibrary
 from specstress.pipeline.stages import manifest
 
+__all__ = [
+    "FETCH_WAIT_SECONDS",
+    "MAX_NAK_DELAY_SECONDS",
+    "SERVICE_POOL_SIZE",
+    "TERMINAL_LLM_ERRORS",
+    "E",
+    "Handler",
+    "Service",
+    "Stage",
+    "Unprocessable",
+]
+
 log = logging.getLogger("specstress.pipeline.service")
 E = TypeVar("E", bound=Event)
 Handler = Callable[["Stage", Any], Awaitable[None]]

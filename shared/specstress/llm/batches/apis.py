@@ -33,6 +33,20 @@ from specstress.llm.providers.anthropic import ANTHROPIC_VERSION, AnthropicMessa
 from specstress.llm.providers.openai import OpenAIChat
 from specstress.llm.retry import classify
 
+__all__ = [
+    "BATCH_APIS",
+    "OPENAI_ENDPOINT",
+    "AnthropicBatches",
+    "BatchApi",
+    "Item",
+    "ItemResult",
+    "JobState",
+    "OpenAIBatches",
+    "Outcome",
+    "SubmitInDoubt",
+    "Submitted",
+]
+
 Outcome = Literal["succeeded", "errored", "expired", "canceled"]
 OPENAI_ENDPOINT = "/v1/chat/completions"
 # how far back the job list is searched for a job whose creation was cut off

@@ -52,6 +52,8 @@ from specstress.llm.ledger import AttemptRecord, find_completed
 from specstress.llm.traffic.accounting import call_cost, observe, stored_answer
 from specstress.llm.traffic.admission import Admission
 
+__all__ = ["ABANDONED_AFTER_SECONDS", "IDLE_TICK_SECONDS", "BatchCoordinator"]
+
 log = logging.getLogger(__name__)
 
 # a job still being sent after this long is checked for a lost sender (its free advisory lock

@@ -28,6 +28,34 @@ from specstress.db.schema import llm_batch_jobs, llm_batch_requests, llm_calls
 from specstress.ids import advisory_lock_key
 from specstress.llm.ledger import AttemptRecord, record_attempts
 
+__all__ = [
+    "MAX_ERROR_CHARS",
+    "Job",
+    "QueuedModel",
+    "QueuedRequest",
+    "RequestState",
+    "Settled",
+    "Summary",
+    "abandoned",
+    "claim",
+    "due_polls",
+    "enqueue",
+    "fail",
+    "fail_pending",
+    "finish",
+    "job_lock",
+    "job_status",
+    "mark_submitted",
+    "queue",
+    "record_progress",
+    "release",
+    "request_state",
+    "still_due",
+    "store_results",
+    "summary",
+    "unsettled",
+]
+
 MAX_ERROR_CHARS = 2000
 Settled = Literal["succeeded", "errored", "expired", "canceled"]
 _COUNT_COLUMNS: dict[Settled, str] = {

@@ -1,1 +1,5 @@
-"""llm/providers"""
+"""One module per wire protocol: how a request is written and an answer read.
+
+`openai` (chat completions and compatible servers), `anthropic` (Messages), `gemini`
+(generateContent). The gateway picks one by the model's `protocol`.
+"""

@@ -14,6 +14,14 @@ from specstress.llm.messages import ChatMessage, Usage
 from specstress.llm.protocol import Completion, HttpRequest, MalformedResponseError, ProviderError
 from specstress.llm.structured import OutputSchema
 
+__all__ = [
+    "ANTHROPIC_VERSION",
+    "MAX_CACHE_BREAKPOINTS",
+    "MAX_ERROR_CHARS",
+    "AnthropicMessages",
+    "messages_url",
+]
+
 ANTHROPIC_VERSION = "2023-06-01"
 MAX_ERROR_CHARS = 500
 # the API rejects a request with more cache breakpoints than this

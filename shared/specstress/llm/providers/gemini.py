@@ -15,6 +15,8 @@ from specstress.llm.messages import ChatMessage, Usage
 from specstress.llm.protocol import Completion, HttpRequest, MalformedResponseError, ProviderError
 from specstress.llm.structured import OutputSchema, gemini_schema
 
+__all__ = ["MAX_ERROR_CHARS", "GeminiGenerate", "generate_url"]
+
 MAX_ERROR_CHARS = 500
 # request fields that sit beside generationConfig rather than inside it
 _TOP_LEVEL_PARAMS = frozenset({"safetySettings"})

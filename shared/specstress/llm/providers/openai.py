@@ -12,6 +12,8 @@ from specstress.llm.messages import ChatMessage, Usage
 from specstress.llm.protocol import Completion, HttpRequest, MalformedResponseError, ProviderError
 from specstress.llm.structured import OutputSchema, strict_schema
 
+__all__ = ["MAX_ERROR_CHARS", "OpenAIChat"]
+
 MAX_ERROR_CHARS = 500
 
 

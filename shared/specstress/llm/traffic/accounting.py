@@ -9,6 +9,8 @@ from specstress.config import Prices
 from specstress.llm.messages import Usage
 from specstress.llm.protocol import Completion
 
+__all__ = ["call_cost", "observe", "stored_answer"]
+
 
 def stored_answer(completion: Completion) -> dict[str, Any]:
     """A paid answer as the ledger keeps it (`llm_calls.response`), for the cache to serve."""

@@ -37,6 +37,14 @@ from specstress.config import Budget, ModelConfig
 from specstress.llm.errors import BudgetExhausted, LLMDeferred, LLMError
 from specstress.llm.traffic import store as db
 
+__all__ = [
+    "DAILY_QUOTA_PAUSE_SECONDS",
+    "REFRESH_SECONDS",
+    "Admission",
+    "provider_key",
+    "provider_label",
+]
+
 REFRESH_SECONDS = 1.0
 DAILY_QUOTA_PAUSE_SECONDS = 3600.0
 _DAILY = re.compile(r"daily|per[ _-]?day", re.IGNORECASE)

@@ -69,6 +69,18 @@ from specstress.llm.messages import ChatMessage, Usage
 from specstress.llm.traffic import store as db
 from specstress.llm.traffic.headers import ProviderRoom, parse_room
 
+__all__ = [
+    "BURST_SECONDS",
+    "DECREASE",
+    "DECREASE_COOLDOWN_SECONDS",
+    "MIN_FACTOR",
+    "TOKEN_ONLY_INCREASE",
+    "Attempt",
+    "RateLimiter",
+    "estimate_tokens",
+    "limit_key",
+]
+
 # room for one second's worth of calls at once; a provider's own bucket holds far more
 BURST_SECONDS = 1.0
 DECREASE = 0.5

@@ -16,6 +16,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from specstress.db.schema import llm_provider_pauses, llm_rate_limits, llm_spend
 
+__all__ = [
+    "SPEND_SHARDS",
+    "Pause",
+    "Reservation",
+    "Settlement",
+    "add_spend",
+    "clear_pauses",
+    "ensure_limit",
+    "limit_rows",
+    "pacing_engine",
+    "pause_provider",
+    "pauses",
+    "reserve",
+    "settle",
+    "spent",
+]
+
 SPEND_SHARDS = 16
 _PACING_POOL_SIZE = 8
 
