@@ -1,8 +1,8 @@
 """Prompt templates: kept as text files beside each stage, overridable from a folder.
 
-A template is `services/<stage>/prompts/<name>.txt` (the user turn) with an optional
-`<name>.system.txt` and an optional `<name>.prefix.txt`: a long part shared by many calls (a
-judge's spec), sent as its own user message before the rest and marked for prompt caching.
+A template is `prompts/<name>.txt` (the user turn) in the stage's package, which the stage table
+names, with an optional `<name>.system.txt` and an optional `<name>.prefix.txt`: a long part
+shared by many calls (a judge's spec), sent as its own user message before the rest and marked for prompt caching.
 Placeholders use `$name` so JSON examples in a prompt need no escaping. With `prompts_dir` set,
 `<prompts_dir>/<stage>/<name>.txt` replaces the packaged template, system and prefix files
 together, so the paper's own prompt text can be dropped in as one file. A template's version is
@@ -20,6 +20,7 @@ from string import Template
 
 from specstress.errors import InputError
 from specstress.llm.messages import ChatMessage
+from specstress.pipeline.stages import manifest
 
 __all__ = ["PROMPT_MARKERS", "Prompt", "PromptLibrary", "PromptMarker"]
 
@@ -91,7 +92,7 @@ class PromptLibrary:
             assert self.override_dir is not None
             path = self.override_dir / filename
             return path.read_text(encoding="utf-8") if path.is_file() else None
-        packaged = resources.files(f"services.{self.stage}") / "prompts" / filename
+        packaged = resources.files(manifest(self.stage).module) / "prompts" / filename
         if packaged.is_file():
             return packaged.read_text(encoding="utf-8")
         return None
