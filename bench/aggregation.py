@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -30,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
-from bench.recording import RESULTS, git_commit
+from bench.recording import header, record
 from specstress.analysis import queries as analysis
 from specstress.analysis.queries import Filters
 from specstress.analysis.reports import REPORTS
@@ -482,15 +481,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         postgres.stop()
         shutil.rmtree(folder, ignore_errors=True)
     return {
-        "benchmark": "aggregation",
-        "commit": git_commit(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "load_average_1min": [round(load_before, 2), round(load_after, 2)],
-        },
+        **header("aggregation", load_average_1min=[round(load_before, 2), round(load_after, 2)]),
         "parameters": {
             "scenarios": args.scenarios,
             "models": len(MODELS),
@@ -540,8 +531,7 @@ def main() -> None:
     result = asyncio.run(run(args))
     show(result)
     if not args.no_record:
-        with RESULTS.open("a") as out:
-            out.write(json.dumps(result) + "\n")
+        record(result)
 
 
 if __name__ == "__main__":

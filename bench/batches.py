@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import resource
 import tempfile
 import time
@@ -32,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
-from bench.recording import RESULTS, git_commit
+from bench.recording import header, record
 from specstress.config import BatchMode, ModelConfig, StageBatches
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
@@ -158,16 +156,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.stop()
         postgres.stop()
     return {
-        "benchmark": "batches",
-        "commit": git_commit(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            # other work on the machine, before and after: the figures move with it
-            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        },
+        # other work on the machine, before and after: the figures move with it
+        **header(
+            "batches", load_average_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)]
+        ),
         "parameters": {
             "requests": args.requests,
             "concurrency": args.concurrency,
@@ -184,8 +176,7 @@ def main() -> None:
     parser.add_argument("--per-job", type=int, default=5000, help="max_requests_per_batch")
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    with RESULTS.open("a") as out:
-        out.write(json.dumps(result) + "\n")
+    record(result)
     table = Table(title=f"batch mode, {args.requests} calls in {result['jobs']} job(s)")
     table.add_column("phase")
     table.add_column("calls/s", justify="right")

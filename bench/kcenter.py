@@ -21,7 +21,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
 
-from bench.recording import RESULTS, git_commit
+from bench.recording import header, record
 from specstress.method.selection import DEFAULT_DELTA, DEFAULT_WEIGHTED_STOP, select_kcenter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,17 +165,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         runs.append(outcome)
         print(json.dumps(outcome), flush=True)
     return {
-        "benchmark": "kcenter",
-        "commit": git_commit(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "blas": _blas(),
-            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
-            "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
-        },
+        **header(
+            "kcenter",
+            blas=_blas(),
+            openblas_coretype=os.environ.get("OPENBLAS_CORETYPE"),
+            load_average_at_end=[round(v, 2) for v in os.getloadavg()],
+        ),
         "parameters": {
             "n": args.n,
             "dim": args.dim,
@@ -241,8 +235,7 @@ def main() -> None:
     result = run(args)
     show(result)
     if not args.no_record:
-        with RESULTS.open("a") as out:
-            out.write(json.dumps(result) + "\n")
+        record(result)
 
 
 if __name__ == "__main__":

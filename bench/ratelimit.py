@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
-from bench.recording import RESULTS, git_commit
+from bench.recording import header, record
 from specstress.config import ModelConfig, RateLimits
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
@@ -201,14 +199,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     minutes = (end - start) / 60
     achieved = (ok_end - ok_start) / minutes
     return {
-        "benchmark": "ratelimit",
-        "commit": git_commit(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        **header("ratelimit"),
         "parameters": {
             "requests_per_minute": args.rpm,
             "burst_seconds": args.burst_seconds,
@@ -277,8 +268,7 @@ def main() -> None:
     result = asyncio.run(run(args))
     report(result)
     if not args.no_record:
-        with RESULTS.open("a") as out:
-            out.write(json.dumps(result) + "\n")
+        record(result)
 
 
 if __name__ == "__main__":

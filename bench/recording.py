@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results.jsonl"
@@ -23,3 +28,24 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{commit}+changes" if changed else commit
+
+
+def header(benchmark: str, **machine: object) -> dict[str, Any]:
+    """The fields every result starts with: which benchmark, commit, time and machine."""
+    return {
+        "benchmark": benchmark,
+        "commit": git_commit(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            **machine,
+        },
+    }
+
+
+def record(result: dict[str, Any]) -> None:
+    """Append one result to bench/results.jsonl."""
+    with RESULTS.open("a") as out:
+        out.write(json.dumps(result) + "\n")
