@@ -8,7 +8,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
+import nats
+import nats.errors
 from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,13 +22,15 @@ from specstress.contracts import ModelRegistered, PairSampled
 from specstress.db import store
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
+from specstress.errors import InputError
 from specstress.method.taxonomy import load_taxonomy, sample_pairs
-from specstress.pipeline.bus import connect, ensure_topology, publish
+from specstress.pipeline.bus import ensure_topology, publish
 from specstress.pipeline.reconcile import reconcile
 
 __all__ = ["add_model", "bus", "database", "initialise", "run_reconcile", "start_run"]
 
 CLIENT_NAME = "specstress-cli"
+CLI_CONNECT_ATTEMPTS = 3
 
 
 @asynccontextmanager
@@ -38,10 +43,30 @@ async def database(config: Config) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+async def _quiet(_: Exception) -> None:
+    """nats-py logs each failed attempt with a traceback; the one error raised says enough."""
+
+
 @asynccontextmanager
 async def bus(config: Config) -> AsyncIterator[NatsClient]:
-    """A NATS connection for the command line, closed on exit."""
-    client = await connect(config.nats_url, CLIENT_NAME)
+    """A NATS connection for the command line, closed on exit. Unlike a service, a command gives
+    up on a server that does not answer after a few attempts, with an InputError naming it."""
+    try:
+        client = await nats.connect(
+            config.nats_url,
+            name=CLIENT_NAME,
+            connect_timeout=2,
+            max_reconnect_attempts=CLI_CONNECT_ATTEMPTS,
+            reconnect_time_wait=1,
+            error_cb=_quiet,
+        )
+    except (nats.errors.Error, OSError) as exc:
+        where = urlsplit(config.nats_url)
+        raise InputError(
+            f"NATS at {where.hostname}:{where.port or 4222} does not answer "
+            f"({str(exc) or type(exc).__name__}); start it, or point NATS_URL (or the "
+            "config's nats_url) at a running server"
+        ) from None
     try:
         yield client
     finally:

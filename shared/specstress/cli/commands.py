@@ -35,7 +35,13 @@ __all__ = [
     "status",
 ]
 
-app = typer.Typer(help="Stress-test AI model specs.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Stress-test AI model specs. Add --debug (or set SPECSTRESS_DEBUG=1) to see the "
+    "traceback of an error.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 models_app = typer.Typer(help="Register and list target models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 providers_app = typer.Typer(

