@@ -59,5 +59,11 @@ stack-env: $(STAMP)
 nats-config: $(STAMP)
 	$(BIN)/specstress ops nats-config --out deploy/nats/nats.conf
 
+# the demos' state; as root, a PostgreSQL whose user cannot enter this checkout keeps its data in
+# a private folder under the temp folder, which .specstress/.../postgres links to
 clean:
+	@for link in .specstress/postgres .specstress/least-privilege/postgres; do \
+	  target=$$(readlink "$$link" 2>/dev/null) || continue; \
+	  case "$$target" in */specstress-postgres-*) rm -rf "$$target" && echo "removed $$target";; esac; \
+	done
 	rm -rf .specstress

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 from pathlib import Path
@@ -206,3 +207,53 @@ async def test_fixtures_give_a_migrated_database_and_an_empty_nats(
     finally:
         await client.close()
     assert not [name for name in names if name and name.startswith("SPECSTRESS")]
+
+
+def _owner_and_mode(folder: Path) -> tuple[int, int]:
+    info = folder.lstat()
+    return info.st_uid, info.st_mode & 0o777
+
+
+_AS_ROOT = pytest.mark.skipif(
+    os.geteuid() != 0, reason="only as root is PostgreSQL run by another user"
+)
+
+
+@_AS_ROOT
+async def test_postgres_asked_for_in_a_folder_its_user_cannot_enter_keeps_data_in_temp(
+    tmp_path: Path,
+) -> None:
+    # pytest's tmp_path has a mode-700 parent: the `postgres` user cannot enter it
+    asked = tmp_path / "checkout" / ".specstress" / "postgres"
+    relocated = servers.relocated_postgres_dir(asked)
+    try:
+        with start_postgres(asked) as first:
+            assert first.data_dir == relocated
+            assert asked.is_symlink() and asked.resolve() == relocated
+            assert _owner_and_mode(relocated)[0] != 0
+            assert _owner_and_mode(relocated)[1] == 0o700
+            assert _owner_and_mode(tmp_path) == (0, 0o700)  # the caller's folder: untouched
+            url = await ensure_database(first.url, "specstress_kept")
+            await _sql(url, "CREATE TABLE kept (id int PRIMARY KEY)")
+        _assert_gone(first)
+        # a second run finds the same cluster through the link
+        with start_postgres(asked) as second:
+            assert second.data_dir == relocated
+            kept = await ensure_database(second.url, "specstress_kept")
+            assert await _sql(kept, "SELECT count(*) FROM kept") == 0
+    finally:
+        stop_servers_under(relocated)
+        shutil.rmtree(relocated, ignore_errors=True)
+
+
+@_AS_ROOT
+def test_a_temp_folder_someone_else_could_enter_is_refused(tmp_path: Path) -> None:
+    asked = tmp_path / "checkout" / "postgres"
+    planted = servers.relocated_postgres_dir(asked)
+    planted.mkdir(mode=0o755)
+    try:
+        with pytest.raises(InputError, match=r"not a folder of user .* with mode 700"):
+            start_postgres(asked)
+        assert not asked.is_symlink()
+    finally:
+        planted.rmdir()

@@ -18,7 +18,7 @@ from specstress.config import Config
 from specstress.local.servers import ensure_database, resolve_infra
 from specstress.local.stack import Stack, wait_until_idle
 
-__all__ = ["demo", "print_summary"]
+__all__ = ["demo", "print_state", "print_summary"]
 
 
 async def print_summary(config: Config) -> None:
@@ -76,6 +76,19 @@ async def print_summary(config: Config) -> None:
     console.print(v_table)
 
 
+def print_state(state_dir: Path, postgres_dir: Path | None) -> None:
+    """Say where this run keeps its state: the state folder, and PostgreSQL's data when it had
+    to live elsewhere because the user that runs PostgreSQL cannot enter the state folder."""
+    here = state_dir.absolute()
+    line = f"state in {here} (service logs in {here / 'logs'})"
+    if postgres_dir is not None and not postgres_dir.is_relative_to(here.resolve()):
+        line += (
+            f"; PostgreSQL's data in {postgres_dir}, linked from {here / 'postgres'}, "
+            "because the user that runs PostgreSQL cannot enter this folder"
+        )
+    console.print(f"{line}; `make clean` removes it", soft_wrap=True)
+
+
 async def _watch_until_idle(config: Config, timeout: float) -> None:
     waiter = asyncio.create_task(wait_until_idle(config, timeout))
     async with database(config) as engine:
@@ -110,6 +123,7 @@ def demo(
         stack.env.update(NATS_URL=infra.nats_url, DATABASE_URL=database_url)
         os.environ.update(stack.env)
         console.print(f"NATS {infra.nats_url} · Postgres {database_url.split('@')[-1]}")
+        print_state(state_dir, infra.postgres_dir)
         stack.start_simulator()
         os.environ.update(stack.env)
         cfg = load(config)

@@ -20,7 +20,7 @@ import typer
 
 from specstress.api import initialise, start_run
 from specstress.cli.common import console, fail
-from specstress.cli.demo import print_summary
+from specstress.cli.demo import print_state, print_summary
 from specstress.config import load_config
 from specstress.db.engine import create_engine
 from specstress.errors import InputError
@@ -131,6 +131,7 @@ def demo(
         start_postgres(state_dir / "postgres") as postgres,
     ):
         owner_url = ensure_database_sync(postgres.url, "specstress")
+        print_state(state_dir, postgres.data_dir)
         stack = Stack(config_path=config, log_dir=state_dir / "logs", env={})
         try:
             stack.start_simulator()
