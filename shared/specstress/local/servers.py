@@ -63,6 +63,8 @@ __all__ = [
     "normalize_database_url",
     "pid_alive",
     "postgres_bindir",
+    "postgres_home",
+    "relocated_postgres_dir",
     "resolve_infra",
     "servers_under",
     "start_nats",
