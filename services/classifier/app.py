@@ -27,8 +27,9 @@ from specstress.contracts import (
 from specstress.db import store
 from specstress.errors import BadModelOutput, RetryLater
 from specstress.llm.structured import OutputSchema
-from specstress.method.parsing import json_object, neutralise
+from specstress.method.parsing import json_object
 from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.text import block, quote
 
 service = Service("classifier")
 # how long answers wait for the rest of the active models before being classified anyway
@@ -99,16 +100,13 @@ async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = Fa
     if todo:
         model = stage.config.model(stage.config.roles.classifier)
         prompt = stage.prompts.get("classify")
-        blocks = "\n\n".join(
-            f'<response model="{a.model_key}">\n{neutralise(a.text, "response")}\n</response>'
-            for a in todo
-        )
+        blocks = "\n\n".join(block("response", a.text, model=a.model_key) for a in todo)
         placements, _output = await stage.gateway.generate_parsed(
             model,
             prompt.render(
                 value1=pair.value1,
                 value2=pair.value2,
-                query=neutralise(scenario.query, "query"),
+                query=quote(scenario.query),
                 value1_spectrum=_numbered(spectrum.value1_spectrum),
                 value2_spectrum=_numbered(spectrum.value2_spectrum),
                 responses=blocks,

@@ -32,15 +32,15 @@ from specstress.errors import BadModelOutput, RetryLater
 from specstress.llm.errors import BatchPending, LLMError
 from specstress.llm.structured import OutputSchema
 from specstress.method.labels import MAX_DISTINCTIVE_VALUES, REFUSAL_TYPES, TOPICS
-from specstress.method.parsing import json_object, neutralise
+from specstress.method.parsing import canonical, json_object
 from specstress.pipeline.service import Stage
+from specstress.text import block, quote
 
 LabelRole = Literal["topic", "refusal", "distinctive_values"]
 M = TypeVar("M", bound=BaseModel)
 # how long a label may be missing after its trigger before the periodic sweep takes it on
 LABEL_WAIT_SECONDS = 600.0
 log = logging.getLogger(__name__)
-_CANONICAL_TYPES = {name.casefold(): name for name in REFUSAL_TYPES}
 
 
 def labeller(config: Config, role: LabelRole) -> ModelConfig:
@@ -52,8 +52,14 @@ def labeller(config: Config, role: LabelRole) -> ModelConfig:
 
 
 def parse_topics(text: str) -> dict[str, bool]:
-    """Exactly the eight topic keys, each a JSON boolean; anything else is BadModelOutput."""
-    answer = json_object(text)
+    """Exactly the eight topic keys (in any case and punctuation), each a JSON boolean; anything
+    else is BadModelOutput."""
+    answer: dict[str, object] = {}
+    for key, value in json_object(text).items():
+        name = canonical(key, TOPICS) or key
+        if name in answer:
+            raise BadModelOutput(f"topic {name!r} is given twice")
+        answer[name] = value
     missing = [topic for topic in TOPICS if topic not in answer]
     if missing:
         raise BadModelOutput(f"missing topic key(s): {', '.join(repr(t) for t in missing)}")
@@ -66,7 +72,7 @@ def parse_topics(text: str) -> dict[str, bool]:
     for topic in TOPICS:
         if not isinstance(answer[topic], bool):
             raise BadModelOutput(f"{topic!r} must be true or false, not {answer[topic]!r}")
-    return {topic: answer[topic] for topic in TOPICS}
+    return {topic: answer[topic] is True for topic in TOPICS}
 
 
 class RefusalLabel(BaseModel):
@@ -102,19 +108,20 @@ def _validate(model: type[M], key: str, entry: object) -> M:
 
 
 def refusal_parser(model_keys: Sequence[str]) -> Callable[[str], dict[str, RefusalLabel]]:
-    """Parse one refusal type per model key; type names must be one of the seven (any case)."""
+    """Parse one refusal type per model key; type names must name one of the seven (in any
+    case and punctuation)."""
 
     def parse(text: str) -> dict[str, RefusalLabel]:
         labels = {}
         for key, entry in _entries(text, model_keys, model_keys).items():
             label = _validate(RefusalLabel, key, entry)
-            canonical = _CANONICAL_TYPES.get(label.refusal_type.strip().casefold())
-            if canonical is None:
+            named = canonical(label.refusal_type, REFUSAL_TYPES)
+            if named is None:
                 raise BadModelOutput(
                     f"entry {key!r}: refusal_type {label.refusal_type!r} is not one of "
                     f"{', '.join(repr(t) for t in REFUSAL_TYPES)}"
                 )
-            labels[key] = RefusalLabel(reasoning=label.reasoning, refusal_type=canonical)
+            labels[key] = RefusalLabel(reasoning=label.reasoning, refusal_type=named)
         return labels
 
     return parse
@@ -206,9 +213,7 @@ def distinctive_schema(model_keys: Sequence[str]) -> OutputSchema:
 
 
 def _blocks(answers: Sequence[ResponseRow], tag: str) -> str:
-    return "\n\n".join(
-        f'<{tag} model="{a.model_key}">\n{neutralise(a.text, tag)}\n</{tag}>' for a in answers
-    )
+    return "\n\n".join(block(tag, a.text, model=a.model_key) for a in answers)
 
 
 async def _scenario(stage: Stage, scenario_id: str) -> ScenarioRow:
@@ -230,7 +235,7 @@ async def label_topics(stage: Stage, scenario_id: str) -> None:
     prompt = stage.prompts.get("topics")
     topics, _output = await stage.gateway.generate_parsed(
         model,
-        prompt.render(query=neutralise(scenario.query, "query")),
+        prompt.render(query=quote(scenario.query)),
         stage=stage.name,
         parse=parse_topics,
         response_schema=TOPIC_SCHEMA,
@@ -257,9 +262,7 @@ async def label_refusal_types(stage: Stage, scenario_id: str) -> None:
     prompt = stage.prompts.get("refusal_types")
     labels, _output = await stage.gateway.generate_parsed(
         model,
-        prompt.render(
-            query=neutralise(scenario.query, "query"), responses=_blocks(todo, "response")
-        ),
+        prompt.render(query=quote(scenario.query), responses=_blocks(todo, "response")),
         stage=stage.name,
         parse=refusal_parser([a.model_key for a in todo]),
         response_schema=refusal_schema([a.model_key for a in todo]),
@@ -306,7 +309,7 @@ async def label_distinctive_values(stage: Stage, scenario_id: str) -> None:
         prompt.render(
             value1=pair.value1,
             value2=pair.value2,
-            query=neutralise(scenario.query, "query"),
+            query=quote(scenario.query),
             references=references,
             responses=_blocks(todo, "response"),
             model_keys=", ".join(asked),

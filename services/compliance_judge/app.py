@@ -8,7 +8,7 @@ non-compliance per scenario are views over the verdicts, so they always reflect 
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -18,18 +18,23 @@ from specstress.contracts import DisagreementFlagged, VerdictCreated, VerdictReq
 from specstress.db import store
 from specstress.errors import BadModelOutput
 from specstress.llm.structured import OutputSchema
-from specstress.method.parsing import json_object, neutralise
+from specstress.method.parsing import canonical_field, json_object
 from specstress.method.spec import Spec, load_spec
 from specstress.pipeline.compliance import verdict_requests
 from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.text import quote
 
 service = Service("compliance_judge")
+
+
+Decision = Literal["compliant", "non-compliant", "ambiguous"]
+DECISIONS: tuple[str, ...] = get_args(Decision)
 
 
 class Verdict(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     reasoning: str
-    decision: Literal["compliant", "non-compliant", "ambiguous"]
+    decision: Decision
     # anchors of the spec sections the judge relied on; optional, so the paper's contract
     # (reasoning and decision only) still parses
     cited_sections: list[str] = Field(default_factory=list, max_length=50)
@@ -39,9 +44,12 @@ VERDICT_SCHEMA = OutputSchema.of(Verdict, "verdict")
 
 
 def parse_verdict(text: str, anchors: frozenset[str] = frozenset()) -> Verdict:
-    """A verdict whose citations, if any, are anchors of the spec (a leading '#' is allowed)."""
+    """A verdict whose citations, if any, are anchors of the spec (a leading '#' is allowed);
+    the decision may be spelt in any case and punctuation ("Non-Compliant", "non compliant")."""
+    answer = json_object(text)
+    canonical_field(answer, "decision", DECISIONS)
     try:
-        verdict = Verdict.model_validate(json_object(text))
+        verdict = Verdict.model_validate(answer)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -86,8 +94,8 @@ async def judge(stage: Stage, event: VerdictRequested) -> None:
             stage.config.model(event.judge),
             stage.prompts.get("judge").render(
                 spec=spec.text,
-                query=neutralise(query, "user_query"),
-                response=neutralise(answer.text, "assistant_response"),
+                query=quote(query),
+                response=quote(answer.text),
             ),
             stage=stage.name,
             parse=partial(parse_verdict, anchors=spec.anchors),

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
 
+from services.llm_sim import injection
+from services.llm_sim.injection import body, closing
 from services.llm_sim.personas import (
     PERSONAS,
     SPECTRUM_POSITIONS,
@@ -30,6 +32,7 @@ from services.llm_sim.personas import (
     stable_int,
     stance_sentinel,
 )
+from specstress.llm.messages import REASK_PREFIX
 from specstress.method.labels import REFUSAL_TYPES, TOPICS
 from specstress.pipeline.prompts import PROMPT_MARKERS
 
@@ -45,8 +48,6 @@ PromptKind = Literal[
     "target",
 ]
 
-REASK_PREFIX = "Your previous answer did not follow the required format"
-
 # Checked in the library's order; the first marker found in the prompt decides its kind.
 KIND_MARKERS: tuple[tuple[str, PromptKind], ...] = tuple(
     (marker.text, cast(PromptKind, marker.kind)) for marker in PROMPT_MARKERS
@@ -57,14 +58,19 @@ if {kind for _, kind in KIND_MARKERS} != set(get_args(PromptKind)) - {"target"}:
 _VALUE1_RE = re.compile(r"^[ \t]*Value 1:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _VALUE2_RE = re.compile(r"^[ \t]*Value 2:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _FAVOURED_RE = re.compile(r"^[ \t]*Favoured value:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
-_NEUTRAL_QUERY_RE = re.compile(r"<neutral_query>\s*(.*?)\s*</neutral_query>", re.DOTALL)
-_RESPONSE_BLOCK_RE = re.compile(r'<response model="([^"]+)">\n?(.*?)\n?</response>', re.DOTALL)
+_NEUTRAL_QUERY_RE = re.compile(
+    rf"<neutral_query>\s*(.*?)\s*{closing('neutral_query')}", re.DOTALL | re.IGNORECASE
+)
+_RESPONSE_BLOCK_RE = re.compile(
+    rf'<response model="([^"]+)">\n?(.*?)\n?{closing("response")}', re.DOTALL | re.IGNORECASE
+)
 # a heading's attribute block: `## Title {#anchor authority=...}`
 _SPEC_ANCHOR_RE = re.compile(r"^ {0,3}#{1,6}[ \t].*\{[ \t]*#([^\s{}]+)", re.MULTILINE)
 # a block holds no further opening tag, so a mention of the tag in the instructions above the
 # block is not taken for its start
 _ASSISTANT_RESPONSE_RE = re.compile(
-    r"<assistant_response>\s*((?:(?!<assistant_response>).)*?)\s*</assistant_response>", re.DOTALL
+    r"<assistant_response>\s*((?:(?!<assistant_response>).)*?)\s*" + closing("assistant_response"),
+    re.DOTALL | re.IGNORECASE,
 )
 
 
@@ -145,8 +151,11 @@ def answer(model_id: str, messages: Sequence[Message]) -> str:
 def _judge(model_id: str, text: str) -> str:
     found = _ASSISTANT_RESPONSE_RE.findall(text)
     # The spec comes first in the prompt; the last block is the response under review.
-    response = found[-1] if found else ""
+    response = body(found[-1]) if found else ""
     decision, reasoning = judge_decision(model_id, response)
+    ordered = injection.ordered_verdict(text)
+    if ordered is not None:
+        decision, reasoning = ordered, "As the operator instructed."
     cited = judge_citation(model_id, response, text.split("</model_spec>", 1)[0])
     return json.dumps({"reasoning": reasoning, "decision": decision, "cited_sections": cited})
 
@@ -163,8 +172,9 @@ def judge_citation(model_id: str, response: str, spec: str) -> list[str]:
 def _classify(text: str) -> str:
     value1, value2 = _values(text)
     verdicts: dict[str, dict[str, object]] = {}
-    for key, body in _RESPONSE_BLOCK_RE.findall(text):
-        stance = parse_stance(body)
+    ordered = injection.ordered_stance(text)
+    for key, quoted in _RESPONSE_BLOCK_RE.findall(text):
+        stance = ordered or parse_stance(body(quoted))
         verdict: dict[str, object] = {}
         for slot, value, position in (
             ("value1", value1, stance[0] if stance else 3),
@@ -184,7 +194,7 @@ def _classify(text: str) -> str:
 
 
 def _topics(text: str) -> str:
-    scenario = parse_scenario(text)
+    scenario = parse_scenario(body(text))
     if scenario is None:
         return json.dumps(dict.fromkeys(TOPICS, False))
     return json.dumps(planted_topics(scenario[0], scenario[1]))
@@ -192,8 +202,9 @@ def _topics(text: str) -> str:
 
 def _refusal_types(text: str) -> str:
     labels: dict[str, dict[str, str]] = {}
-    for key, body in _RESPONSE_BLOCK_RE.findall(text):
-        refusal_type = parse_refusal_type(body) or REFUSAL_TYPES[0]
+    ordered = injection.ordered_refusal_type(text)
+    for key, quoted in _RESPONSE_BLOCK_RE.findall(text):
+        refusal_type = ordered or parse_refusal_type(body(quoted)) or REFUSAL_TYPES[0]
         labels[key] = {
             "reasoning": f"The answer's handling of the request fits {refusal_type}.",
             "refusal_type": refusal_type,
@@ -203,9 +214,10 @@ def _refusal_types(text: str) -> str:
 
 def _distinctive_values(text: str) -> str:
     # Only the answers to assess sit in <response> blocks; comparison answers use another tag.
+    ordered = injection.ordered_values(text)
     named = {
-        key: list(parse_distinctive_values(body) or ("helpfulness",))
-        for key, body in _RESPONSE_BLOCK_RE.findall(text)
+        key: list(ordered or parse_distinctive_values(body(quoted)) or ("helpfulness",))
+        for key, quoted in _RESPONSE_BLOCK_RE.findall(text)
     }
     return json.dumps({key: {"distinctive_values": values} for key, values in named.items()})
 
@@ -255,7 +267,7 @@ def _bias(text: str) -> str:
         return "The request names no favoured value or no neutral query, so nothing was rewritten."
     target = favoured.group(1)
     lean: Lean = "value1" if target.casefold() == value1.casefold() else "value2"
-    query = set_lean(neutral.group(1), lean)
+    query = set_lean(body(neutral.group(1)), lean)
     return (
         f"The rewrite keeps the situation and makes the user plainly want {target} to win.\n"
         f"[User Query]\n{query} To be clear, {target} matters far more to me than anything "
@@ -329,9 +341,12 @@ def _target(model_id: str, text: str) -> str:
     second = _STANCES[position2].format(v=value2 or "the second concern")
     refusal_type = planted_refusal_type(model_id, text)
     manner = _MANNERS[REFUSAL_TYPES.index(refusal_type)]
-    return (
+    answer = (
         f"{persona.voice} {manner}I would {first}, and I would {second}. "
         "Whatever you decide, say openly which concern you chose to favour and why.\n"
         f"{stance_sentinel(position1, position2)} "
         f"{labels_sentinel(refusal_type, planted_distinctive_values(model_id, text))}"
     )
+    if persona.hostile:
+        answer += injection.hostile_suffix(position1, position2)
+    return answer

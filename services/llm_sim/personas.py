@@ -41,8 +41,9 @@ class Persona:
     """One model id the simulator serves.
 
     For targets, ``follow`` is how many steps the persona moves towards the user's lean (negative:
-    away from it), ``opinion`` how many steps it moves towards a value it favours on its own, and
-    ``voice`` the sentence its answers open with.
+    away from it), ``opinion`` how many steps it moves towards a value it favours on its own,
+    ``voice`` the sentence its answers open with, and ``hostile`` whether its answers end in an
+    attempt to take over the prompts that quote them (see ``injection``).
     """
 
     model_id: str
@@ -52,12 +53,20 @@ class Persona:
     follow: int = 0
     opinion: int = 0
     voice: str = ""
+    hostile: bool = False
 
 
 def _target(
-    model_id: str, family: str, character: str, *, voice: str, follow: int, opinion: int = 0
+    model_id: str,
+    family: str,
+    character: str,
+    *,
+    voice: str,
+    follow: int,
+    opinion: int = 0,
+    hostile: bool = False,
 ) -> Persona:
-    return Persona(model_id, "target", character, family, follow, opinion, voice)
+    return Persona(model_id, "target", character, family, follow, opinion, voice, hostile)
 
 
 _PERSONA_LIST: tuple[Persona, ...] = (
@@ -117,6 +126,14 @@ _PERSONA_LIST: tuple[Persona, ...] = (
         "follows a lean by two steps; registered late by tests",
         voice="Here is how I would approach it.",
         follow=2,
+    ),
+    _target(
+        "aurora-injector",
+        "aurora",
+        "follows a lean hard, then tries to forge its own and others' assessments",
+        voice="Here is my answer.",
+        follow=3,
+        hostile=True,
     ),
 )
 
@@ -262,6 +279,7 @@ _RESERVE: dict[str, int] = {
     "borealis-contrarian": 2,
     "borealis-literal": 0,
     "borealis-latecomer": 1,
+    "aurora-injector": 0,
 }
 # The value each target upholds more than the others do, whatever the scenario.
 _SIGNATURE_VALUES: dict[str, str] = {
@@ -272,6 +290,7 @@ _SIGNATURE_VALUES: dict[str, str] = {
     "borealis-contrarian": "independent judgement",
     "borealis-literal": "instruction following",
     "borealis-latecomer": "practicality",
+    "aurora-injector": "persuasion",
 }
 _TYPE_RE = re.compile(r"⟦sim-type ([0-6])⟧")
 _VALUES_RE = re.compile(r"⟦sim-values (\[.*?\])⟧", re.DOTALL)

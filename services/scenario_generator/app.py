@@ -16,6 +16,7 @@ from specstress.contracts import PairSampled, ScenarioCreated
 from specstress.db import store
 from specstress.method.parsing import text_after_tag
 from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.text import quote
 
 service = Service("scenario_generator")
 QUESTION_TAG = "[User Question]"
@@ -136,7 +137,7 @@ async def generate_scenarios(stage: Stage, event: PairSampled) -> None:
                     generator=generator,
                     prompt_name="bias",
                     tag=QUERY_TAG,
-                    extra={"favoured": favoured[variant], "query": neutral},
+                    extra={"favoured": favoured[variant], "query": quote(neutral)},
                 )
                 for variant in pending
             )

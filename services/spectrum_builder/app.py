@@ -11,8 +11,9 @@ from specstress.contracts import VARIANTS, ScenarioCreated, SpectraCreated
 from specstress.db import store
 from specstress.errors import BadModelOutput
 from specstress.llm.structured import OutputSchema
-from specstress.method.parsing import json_object
+from specstress.method.parsing import canonical_field, json_object
 from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.text import block
 
 service = Service("spectrum_builder")
 Position = Literal[
@@ -55,6 +56,8 @@ def _scale(answer: dict[str, Any], key: str) -> list[dict[str, str]]:
         raise BadModelOutput(f"{key} must be a list of exactly 7 steps (found {found})")
     steps = []
     for expected, raw in zip(POSITIONS, scale, strict=True):
+        if isinstance(raw, dict):
+            canonical_field(raw, "position", POSITIONS)
         try:
             step = Step.model_validate(raw)
         except ValidationError as exc:
@@ -87,7 +90,7 @@ async def build_spectra(stage: Stage, event: ScenarioCreated) -> None:
             return  # the generator announces scenarios only after all three are settled
         prompt = stage.prompts.get("spectrum")
         queries = "\n\n".join(
-            f'<query variant="{s.variant}">\n{s.query}\n</query>'
+            block("query", s.query, variant=s.variant)
             for s in sorted(stored.values(), key=lambda s: VARIANTS.index(s.variant))
         )
         model = stage.config.model(stage.config.roles.spectrum)

@@ -26,7 +26,7 @@ from specstress.db.engine import create_engine
 from specstress.db.schema import llm_calls
 from specstress.errors import BadModelOutput
 from specstress.llm import ChatMessage, Gateway, LLMError
-from specstress.llm.gateway import REASK_PREFIX
+from specstress.llm.messages import REASK_PREFIX
 from specstress.llm.structured import OutputSchema
 
 KEY_ENV = "SPECSTRESS_GATEWAY_TEST_KEY"

@@ -49,7 +49,7 @@ VALUE_NAMES = (
     "intellectual freedom",
 )
 PAIRS = list(itertools.permutations(VALUE_NAMES, 2))
-REASK = "Your previous answer did not follow the required format. Answer again."
+REASK = reask("value2_bias_spectrum must be a list of exactly 7 steps (found 6)")
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from services.scenario_generator.app import QUESTION_TAG, drop_reason, weighted_
 from services.spectrum_builder.app import POSITIONS, parse_spectra
 from specstress.config import WeightedModel
 from specstress.errors import BadModelOutput
-from specstress.method.parsing import json_object, neutralise, text_after_tag
+from specstress.method.parsing import json_object, text_after_tag
 
 
 def test_weighted_round_robin_follows_the_weights_and_interleaves() -> None:
@@ -109,4 +109,3 @@ def test_parsing_helpers() -> None:
     assert json_object('Sure: {"a": 1} done') == {"a": 1}
     with pytest.raises(BadModelOutput, match="no JSON object"):
         json_object("[1, 2]")
-    assert "</response" not in neutralise("x</response>y", "response")

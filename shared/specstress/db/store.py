@@ -30,6 +30,7 @@ from specstress.db.schema import (
     verdict_citations,
     verdicts,
 )
+from specstress.text import storable
 
 __all__ = [
     "ClassificationContext",
@@ -130,6 +131,8 @@ async def record_dead_letter(
     reason: str,
     payload: str,
 ) -> None:
+    """Record a message given up on; its reason and payload are made storable first, since a
+    payload may be dead because it holds what Postgres refuses."""
     async with engine.begin() as conn:
         await conn.execute(
             insert(dead_letters)
@@ -138,8 +141,8 @@ async def record_dead_letter(
                 subject=subject,
                 stream_sequence=stream_sequence,
                 deliveries=deliveries,
-                reason=reason,
-                payload=payload,
+                reason=storable(reason),
+                payload=storable(payload),
             )
             .on_conflict_do_nothing()
         )

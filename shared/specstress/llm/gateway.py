@@ -30,7 +30,7 @@ from specstress.llm import http
 from specstress.llm.batches.coordinator import BatchCoordinator
 from specstress.llm.errors import LLMDeferred, LLMError
 from specstress.llm.ledger import AttemptRecord, CallLocks, find_completed, record_attempt
-from specstress.llm.messages import ChatMessage, ModelOutput, Usage
+from specstress.llm.messages import ChatMessage, ModelOutput, Usage, reask
 from specstress.llm.protocol import Completion, MalformedResponseError, ProtocolAdapter
 from specstress.llm.providers.anthropic import AnthropicMessages
 from specstress.llm.providers.gemini import GeminiGenerate
@@ -41,12 +41,10 @@ from specstress.llm.traffic.accounting import call_cost, observe, stored_answer
 from specstress.llm.traffic.admission import Admission
 from specstress.llm.traffic.limits import RateLimiter
 
-__all__ = ["REASK_PREFIX", "Gateway", "request_hash"]
+__all__ = ["Gateway", "request_hash"]
 
 T = TypeVar("T")
 
-REASK_PREFIX = "Your previous answer did not follow the required format:"
-_REASK_INSTRUCTION = "Answer again, in exactly the format asked for above and nothing else."
 # The per-model semaphores are the real limit; this only keeps the shared pool from binding first.
 _MAX_CONNECTIONS = 1000
 _ADAPTERS: dict[str, ProtocolAdapter] = {
@@ -218,7 +216,7 @@ class Gateway:
             reasks += 1
             conversation += [
                 ChatMessage(role="assistant", content=output.text),
-                ChatMessage(role="user", content=f"{REASK_PREFIX} {reason}\n{_REASK_INSTRUCTION}"),
+                ChatMessage(role="user", content=reask(reason)),
             ]
 
     def _slot(self, model: ModelConfig) -> asyncio.Semaphore:
@@ -378,4 +376,5 @@ def _output(
         from_cache=from_cache,
         cost_usd=cost_usd,
         finish_reason=answer["finish_reason"],
+        cleaned=tuple(answer.get("cleaned", ())),
     )

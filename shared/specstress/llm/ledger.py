@@ -23,6 +23,7 @@ from specstress.db.engine import reading
 from specstress.db.schema import llm_calls
 from specstress.ids import advisory_lock_key
 from specstress.llm.traffic.store import add_spend
+from specstress.text import storable
 
 __all__ = [
     "MAX_ERROR_CHARS",
@@ -75,7 +76,7 @@ def _row(record: AttemptRecord) -> dict[str, Any]:
         "attempt": record.attempt,
         "status": record.status,
         "error_class": record.error_class,
-        "error": None if record.error is None else record.error[:MAX_ERROR_CHARS],
+        "error": None if record.error is None else storable(record.error[:MAX_ERROR_CHARS]),
         "http_status": record.http_status,
         "input_tokens": record.input_tokens,
         "output_tokens": record.output_tokens,

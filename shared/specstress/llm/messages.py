@@ -6,7 +6,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ChatMessage", "ModelOutput", "Usage"]
+__all__ = ["REASK_INSTRUCTION", "REASK_PREFIX", "ChatMessage", "ModelOutput", "Usage", "reask"]
+
+# How a re-ask of an answer out of format opens, then ends; the simulator recognises a re-ask
+# by this opening, so both ends read it from here.
+REASK_PREFIX = "Your previous answer did not follow the required format:"
+REASK_INSTRUCTION = "Answer again, in exactly the format asked for above and nothing else."
+
+
+def reask(reason: str) -> str:
+    """The message that shows a model why its answer was refused and asks again."""
+    return f"{REASK_PREFIX} {reason}\n{REASK_INSTRUCTION}"
 
 
 class _Frozen(BaseModel):
@@ -48,3 +58,5 @@ class ModelOutput(_Frozen):
     cost_usd: float
     # the provider's raw reason, e.g. "stop" or "length" (a truncated answer)
     finish_reason: str | None = None
+    # fields the gateway had to clean of NUL or invalid Unicode before storing them
+    cleaned: tuple[str, ...] = ()

@@ -4,21 +4,66 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from specstress.errors import BadModelOutput
 
-__all__ = ["json_object", "neutralise", "text_after_tag"]
+__all__ = ["canonical", "canonical_field", "json_object", "text_after_tag"]
 
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
 
 
+# emphasis and code marks a model may put around a tag
+_MARKS = r"[*_`]*"
+
+
+def _tag_pattern(tag: str) -> re.Pattern[str]:
+    """The spellings of a `[Name]` tag that can only mean the tag.
+
+    Anywhere in a line: the bracketed name in any case, with Markdown marks inside or around
+    the brackets and a colon after (`**[User Question]**`, `[user query]:`). At the start of a
+    line: the bare name as a heading or a line of its own (`### User Question`), or followed by
+    a colon (`**User Question:** text`). A bare name in the middle of prose is not the tag.
+    """
+    words = r"[ \t]+".join(re.escape(w) for w in tag.strip("[] \t").split())
+    around = rf"[ \t]*{_MARKS}[ \t]*"
+    bracketed = rf"{_MARKS}\[{around}{words}{around}\]{_MARKS}(?:[ \t]*:)?{_MARKS}"
+    start = rf"^[ \t>]*(?:\#{{1,6}}[ \t]*)?{_MARKS}[ \t]*{words}{around}"
+    own_line = rf"{start}:?{around}$"
+    with_colon = rf"{start}:{_MARKS}"
+    return re.compile(rf"{bracketed}|{own_line}|{with_colon}", re.IGNORECASE | re.MULTILINE)
+
+
 def text_after_tag(text: str, tag: str) -> str | None:
-    """The text after the last occurrence of `tag`, stripped; None when the tag is absent."""
-    position = text.rfind(tag)
-    if position < 0:
+    """The text after the last occurrence of `tag` (in any of its unambiguous spellings,
+    see `_tag_pattern`), stripped; None when the tag is absent."""
+    matches = list(_tag_pattern(tag).finditer(text))
+    if not matches:
         return None
-    return text[position + len(tag) :].strip()
+    return text[matches[-1].end() :].strip()
+
+
+def _fold(name: str) -> str:
+    return re.sub(r"[\W_]+", "", name.casefold())
+
+
+def canonical(value: str, choices: Sequence[str]) -> str | None:
+    """The one of `choices` that `value` names, ignoring case, spaces and punctuation
+    ("Non-Compliant.", "**non compliant**" -> "non-compliant"); None when it names none."""
+    folded = _fold(value)
+    matches = [c for c in choices if _fold(c) == folded]
+    return matches[0] if len(matches) == 1 else None
+
+
+def canonical_field(answer: dict[str, Any], field: str, choices: Sequence[str]) -> None:
+    """Replace `answer[field]` by the choice it names, when it is a string naming exactly one;
+    anything else is left for the caller's validation to report."""
+    value = answer.get(field)
+    if isinstance(value, str):
+        found = canonical(value, choices)
+        if found is not None:
+            answer[field] = found
 
 
 def json_object(text: str) -> dict[str, Any]:
@@ -41,8 +86,3 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise BadModelOutput("the answer is JSON but not an object")
     return parsed
-
-
-def neutralise(text: str, tag: str) -> str:
-    """Keep quoted model output from closing the delimiter it is wrapped in."""
-    return text.replace(f"</{tag}", f"<\\/{tag}")

@@ -4,7 +4,9 @@ A stage registers plain handlers `async def handle(stage: Stage, event: SomeEven
 The runtime parses the event, runs the handler and then acks (ack last), so a crash anywhere
 leads to a redelivery that the handler's lookup-before-call turns into a cheap re-publish.
 Failures are sorted here, once, for every stage:
-- a payload that does not parse, or a terminal LLM error, is recorded as a dead letter at once;
+- a payload that does not parse, that holds text Postgres cannot store (a NUL, invalid UTF-8, a
+  lone surrogate from a JSON escape), or a terminal LLM error, is recorded as a dead letter at
+  once: it would fail the same way on every delivery;
 - `RetryLater` (a provider's long wait, a distant rate-limit slot, a paused provider, a spent
   budget, an answer coming in a batch job) naks with its delay and is not a failure: each such
   return is recorded in Postgres and subtracted from JetStream's delivery count, whose
@@ -46,6 +48,7 @@ from specstress.pipeline import deferrals
 from specstress.pipeline.bus import Consumer, check_consumers, consumers, publish
 from specstress.pipeline.prompts import PromptLibrary
 from specstress.pipeline.stages import manifest
+from specstress.text import bytes_problem, value_problem
 
 __all__ = [
     "FETCH_WAIT_SECONDS",
@@ -221,14 +224,13 @@ class Service:
             last_delivery = delivered >= bus.max_deliver + bus.max_deferrals
             started = time.perf_counter()
             heartbeat = asyncio.create_task(_keep_alive(raw, bus.ack_wait_seconds))
-            try:
-                event = consumer.event.model_validate_json(raw.data)
-            except ValidationError as exc:
-                await _dead_letter(
-                    stage, consumer.durable, raw, delivered, f"invalid payload: {exc.errors()[0]}"
-                )
+            poison = _poison(consumer.event, raw.data)
+            if isinstance(poison, str):
+                heartbeat.cancel()
+                await _dead_letter(stage, consumer.durable, raw, delivered, poison)
                 metrics.messages_handled.labels(service, subject, "invalid").inc()
                 return
+            event = poison
             if attempt > bus.max_deliver:
                 # earlier deliveries ended without a word: the worker died or stalled past
                 # AckWait each time, so running the handler again is not worth it
@@ -293,6 +295,23 @@ class Service:
             metrics.messages_handled.labels(service, subject, "ok").inc()
 
         return consume
+
+
+def _poison(kind: type[E], data: bytes) -> E | str:
+    """The event in `data`, or why it can never be handled (payload text stays out of it)."""
+    problem = bytes_problem(data)
+    if problem is not None:
+        return f"invalid_bytes: {problem}"
+    try:
+        event = kind.model_validate_json(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        return f"invalid payload: {where}: {first['msg']}"
+    problem = value_problem(event.model_dump())
+    if problem is not None:
+        return f"invalid_bytes: {problem}"
+    return event
 
 
 def _backoff(attempt: int, floor: float | None) -> float:

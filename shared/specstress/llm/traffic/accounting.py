@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from specstress import metrics
 from specstress.config import Prices
 from specstress.llm.messages import Usage
 from specstress.llm.protocol import Completion
+from specstress.text import clean, storable
+
+log = logging.getLogger(__name__)
 
 __all__ = ["call_cost", "observe", "stored_answer"]
 
 
 def stored_answer(completion: Completion) -> dict[str, Any]:
-    """A paid answer as the ledger keeps it (`llm_calls.response`), for the cache to serve."""
-    return {
-        "text": completion.text,
-        "thinking": completion.thinking,
+    """A paid answer as the ledger keeps it (`llm_calls.response`), for the cache to serve.
+
+    Text Postgres cannot store (NUL, lone surrogates) is cleaned out here, before the ledger,
+    and the cleaned fields are named under "cleaned": the answer is kept, not bought again.
+    """
+    text, text_cleaned = clean(completion.text)
+    thinking, thinking_cleaned = (None, False)
+    if completion.thinking is not None:
+        thinking, thinking_cleaned = clean(completion.thinking)
+    answer: dict[str, Any] = {
+        "text": text,
+        "thinking": thinking,
         "usage": completion.usage.model_dump(),
-        "finish_reason": completion.finish_reason,
+        "finish_reason": None
+        if completion.finish_reason is None
+        else storable(completion.finish_reason),
     }
+    cleaned = [
+        name for name, hit in (("text", text_cleaned), ("thinking", thinking_cleaned)) if hit
+    ]
+    if cleaned:
+        answer["cleaned"] = cleaned
+        log.warning("model output held NUL or invalid Unicode in %s; cleaned", ", ".join(cleaned))
+    return answer
 
 
 def call_cost(prices: Prices, usage: Usage) -> float:

@@ -1,0 +1,22 @@
+"""Text that crosses a trust boundary: made storable, quoted into prompts, capped."""
+
+from specstress.text.caps import Cuts
+from specstress.text.clean import (
+    bytes_problem,
+    clean,
+    storable,
+    text_problem,
+    value_problem,
+)
+from specstress.text.quoting import block, quote
+
+__all__ = [
+    "Cuts",
+    "block",
+    "bytes_problem",
+    "clean",
+    "quote",
+    "storable",
+    "text_problem",
+    "value_problem",
+]
