@@ -29,7 +29,7 @@ from specstress.errors import BadModelOutput, RetryLater
 from specstress.llm.structured import OutputSchema
 from specstress.method.parsing import json_object
 from specstress.pipeline.service import Service, Stage, Unprocessable
-from specstress.text import block, quote
+from specstress.text import Cuts, block, quote
 
 service = Service("classifier")
 # how long answers wait for the rest of the active models before being classified anyway
@@ -79,6 +79,15 @@ def placement_parser(model_keys: list[str]) -> Callable[[str], dict[str, Placeme
     return parse
 
 
+def _capped(placement: Placement, limit: int) -> dict[str, object]:
+    """The placement's columns with its reasonings capped and the cut recorded."""
+    row = placement.model_dump()
+    cuts = Cuts()
+    for field in ("value1_reasoning", "value2_reasoning"):
+        row[field] = cuts.cap(field, row[field], limit)
+    return {**row, "cut": cuts.record}
+
+
 def _numbered(scale: list[dict[str, str]]) -> str:
     return "\n".join(
         f"{i}. ({step['position']}) {step['response']}" for i, step in enumerate(scale)
@@ -115,6 +124,7 @@ async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = Fa
             parse=placement_parser([a.model_key for a in todo]),
             response_schema=placement_schema([a.model_key for a in todo]),
         )
+        limit = stage.config.text_caps.reasoning_chars
         await store.insert_classifications(
             stage.engine,
             [
@@ -123,7 +133,7 @@ async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = Fa
                     "scenario_id": scenario_id,
                     "spectrum_id": spectrum.spectrum_id,
                     "classifier": model.key,
-                    **placements[a.model_key].model_dump(),
+                    **_capped(placements[a.model_key], limit),
                 }
                 for a in todo
             ],

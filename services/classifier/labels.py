@@ -34,7 +34,7 @@ from specstress.llm.structured import OutputSchema
 from specstress.method.labels import MAX_DISTINCTIVE_VALUES, REFUSAL_TYPES, TOPICS
 from specstress.method.parsing import canonical, json_object
 from specstress.pipeline.service import Stage
-from specstress.text import block, quote
+from specstress.text import Cuts, block, quote
 
 LabelRole = Literal["topic", "refusal", "distinctive_values"]
 M = TypeVar("M", bound=BaseModel)
@@ -267,6 +267,7 @@ async def label_refusal_types(stage: Stage, scenario_id: str) -> None:
         parse=refusal_parser([a.model_key for a in todo]),
         response_schema=refusal_schema([a.model_key for a in todo]),
     )
+    limit = stage.config.text_caps.reasoning_chars
     await label_store.insert_refusal_types(
         stage.engine,
         [
@@ -277,11 +278,16 @@ async def label_refusal_types(stage: Stage, scenario_id: str) -> None:
                 "labeller": model.key,
                 "prompt_version": prompt.version,
                 "refusal_type": labels[a.model_key].refusal_type,
-                "reasoning": labels[a.model_key].reasoning,
+                **_capped_reasoning(labels[a.model_key].reasoning, limit),
             }
             for a in todo
         ],
     )
+
+
+def _capped_reasoning(reasoning: str, limit: int) -> dict[str, object]:
+    cuts = Cuts()
+    return {"reasoning": cuts.cap("reasoning", reasoning, limit), "cut": cuts.record}
 
 
 async def label_distinctive_values(stage: Stage, scenario_id: str) -> None:

@@ -22,7 +22,7 @@ from specstress.method.parsing import canonical_field, json_object
 from specstress.method.spec import Spec, load_spec
 from specstress.pipeline.compliance import verdict_requests
 from specstress.pipeline.service import Service, Stage, Unprocessable
-from specstress.text import quote
+from specstress.text import Cuts, quote
 
 service = Service("compliance_judge")
 
@@ -101,6 +101,8 @@ async def judge(stage: Stage, event: VerdictRequested) -> None:
             parse=partial(parse_verdict, anchors=spec.anchors),
             response_schema=VERDICT_SCHEMA,
         )
+        cuts = Cuts()
+        reasoning = cuts.cap("reasoning", verdict.reasoning, stage.config.text_caps.reasoning_chars)
         await store.insert_verdict(
             stage.engine,
             verdict_id=verdict_id,
@@ -110,8 +112,9 @@ async def judge(stage: Stage, event: VerdictRequested) -> None:
             spec_id=spec_config.id,
             spec_version=spec_config.version,
             decision=verdict.decision,
-            reasoning=verdict.reasoning,
+            reasoning=reasoning,
             cited_sections=verdict.cited_sections,
+            cut=cuts.record,
         )
     await stage.emit(
         VerdictCreated(

@@ -16,6 +16,7 @@ from specstress.contracts import (
 from specstress.db import store
 from specstress.llm.messages import ChatMessage
 from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.text import Cuts
 
 service = Service("responder")
 BACKFILL_PAGE = 1000
@@ -56,15 +57,17 @@ async def respond(stage: Stage, event: ResponseRequested) -> None:
             model, [ChatMessage(role="user", content=scenario.query)], stage=stage.name
         )
         response_id = ids.response_id(scenario.scenario_id, model.key, model.recorded_params())
+        caps, cuts = stage.config.text_caps, Cuts()
         await store.insert_response(
             stage.engine,
             response_id=response_id,
             scenario_id=scenario.scenario_id,
             model_key=model.key,
-            text=output.text,
-            thinking=output.thinking,
+            text=cuts.cap("text", output.text, caps.answer_chars),
+            thinking=cuts.cap_optional("thinking", output.thinking, caps.thinking_chars),
             params=model.recorded_params(),
             llm_call_hash=output.request_hash,
+            cut=cuts.record,
         )
     await stage.emit(
         ResponseCreated(

@@ -442,6 +442,16 @@ class BusConfig(Strict):
     max_deferrals: int = Field(1000, ge=1)
 
 
+class TextCaps(Strict):
+    """How much of a model's text is stored, in characters; the rest is cut and the cut recorded
+    in the row's `cut` column. A few pages of answer and a page of reasoning are plenty for the
+    analysis; megabytes would only fill the database and every prompt that quotes them."""
+
+    answer_chars: int = Field(65_536, ge=1024)
+    thinking_chars: int = Field(65_536, ge=1024)
+    reasoning_chars: int = Field(16_384, ge=256)
+
+
 class Config(Strict):
     nats_url: str = "nats://127.0.0.1:4222"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/specstress"
@@ -460,6 +470,7 @@ class Config(Strict):
     batch: StageBatches = StageBatches()
     budget: Budget = Budget()
     prompts_dir: str | None = None
+    text_caps: TextCaps = TextCaps()
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Config:

@@ -28,6 +28,7 @@ from services.llm_sim.personas import (
     spectrum_is_flawed,
     stance_sentinel,
 )
+from specstress.llm.messages import reask
 
 WRITERS = ("sim-writer-a", "sim-writer-b")
 JUDGES = ("sim-judge-strict", "sim-judge-lenient", "sim-judge-median")

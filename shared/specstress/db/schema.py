@@ -83,6 +83,12 @@ def _created_at() -> Column[object]:
     return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
+def _cut() -> Column[object]:
+    """Text fields of the row that the caps shortened (config `text_caps`), each with its
+    original length in characters, e.g. {"text": 5242880}; NULL when all was stored whole."""
+    return Column("cut", JSONB(none_as_null=True), nullable=True)
+
+
 values = Table(
     "values",
     metadata,
@@ -151,6 +157,7 @@ responses = Table(
     Column("thinking", Text),
     Column("params", JSONB, nullable=False),
     Column("llm_call_hash", String(64), nullable=False),
+    _cut(),
     _created_at(),
     UniqueConstraint("scenario_id", "model_key", name="uq_responses_scenario_model"),
 )
@@ -181,6 +188,7 @@ classifications = Table(
     Column("value2_position", Integer, nullable=False),
     Column("value2_confidence", Float, nullable=False),
     Column("value2_reasoning", Text, nullable=False),
+    _cut(),
     _created_at(),
     CheckConstraint("value1_position BETWEEN 0 AND 6", name="value1_position"),
     CheckConstraint("value2_position BETWEEN 0 AND 6", name="value2_position"),
@@ -210,6 +218,7 @@ verdicts = Table(
     Column("spec_version", String(64), nullable=False),
     Column("decision", String(16), nullable=False),
     Column("reasoning", Text, nullable=False),
+    _cut(),
     _created_at(),
     UniqueConstraint("response_id", "judge", "spec_id", "spec_version", name="uq_verdicts_key"),
     CheckConstraint("decision IN ('compliant', 'non-compliant', 'ambiguous')", name="decision"),
@@ -242,6 +251,7 @@ refusal_types = Table(
     # true for the last three types; kept as a column so reports need no copy of the list
     Column("refusal", Boolean, nullable=False),
     Column("reasoning", Text, nullable=False),
+    _cut(),
     _created_at(),
     CheckConstraint(f"refusal_type IN ({_SQL_REFUSAL_TYPES})", name="refusal_type"),
     CheckConstraint(f"refusal = (refusal_type IN ({_SQL_REFUSALS}))", name="refusal"),

@@ -366,6 +366,7 @@ async def insert_response(
     thinking: str | None,
     params: dict[str, Any],
     llm_call_hash: str,
+    cut: dict[str, int] | None = None,
 ) -> None:
     async with engine.begin() as conn:
         await conn.execute(
@@ -378,6 +379,7 @@ async def insert_response(
                 thinking=thinking,
                 params=params,
                 llm_call_hash=llm_call_hash,
+                cut=cut,
             )
             .on_conflict_do_nothing()
         )
@@ -643,6 +645,7 @@ async def insert_verdict(
     decision: str,
     reasoning: str,
     cited_sections: Sequence[str] = (),
+    cut: dict[str, int] | None = None,
 ) -> None:
     """The verdict and the spec sections it cites, in one transaction."""
     async with engine.begin() as conn:
@@ -657,6 +660,7 @@ async def insert_verdict(
                 spec_version=spec_version,
                 decision=decision,
                 reasoning=reasoning,
+                cut=cut,
             )
             .on_conflict_do_nothing()
         )
