@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import logging
 import random
 import time
@@ -298,20 +300,24 @@ class Service:
 
 
 def _poison(kind: type[E], data: bytes) -> E | str:
-    """The event in `data`, or why it can never be handled (payload text stays out of it)."""
+    """The event in `data`, or why it can never be handled (payload text stays out of it).
+
+    The standard JSON parser looks first: it reads the NUL and lone surrogate escapes that the
+    event parser would pass on to Postgres, or reject as mere invalid JSON.
+    """
     problem = bytes_problem(data)
+    if problem is None:
+        # not JSON at all: the event parser says where
+        with contextlib.suppress(ValueError):
+            problem = value_problem(json.loads(data))
     if problem is not None:
         return f"invalid_bytes: {problem}"
     try:
-        event = kind.model_validate_json(data)
+        return kind.model_validate_json(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "payload"
         return f"invalid payload: {where}: {first['msg']}"
-    problem = value_problem(event.model_dump())
-    if problem is not None:
-        return f"invalid_bytes: {problem}"
-    return event
 
 
 def _backoff(attempt: int, floor: float | None) -> float:
