@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from specstress.contracts import ResponseRequested, ScenarioCreated, VerdictRequested
+from specstress.contracts import Event, ResponseRequested, ScenarioCreated, VerdictRequested
 from specstress.local.stack import wait_until_idle
 from specstress.pipeline.bus import connect, consumers, publish
 from tests.pipeline_harness import rows, running_stack
 
 # text Postgres cannot store, on subjects of three stages: (event, payload, problem named)
-BAD_BYTES = [
+BAD_BYTES: list[tuple[type[Event], bytes, str]] = [
     (ResponseRequested, b'{"scenario_id": "s\x00", "model_key": "aurora-cautious"}', "NUL"),
     (ResponseRequested, b'{"scenario_id": "s\\u0000", "model_key": "aurora-cautious"}', "NUL"),
     (ScenarioCreated, b'{"scenario_id": "s\xff", "pair_id": "p", "variant": "neutral"}', "UTF-8"),

@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from services.llm_sim.answers import Message, answer, judge_decision
+from services.llm_sim.answers import Message, answer
 from services.llm_sim.personas import (
+    judge_decision,
     parse_distinctive_values,
     parse_refusal_type,
     planted_positions,
