@@ -79,7 +79,7 @@ def placement_parser(model_keys: list[str]) -> Callable[[str], dict[str, Placeme
     return parse
 
 
-def _capped(placement: Placement, limit: int) -> dict[str, object]:
+def capped_placement(placement: Placement, limit: int) -> dict[str, object]:
     """The placement's columns with its reasonings capped and the cut recorded."""
     row = placement.model_dump()
     cuts = Cuts()
@@ -133,7 +133,7 @@ async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = Fa
                     "scenario_id": scenario_id,
                     "spectrum_id": spectrum.spectrum_id,
                     "classifier": model.key,
-                    **_capped(placements[a.model_key], limit),
+                    **capped_placement(placements[a.model_key], limit),
                 }
                 for a in todo
             ],

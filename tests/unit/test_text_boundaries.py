@@ -7,6 +7,10 @@ import re
 
 import pytest
 
+from services.classifier.app import Placement, capped_placement
+from specstress.llm.messages import Usage
+from specstress.llm.protocol import Completion
+from specstress.llm.traffic.accounting import stored_answer
 from specstress.text import (
     Cuts,
     block,
@@ -101,3 +105,28 @@ def test_cuts_record_the_original_length_of_what_they_cut() -> None:
     assert cuts.cap_optional("thinking", None, 10) is None
     assert cuts.cap_optional("thinking", "y" * 11, 10) == "y" * 10
     assert cuts.record == {"text": 25, "thinking": 11}
+
+
+def test_model_output_is_cleaned_before_the_ledger_and_the_cleaning_recorded() -> None:
+    usage = Usage(input_tokens=1, output_tokens=1)
+    dirty = Completion(text="ok\0 \ud83d", thinking="\0", usage=usage, finish_reason="stop")
+    answer = stored_answer(dirty)
+    assert (answer["text"], answer["thinking"]) == ("ok \ufffd", "")
+    assert answer["cleaned"] == ["text", "thinking"]
+    fine = stored_answer(Completion(text="ok", thinking=None, usage=usage, finish_reason=None))
+    assert "cleaned" not in fine and fine["text"] == "ok"
+
+
+def test_classifier_and_labeller_reasoning_is_capped_with_the_cut_recorded() -> None:
+    placement = Placement(
+        value1_reasoning="r" * 300,
+        value1_position=2,
+        value1_confidence=0.5,
+        value2_reasoning="short",
+        value2_position=4,
+        value2_confidence=0.5,
+    )
+    row = capped_placement(placement, 256)
+    assert row["value1_reasoning"] == "r" * 256 and row["value2_reasoning"] == "short"
+    assert row["cut"] == {"value1_reasoning": 300}
+    assert capped_placement(placement, 1000)["cut"] is None
