@@ -24,7 +24,7 @@ from specstress.local.stack import wait_until_idle
 from tests.pipeline_harness import DEMO_CONFIG, rows, running_stack
 
 pytestmark = pytest.mark.e2e
-PAIRS = 6
+PAIRS = 3
 SEED = 5
 INJECTOR = "aurora-injector"
 
