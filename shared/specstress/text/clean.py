@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+__all__ = ["REPLACEMENT", "bytes_problem", "clean", "storable", "text_problem", "value_problem"]
+
 # a UTF-16 half that Python keeps in a str but no UTF-8 encoder accepts
 _SURROGATE = re.compile("[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+__all__ = ["block", "quote"]
+
 _KEY = re.compile(r"^[A-Za-z0-9._:-]+$")
 
 
