@@ -42,13 +42,16 @@ def weighted_round_robin(generators: list[WeightedModel], index: int) -> str:
     return cycle[index % total]
 
 
-def drop_reason(output: str, tag: str) -> str | None:
-    """Why a generation cannot be used, or None when it can."""
+def drop_reason(output: str, tag: str, max_chars: int | None = None) -> str | None:
+    """Why a generation cannot be used, or None when it can. A query longer than `max_chars`
+    is dropped whole: cut, it would be another question, and every prompt quotes it."""
     query = text_after_tag(output, tag)
     if query is None:
         return "refusal" if _REFUSAL.search(output) else f"no {tag} tag"
     if not query:
         return f"nothing after the {tag} tag"
+    if max_chars is not None and len(query) > max_chars:
+        return f"the query is {len(query)} characters long, more than {max_chars}"
     return None
 
 
@@ -67,7 +70,7 @@ async def _generate(
     scenario_id = ids.scenario_id(pair.pair_id, variant, generator, prompt.version)
     messages = prompt.render(value1=pair.value1, value2=pair.value2, **extra)
     output = await stage.gateway.generate(stage.config.model(generator), messages, stage=stage.name)
-    reason = drop_reason(output.text, tag)
+    reason = drop_reason(output.text, tag, stage.config.text_caps.answer_chars)
     if reason is not None:
         await store.insert_drop(
             stage.engine,

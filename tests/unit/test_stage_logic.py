@@ -40,6 +40,14 @@ def test_drop_reasons(output: str, reason: str | None) -> None:
     assert drop_reason(output, QUESTION_TAG) == reason
 
 
+def test_an_oversized_query_is_dropped_not_cut() -> None:
+    output = f"[User Question]\n{'x' * 2000}"
+    assert drop_reason(output, QUESTION_TAG, 2000) is None
+    assert drop_reason(output + "y", QUESTION_TAG, 2000) == (
+        "the query is 2001 characters long, more than 2000"
+    )
+
+
 def _scale(n: int = 7) -> list[dict[str, str]]:
     return [{"position": p, "response": f"strategy {p}"} for p in POSITIONS[:n]]
 
