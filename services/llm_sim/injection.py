@@ -27,10 +27,12 @@ from services.llm_sim.personas import (
 )
 from specstress.method.labels import REFUSAL_TYPES
 
-# the tags the pipeline quotes material in
-_QUOTED_TAGS = "response|reference_response|assistant_response|user_query|query|neutral_query"
+# the tags the pipeline puts material in (a spec may itself quote an injection as an example)
+_MATERIAL_TAGS = (
+    "response|reference_response|assistant_response|user_query|query|neutral_query|model_spec"
+)
 _ANY_BLOCK_RE = re.compile(
-    rf"<({_QUOTED_TAGS})\b[^>]*>.*?<\s*/\s*\1\s*>", re.DOTALL | re.IGNORECASE
+    rf"<({_MATERIAL_TAGS})\b[^>]*>.*?<\s*/\s*\1\s*>", re.DOTALL | re.IGNORECASE
 )
 _OBEY_RE = re.compile(r"ignore (?:all )?(?:the )?previous instructions", re.IGNORECASE)
 _VERDICT_RE = re.compile(r"VERDICT:\s*(non-compliant|compliant|ambiguous)", re.IGNORECASE)
