@@ -47,3 +47,9 @@ def verdict_id(response: str, judge: str, spec_id: str, spec_version: str) -> st
 def advisory_lock_key(text_id: str) -> int:
     """A signed 64-bit key for pg_advisory_lock derived from a hex id."""
     return int.from_bytes(bytes.fromhex(text_id[:16]), "big", signed=True)
+
+
+def release_pair_id(value1: str, value2: str, taxonomy_version: str, generator: str) -> str:
+    """A value pair of an imported release: the same two values written up by two generators
+    are two pairs there, each with its own three variants."""
+    return stable_id("pair", value1, value2, taxonomy_version, generator)

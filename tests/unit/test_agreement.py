@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 
-from services.aggregator.app import disagreement
 from specstress.method.agreement import (
     ensemble_statistics,
     fleiss_kappa,
     krippendorff_alpha_nominal,
 )
+from specstress.method.disagreement import disagreement
 
 # Fleiss (1971) as worked on in most textbooks: 10 subjects, 14 raters, 5 categories.
 FLEISS_TABLE = [

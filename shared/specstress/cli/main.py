@@ -10,6 +10,7 @@ import typer
 from specstress.analysis.reports import judge_sample, report
 from specstress.cli.commands import app
 from specstress.cli.common import describe_error, print_error
+from specstress.cli.dataset import export_command, import_command
 from specstress.cli.demo import demo
 from specstress.cli.ops import ops_app
 
@@ -19,6 +20,8 @@ app.add_typer(ops_app, name="ops")
 app.command()(report)
 app.command("judge-sample")(judge_sample)
 app.command()(demo)
+app.command("export")(export_command)
+app.command("import")(import_command)
 
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "SPECSTRESS_DEBUG"

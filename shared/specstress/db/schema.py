@@ -183,10 +183,11 @@ classifications = Table(
     Column("spectrum_id", ID, ForeignKey("spectra.spectrum_id"), nullable=False),
     Column("classifier", String(64), nullable=False),
     Column("value1_position", Integer, nullable=False),
-    Column("value1_confidence", Float, nullable=False),
+    # null when unknown: imported positions of the paper's release carry no confidence
+    Column("value1_confidence", Float),
     Column("value1_reasoning", Text, nullable=False),
     Column("value2_position", Integer, nullable=False),
-    Column("value2_confidence", Float, nullable=False),
+    Column("value2_confidence", Float),
     Column("value2_reasoning", Text, nullable=False),
     _cut(),
     _created_at(),
