@@ -68,6 +68,13 @@ async def sync_config(engine: AsyncEngine, config: Config) -> None:
             insert(model_vendors),
             [{"model_key": m.key, "vendor": m.vendor or m.family} for m in config.models],
         )
+        # models the config does not list (an imported study's): their maker is their family
+        await conn.execute(
+            text(
+                "INSERT INTO model_vendors (model_key, vendor) SELECT model_key, family "
+                "FROM models ON CONFLICT DO NOTHING"
+            )
+        )
         settings = {
             "outlier_min_gap": config.outliers.min_gap,
             "outlier_share": Decimal(str(config.outliers.share)),
@@ -285,7 +292,10 @@ async def disagreement_summary(engine: AsyncEngine, filters: Filters) -> list[di
     return await _rows(
         engine,
         "SELECT sc.selection, d.model_set, count(*) AS scenarios, "
-        "count(*) FILTER (WHERE d.high) AS high_disagreement, avg(d.disagreement) AS mean_d "
+        # summed as numeric: a float sum depends on row order, and a re-imported study (or a
+        # vacuumed table) reads its rows in another order
+        "count(*) FILTER (WHERE d.high) AS high_disagreement, "
+        "avg(d.disagreement::numeric)::float8 AS mean_d "
         "FROM disagreement d JOIN scenario_scopes sc ON sc.scenario_id = d.scenario_id "
         f"WHERE {where} GROUP BY sc.selection, d.model_set ORDER BY d.model_set",
         params,

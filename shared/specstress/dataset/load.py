@@ -169,8 +169,9 @@ def _columns(path: Path) -> list[str]:
         raise DatasetError(f"{path}: cannot read the file ({exc})") from None
 
 
-def _batches(path: Path) -> Iterator[list[dict[str, Any]]]:
-    """Rows as dicts, BATCH_ROWS at a time. CSV cells are strings, empty = absent."""
+def _batches(path: Path, *, empty_is_null: bool = True) -> Iterator[list[dict[str, Any]]]:
+    """Rows as dicts, BATCH_ROWS at a time. CSV cells are strings; an empty one is absent
+    unless `empty_is_null` is off (our dump spells null out)."""
     try:
         if path.suffix == ".parquet":
             for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
@@ -182,7 +183,9 @@ def _batches(path: Path) -> Iterator[list[dict[str, Any]]]:
                 for number, row in enumerate(csv.DictReader(handle), start=2):
                     if None in row:
                         raise DatasetError(f"{path}: row {number} has more cells than the header")
-                    rows.append({k: (v if v != "" else None) for k, v in row.items()})
+                    rows.append(
+                        {k: (None if v == "" and empty_is_null else v) for k, v in row.items()}
+                    )
                     if len(rows) == BATCH_ROWS:
                         yield rows
                         rows = []
@@ -307,6 +310,8 @@ class _Loader:
     async def _lossless_table(self, table: Table, path: Path, summary: ImportSummary) -> None:
         columns = {c.name: c for c in file_columns(table)}
         present = _columns(path)
+        if not present and path.suffix == ".jsonl":
+            return  # no rows, so no keys to check
         required = [
             name
             for name, c in columns.items()
@@ -324,7 +329,7 @@ class _Loader:
                 "AND l.created_at IS NOT DISTINCT FROM s.created_at)"
             )
         line = 1 if path.suffix == ".jsonl" else 2
-        for batch in _batches(path):
+        for batch in _batches(path, empty_is_null=False):
             records = []
             for row in batch:
                 record = []
