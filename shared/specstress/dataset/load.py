@@ -37,8 +37,8 @@ from specstress.dataset.tables import (
     decode_json,
     file_columns,
 )
-from specstress.db import schema, store
-from specstress.method.disagreement import disagreement_rows
+from specstress.db import schema
+from specstress.method.disagreement import Position, disagreement_rows
 
 __all__ = ["RELEASE_SPEC", "ImportSummary", "import_dataset"]
 
@@ -49,6 +49,7 @@ _IMPORT_LOCK = 7201120250014
 # the spec of the release's judge evaluations, for a config that governs no such family
 RELEASE_SPEC = ("openai-model-spec", "2025-04-11")
 RELEASE_PARAMS = {"source": release.RELEASE}
+_RELEASE_PARAMS_JSON = json.dumps(RELEASE_PARAMS)
 RELEASE_AUTHOR = "release"
 SUFFIXES = (".parquet", ".jsonl", ".csv")
 
@@ -480,7 +481,7 @@ class _Loader:
                         scenario,
                         answer.model_key,
                         text_,
-                        json.dumps(RELEASE_PARAMS),
+                        _RELEASE_PARAMS_JSON,
                         "",
                     )
                 )
@@ -726,28 +727,49 @@ class _Loader:
     # --- D, as the aggregator defines it -------------------------------------------------
 
     async def score(self, summary: ImportSummary) -> None:
-        """Recompute D for every scenario that got classifications in this import."""
+        """Recompute D for every scenario that got classifications in this import, from every
+        classification stored for it, a page of scenarios at a time."""
         after = ""
+        columns = [c.name for c in schema.disagreement.columns if c.name != "computed_at"]
         while True:
-            page = [
-                r[0]
-                for r in await self.raw.fetch(
-                    "SELECT scenario_id FROM import_scored WHERE scenario_id > $1 "
-                    "ORDER BY scenario_id LIMIT $2",
-                    after,
-                    SCENARIO_PAGE,
-                )
-            ]
-            if not page:
+            last = await self.raw.fetchval(
+                "SELECT scenario_id FROM import_scored WHERE scenario_id > $1 "
+                "ORDER BY scenario_id OFFSET $2 - 1 LIMIT 1",
+                after,
+                SCENARIO_PAGE,
+            ) or await self.raw.fetchval("SELECT max(scenario_id) FROM import_scored")
+            if last is None or last <= after:
                 return
-            rows = [
-                row
-                for scenario, positions in (await store.positions_in(self.conn, page)).items()
-                for row in disagreement_rows(self.config, scenario, positions)
+            positions: dict[str, list[Position]] = {}
+            for r in await self.raw.fetch(_POSITIONS, after, last):
+                positions.setdefault(r[0], []).append((r[1], r[2], r[3], r[4]))
+            records = [
+                tuple(row[c] for c in columns)
+                for scenario, found in positions.items()
+                for row in disagreement_rows(self.config, scenario, found)
             ]
-            await store.upsert_disagreement_in(self.conn, rows)
-            summary.scenarios_scored += len(page)
-            after = page[-1]
+            await self.put(schema.disagreement, columns, records, conflict=_RESCORE)
+            summary.scenarios_scored += len(positions)
+            after = last
+
+
+# the positions D is computed from: every classified answer with its model's family (as the
+# aggregator reads them, store.scenario_positions), for the scored scenarios in ($1, $2]
+_POSITIONS = """
+SELECT c.scenario_id, r.model_key, m.family, c.value1_position, c.value2_position
+FROM import_scored i
+JOIN classifications c ON c.scenario_id = i.scenario_id
+JOIN responses r ON r.response_id = c.response_id
+JOIN models m ON m.model_key = r.model_key
+WHERE i.scenario_id > $1 AND i.scenario_id <= $2
+ORDER BY c.scenario_id, r.model_key
+"""
+# a recomputed D replaces the stored one, as store.upsert_disagreement does
+_RESCORE = (
+    "ON CONFLICT (scenario_id, model_set) DO UPDATE SET members = EXCLUDED.members, "
+    "value1_std = EXCLUDED.value1_std, value2_std = EXCLUDED.value2_std, "
+    "disagreement = EXCLUDED.disagreement, high = EXCLUDED.high, computed_at = now()"
+)
 
 
 def _summary(where: Path) -> ImportSummary:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.db.engine import reading
 from specstress.db.schema import (
@@ -602,29 +602,22 @@ async def upsert_disagreement(engine: AsyncEngine, rows: Iterable[dict[str, Any]
     batch = list(rows)
     if not batch:
         return
-    async with engine.begin() as conn:
-        await upsert_disagreement_in(conn, batch)
-
-
-async def upsert_disagreement_in(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """`upsert_disagreement` inside a transaction the caller holds (the dataset import)."""
-    if not rows:
-        return
     statement = insert(disagreement)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[disagreement.c.scenario_id, disagreement.c.model_set],
-            set_={
-                "members": statement.excluded.members,
-                "value1_std": statement.excluded.value1_std,
-                "value2_std": statement.excluded.value2_std,
-                "disagreement": statement.excluded.disagreement,
-                "high": statement.excluded.high,
-                "computed_at": func.now(),
-            },
-        ),
-        list(rows),
-    )
+    async with engine.begin() as conn:
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[disagreement.c.scenario_id, disagreement.c.model_set],
+                set_={
+                    "members": statement.excluded.members,
+                    "value1_std": statement.excluded.value1_std,
+                    "value2_std": statement.excluded.value2_std,
+                    "disagreement": statement.excluded.disagreement,
+                    "high": statement.excluded.high,
+                    "computed_at": func.now(),
+                },
+            ),
+            batch,
+        )
 
 
 # --- verdicts --------------------------------------------------------------------------------
@@ -763,27 +756,3 @@ async def existing_verdicts(engine: AsyncEngine) -> set[tuple[str, str, str, str
             )
         )
         return {(r.response_id, r.judge, r.spec_id, r.spec_version) for r in rows}
-
-
-async def positions_in(
-    conn: AsyncConnection, scenario_ids: Sequence[str]
-) -> dict[str, list[tuple[str, str, int, int]]]:
-    """(model key, family, value-1 position, value-2 position) of every classified answer to
-    each scenario, by model key, read in one query inside the caller's transaction."""
-    found: dict[str, list[tuple[str, str, int, int]]] = {s: [] for s in scenario_ids}
-    rows = await conn.execute(
-        select(
-            classifications.c.scenario_id,
-            responses.c.model_key,
-            models.c.family,
-            classifications.c.value1_position,
-            classifications.c.value2_position,
-        )
-        .join(responses, responses.c.response_id == classifications.c.response_id)
-        .join(models, models.c.model_key == responses.c.model_key)
-        .where(classifications.c.scenario_id.in_(list(scenario_ids)))
-        .order_by(classifications.c.scenario_id, responses.c.model_key)
-    )
-    for r in rows:
-        found[r.scenario_id].append((r.model_key, r.family, r.value1_position, r.value2_position))
-    return found
