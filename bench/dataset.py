@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -27,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
-from bench.recording import RESULTS, git_commit
+from bench.recording import header, record
 from specstress.config import Config
 from specstress.dataset import ExportFormat, export_dataset, import_dataset
 from specstress.db.migrate import upgrade
@@ -125,6 +124,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     write_release(source, args.rows, args.seed)
     write_seconds = time.perf_counter() - started
+    file_mb = round(source.stat().st_size / 1e6, 1)
     postgres = start_postgres(folder / "postgres")
     try:
         database_url = await ensure_database(postgres.url, "bench")
@@ -145,15 +145,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         postgres.stop()
         shutil.rmtree(folder, ignore_errors=True)
     return {
-        "benchmark": "dataset",
-        "commit": git_commit(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "load_average_1min": [round(load_before, 2), round(load_after, 2)],
-        },
+        **header(
+            "dataset",
+            load_average_1min=[round(load_before, 2), round(load_after, 2)],
+        ),
         "parameters": {
             "rows": args.rows,
             "models": len(MODELS),
@@ -161,7 +156,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "answer_chars": ANSWER_CHARS,
             "seed": args.seed,
         },
-        "file_mb": round(source.stat().st_size / 1e6, 1) if source.exists() else None,
+        "file_mb": file_mb,
         "write_seconds": round(write_seconds, 2),
         "import_seconds": round(import_seconds, 2),
         "rows_per_second": round(args.rows / import_seconds),
@@ -182,8 +177,7 @@ def main() -> None:
     result = asyncio.run(run(args))
     Console().print_json(json.dumps(result))
     if not args.no_record:
-        with RESULTS.open("a") as out:
-            out.write(json.dumps(result) + "\n")
+        record(result)
 
 
 if __name__ == "__main__":
