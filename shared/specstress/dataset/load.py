@@ -587,8 +587,8 @@ class _Loader:
         if response is None and got == [None, None]:
             return None
         if (got[0] is None) != (got[1] is None):
-            missing = answer.value1_position if got[0] is None else answer.value2_position
-            raise DatasetError(f"{where}, column {missing!r} is empty while the other is set")
+            # a half-scored answer: stored, but D cannot use it
+            got = [None, None]
         if response is not None and not isinstance(response, str):
             raise DatasetError(f"{where}, column {answer.response!r}: expected text")
         if got[0] is None:

@@ -281,16 +281,16 @@ _NEUTRAL = {"neutral", "none", "", "original", "base", "unbiased", "null", "nan"
 
 
 def variant(raw: Any) -> str:
-    """`neutral`, `value1` or `value2` from a nudge direction; ValueError when it is none."""
+    """`neutral`, `value1` or `value2` from a nudge direction (`towards_value1`, `v2`,
+    `none`, ...); ValueError when it names neither or both values."""
     if raw is None:
         return "neutral"
     text = re.sub(r"[^a-z0-9]", "", str(raw).lower())
     if text in _NEUTRAL:
         return "neutral"
-    if text.endswith(("value1", "v1")) or text in {"1", "value1"}:
-        return "value1"
-    if text.endswith(("value2", "v2")) or text in {"2", "value2"}:
-        return "value2"
+    ones, twos = "1" in text, "2" in text
+    if ones != twos:
+        return "value1" if ones else "value2"
     raise ValueError(f"unknown nudge direction {raw!r} (expected neutral, value1 or value2)")
 
 
