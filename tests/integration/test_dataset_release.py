@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +260,7 @@ async def test_jsonl_and_csv_release_files_and_spelling_variants(
         }
         for r in records
     ]
-    jsonl.write_text("\n".join(__import__("json").dumps(r) for r in renamed) + "\n")
+    jsonl.write_text("\n".join(json.dumps(r) for r in renamed) + "\n")
     await import_dataset(config, jsonl)
     assert await _count(database_url, "classifications") == len(MODELS)
     csv_path = tmp_path / "rows.csv"
@@ -308,3 +312,47 @@ async def test_a_bad_file_is_one_clear_error_and_leaves_nothing(
         "disagreement",
     ):
         assert await _count(database_url, table) == 0, table
+
+
+async def _cli(*args: str) -> tuple[int, str]:
+    # the config names the test's database: an inherited DATABASE_URL would override it
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "specstress"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**env, "COLUMNS": "200"},
+    )
+    output, _ = await process.communicate()
+    return process.returncode or 0, output.decode()
+
+
+async def test_the_commands(tmp_path: Path, database_url: str) -> None:
+    config = _config(tmp_path, database_url)
+    config_path = tmp_path / "paper.yaml"
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(
+        pa.Table.from_pylist(
+            [{k: v for k, v in r.items() if k != "value2"} for r in _release_rows()]
+        ),
+        bad,
+    )
+    code, output = await _cli("import", str(bad), "-c", str(config_path))
+    assert code == 2, output
+    assert output.count("error:") == 1 and "'value2' is missing" in output, output
+
+    good = _write(tmp_path / "good.parquet", _release_rows())
+    code, output = await _cli("import", str(good), "-c", str(config_path), "--family", "grok_4=xai")
+    assert code == 0, output
+    assert f"imported {len(SCENARIOS)} rows" in output, output
+
+    out = tmp_path / "dump"
+    code, output = await _cli(
+        "export", "--format", "csv", "--out", str(out), "-c", str(config_path)
+    )
+    assert code == 0, output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["classifications"] == len(SCENARIOS) * len(MODELS)
+    assert manifest["config"] == "paper.yaml" and manifest["encoding"] == "csv"
+    assert config.database_url == database_url
