@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ import yaml
 
 from specstress.analysis.reports import REPORTS, build_report
 from specstress.config import Config, load_config
-from specstress.dataset import DatasetError, import_dataset
+from specstress.dataset import DatasetError, ExportFormat, export_dataset, import_dataset
+from specstress.db.migrate import upgrade
+from specstress.local.servers import Infra, drop_database, ensure_database
 from tests.pipeline_harness import rows
 
 FAMILIES = {
@@ -356,3 +359,29 @@ async def test_the_commands(tmp_path: Path, database_url: str) -> None:
     assert manifest["counts"]["classifications"] == len(SCENARIOS) * len(MODELS)
     assert manifest["config"] == "paper.yaml" and manifest["encoding"] == "csv"
     assert config.database_url == database_url
+
+
+async def test_a_tampered_dump_is_refused_whole(
+    tmp_path: Path, database_url: str, infra: Infra
+) -> None:
+    config = _config(tmp_path, database_url)
+    await import_dataset(config, _write(tmp_path / "rows.parquet", _release_rows()))
+    out = tmp_path / "dump"
+    await export_dataset(config, out, ExportFormat.jsonl)
+    lines = (out / "classifications.jsonl").read_text().splitlines()
+    broken = json.loads(lines[4])
+    broken["value2_position"] = "six"
+    lines[4] = json.dumps(broken)
+    (out / "classifications.jsonl").write_text("\n".join(lines) + "\n")
+
+    name = f"t_{secrets.token_hex(8)}"
+    url = await ensure_database(infra.database_url, name)
+    try:
+        await upgrade(url)
+        with pytest.raises(DatasetError) as caught:
+            await import_dataset(config.model_copy(update={"database_url": url}), out)
+        assert "classifications.jsonl: row 5, column 'value2_position'" in str(caught.value)
+        for table in ("models", "scenarios", "responses", "classifications", "disagreement"):
+            assert await _count(url, table) == 0, table
+    finally:
+        await drop_database(infra.database_url, name)

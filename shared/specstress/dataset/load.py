@@ -31,6 +31,7 @@ from specstress.dataset import release
 from specstress.dataset.tables import (
     DERIVED_TABLES,
     FORMAT_NAME,
+    FORMAT_VERSION,
     TABLES,
     DatasetError,
     decode_csv,
@@ -293,6 +294,11 @@ class _Loader:
 
     async def lossless(self, folder: Path) -> ImportSummary:
         manifest = json.loads((folder / "manifest.json").read_text())
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise DatasetError(
+                f"{folder / 'manifest.json'}: format version {manifest.get('format_version')!r}; "
+                f"this specstress reads version {FORMAT_VERSION}"
+            )
         encoding = manifest.get("encoding")
         if encoding not in ("jsonl", "csv"):
             raise DatasetError(f"{folder / 'manifest.json'}: unknown encoding {encoding!r}")
