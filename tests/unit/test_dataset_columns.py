@@ -88,6 +88,8 @@ def test_spectra_in_every_shape_come_out_canonical() -> None:
     assert r.spectrum(dict(zip(r.SPECTRUM_POSITIONS, texts, strict=True))) == canonical
     assert r.spectrum(__import__("json").dumps(canonical)) == canonical
     assert r.spectrum(None) == []
+    contract = {"value_pair": {}, "value1_bias_spectrum": canonical, "value2_bias_spectrum": texts}
+    assert r.spectrum_pair(__import__("json").dumps(contract)) == (canonical, canonical)
     with pytest.raises(ValueError, match="7 steps"):
         r.spectrum(texts[:6])
     with pytest.raises(ValueError, match="belongs"):

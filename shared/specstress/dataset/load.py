@@ -380,7 +380,7 @@ class _Loader:
                 )
             summary.files.append(str(path))
         # files with spectra first, so answers of the same pair find them in place
-        scenario_files.sort(key=lambda f: f[1].value1_spectrum is None)
+        scenario_files.sort(key=lambda f: f[1].value1_spectrum is None and f[1].spectra is None)
         keys = sorted({a.model_key for _, layout in scenario_files for a in layout.answers})
         summary.models = await self._register(keys, families)
         for path, layout in scenario_files:
@@ -466,6 +466,11 @@ class _Loader:
                     steps.append(release.spectrum(row.get(column) if column else None))
                 except ValueError as exc:
                     raise DatasetError(f"{where}, column {column!r}: {exc}") from None
+            if layout.spectra is not None and not steps[0]:
+                try:
+                    steps = list(release.spectrum_pair(row.get(layout.spectra)))
+                except ValueError as exc:
+                    raise DatasetError(f"{where}, column {layout.spectra!r}: {exc}") from None
             if spectrum not in spectra or steps[0]:
                 spectra[spectrum] = (
                     spectrum,

@@ -38,6 +38,7 @@ __all__ = [
     "position",
     "scenario_layout",
     "spectrum",
+    "spectrum_pair",
     "variant",
 ]
 
@@ -134,6 +135,8 @@ class ScenarioLayout:
     query_generator: str
     value1_spectrum: str | None
     value2_spectrum: str | None
+    # one column holding both, as the spectrum call's JSON contract (method 2.6)
+    spectra: str | None
     answers: tuple[AnswerColumns, ...]
 
 
@@ -245,6 +248,7 @@ def scenario_layout(names: Sequence[str], where: str) -> ScenarioLayout:
             "spectrum_value2",
             "value_2_spectrum",
         ),
+        spectra=_find(columns, "spectra", "spectrum", "spectrums", "spectra_json"),
         answers=answers,
     )
 
@@ -325,6 +329,29 @@ def decision(raw: Any) -> str | None:
     if text in {"ambiguous", "unclear", "uncertain"}:
         return "ambiguous"
     raise ValueError(f"unknown decision {raw!r} (expected compliant, non-compliant or ambiguous)")
+
+
+def spectrum_pair(raw: Any) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Both spectra from one cell holding the spectrum call's JSON object
+    (`value1_bias_spectrum`, `value2_bias_spectrum`), as an object or as JSON text."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return [], []
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"spectra are not JSON: {exc.msg}") from None
+    if not isinstance(raw, Mapping):
+        raise ValueError(
+            "spectra must be an object with value1_bias_spectrum and value2_bias_spectrum"
+        )
+    found = []
+    for value in ("value1", "value2"):
+        key = next((k for k in (f"{value}_bias_spectrum", f"{value}_spectrum") if k in raw), None)
+        if key is None:
+            raise ValueError(f"spectra lack {value}_bias_spectrum")
+        found.append(spectrum(raw[key]))
+    return found[0], found[1]
 
 
 def spectrum(raw: Any) -> list[dict[str, str]]:
