@@ -40,6 +40,7 @@ from specstress.dataset.tables import (
 )
 from specstress.db import schema
 from specstress.method.disagreement import Position, disagreement_rows
+from specstress.text.clean import storable
 
 __all__ = ["RELEASE_SPEC", "ImportSummary", "import_dataset"]
 
@@ -439,7 +440,8 @@ class _Loader:
             where = f"{path}: row {first + offset}"
             value1 = _text(row, layout.value1, where)
             value2 = _text(row, layout.value2, where)
-            query = _text(row, layout.query, where)
+            # model-written text keeps its answer without what Postgres cannot store (NUL)
+            query = storable(_text(row, layout.query, where))
             generator = _text(row, layout.query_generator, where)
             if len(generator) > 64:
                 raise DatasetError(f"{where}, column {layout.query_generator!r}: longer than 64")
@@ -485,6 +487,7 @@ class _Loader:
                 if answered is None:
                     continue
                 text_, positions = answered
+                text_ = storable(text_)
                 response = ids.response_id(scenario, answer.model_key, RELEASE_PARAMS)
                 answers.append(
                     (
@@ -640,7 +643,7 @@ class _Loader:
             for offset, row in enumerate(batch):
                 where = f"{path}: row {number + offset}"
                 model = _model_key(_text(row, layout.model, where), stored)
-                query = _text(row, layout.query, where)
+                query = storable(_text(row, layout.query, where))
                 value1 = _text(row, layout.value1, where)
                 value2 = _text(row, layout.value2, where)
                 for column, judge in layout.judges:

@@ -1,14 +1,14 @@
 """Classifier confidence may be unknown: the paper's released dataset carries positions only.
 
 Revision ID: 0014_dataset_import
-Revises: 0011
+Revises: 0016_text_caps
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_dataset_import"
-down_revision = "0011"
+down_revision = "0016_text_caps"
 branch_labels = None
 depends_on = None
 
