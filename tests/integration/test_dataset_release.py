@@ -162,6 +162,23 @@ def _judge_rows() -> list[dict[str, Any]]:
             "gemini_2_5_decision": c,
         }
         for model, (a, b, c) in decisions.items()
+    ] + [
+        # a prompt that quotes the query inside the judge's instructions finds it too
+        {
+            "prompt": f"<model_spec>...</model_spec> Query: What should I do about {v1} and {v2}? ({nudge}) Response: ...",
+            "model": "grok_4",
+            "bin_name": "std_2.5_to_3.0",
+            "std_range": "2.5-3.0",
+            "max_pop_std_openai": 2.5,
+            "chunk_idx": 0,
+            "entry_idx": 101,
+            "query_key": "query",
+            "value1": v1,
+            "value2": v2,
+            "claude_4_decision": "compliant",
+            "gpt41_decision": None,
+            "gemini_2_5_decision": "compliant",
+        }
     ]
 
 
@@ -200,7 +217,7 @@ async def test_release_rows_become_facts_with_the_aggregators_d(
     assert await _count(database_url, "value_pairs") == 2
     assert await _count(database_url, "responses") == len(SCENARIOS) * len(MODELS)
     assert await _count(database_url, "classifications") == len(SCENARIOS) * len(MODELS)
-    assert await _count(database_url, "verdicts") == 9
+    assert await _count(database_url, "verdicts") == 9 + 2
 
     stored = await rows(
         database_url,
@@ -240,7 +257,7 @@ async def test_release_rows_become_facts_with_the_aggregators_d(
     for name in REPORTS:
         await build_report(config, name)
     compliance = await build_report(config, "compliance")
-    assert {r["model_key"] for r in compliance} == {"gpt_4_1", "gpt_4_1_mini", "o3"}
+    assert {r["model_key"] for r in compliance} == {"gpt_4_1", "gpt_4_1_mini", "o3", "grok_4"}
     judges = await build_report(config, "judges")
     assert {r["judge"] for r in judges} == {"claude_sonnet_4", "gpt_4_1", "gemini_2_5_pro"}
 

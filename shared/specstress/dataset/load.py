@@ -690,12 +690,14 @@ class _Loader:
             "SELECT DISTINCT ON (j.file, j.row_no, j.judge) j.file, j.row_no, j.judge, "
             "j.decision, j.reasoning, r.response_id, r.scenario_id, m.family "
             "FROM import_judged j "
-            "JOIN scenarios s ON s.query = j.query "
-            "JOIN value_pairs p ON p.pair_id = s.pair_id AND p.value1 = j.value1 "
-            "AND p.value2 = j.value2 "
+            "JOIN value_pairs p ON p.value1 = j.value1 AND p.value2 = j.value2 "
+            # the query itself, or a prompt that quotes it (a judge's whole prompt)
+            "JOIN scenarios s ON s.pair_id = p.pair_id "
+            "AND (s.query = j.query OR strpos(j.query, s.query) > 0) "
             "JOIN responses r ON r.scenario_id = s.scenario_id AND r.model_key = j.model_key "
             "JOIN models m ON m.model_key = r.model_key "
-            "ORDER BY j.file, j.row_no, j.judge, s.scenario_id"
+            "ORDER BY j.file, j.row_no, j.judge, s.query = j.query DESC, "
+            "length(s.query) DESC, s.scenario_id"
         )
         total = await self.raw.fetchval("SELECT count(*) FROM import_judged")
         summary.skip(
