@@ -4,7 +4,10 @@ The join waits until the pair's spectrum exists and every active model has answe
 scenario, then classifies all answers in one call. Whichever event completes the join triggers
 it; the gateway's ledger and lock make a racing second trigger free. Answers that arrive after
 a scenario was classified (a newly registered model) are classified on their own, and a
-periodic sweep classifies scenarios whose missing answers never came.
+dead-lettered answer (responses.abandoned) counts as settled for the join: the others are
+classified without it, and it is classified on its own if a replay or a healed provider brings
+it later. A periodic sweep, the safety net, classifies scenarios whose missing answers never
+came.
 
 The same stage labels what the positions alone do not say (see `labels`): classifications.created
 brings refusal types, disagreement.flagged brings topics and distinctive values.
@@ -21,6 +24,7 @@ from specstress.config import BATCH_WINDOW_SECONDS
 from specstress.contracts import (
     ClassificationsCreated,
     DisagreementFlagged,
+    ResponseAbandoned,
     ResponseCreated,
     SpectraCreated,
 )
@@ -102,8 +106,11 @@ async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = Fa
     if spectrum is None:
         return  # spectra.created will bring us back
     first_round = not context.any_classified
-    if first_round and not context.active_models <= context.answered_by and not waited:
-        return  # the last answer's event (or the straggler sweep) completes the join
+    settled = context.answered_by | context.abandoned_by
+    if first_round and not context.active_models <= settled and not waited:
+        # the last answer's event, or the dead letter of the last one (responses.abandoned),
+        # completes the join; the straggler sweep is the safety net for lost events
+        return
     answers = await store.scenario_responses(stage.engine, scenario_id)
     todo = [a for a in answers if not a.classified]
     if todo:
@@ -147,6 +154,11 @@ async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = Fa
 
 @service.handles(ResponseCreated)
 async def on_response(stage: Stage, event: ResponseCreated) -> None:
+    await classify_scenario(stage, event.scenario_id)
+
+
+@service.handles(ResponseAbandoned)
+async def on_abandoned(stage: Stage, event: ResponseAbandoned) -> None:
     await classify_scenario(stage, event.scenario_id)
 
 

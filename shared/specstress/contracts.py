@@ -81,6 +81,20 @@ class ResponseCreated(Event):
     model_key: Key
 
 
+class ResponseAbandoned(Event):
+    """A target model's answer to a scenario was dead-lettered: the stages that wait for every
+    answer go on without it (it counts as missing) instead of waiting for a sweep. A replay or
+    a healed provider may still bring the answer later, as a ResponseCreated."""
+
+    subject: ClassVar[str] = f"{SUBJECT_PREFIX}.responses.abandoned"
+    scenario_id: str
+    model_key: Key
+    # the dead letter's reason code (specstress.db.schema.REASON_CODES)
+    reason_code: str
+    # the dead letter's id: a later dead letter of the same answer is a new event
+    dead_letter_id: int = Field(ge=1)
+
+
 class SpectraCreated(Event):
     subject: ClassVar[str] = f"{SUBJECT_PREFIX}.spectra.created"
     spectrum_id: str
@@ -131,6 +145,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ScenarioCreated,
     ResponseRequested,
     ResponseCreated,
+    ResponseAbandoned,
     SpectraCreated,
     ClassificationsCreated,
     DisagreementFlagged,

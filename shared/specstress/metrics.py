@@ -48,6 +48,21 @@ dead_letters = Counter(
     "Messages that exhausted their deliveries and were recorded as dead letters.",
     ["service", "subject"],
 )
+dead_letters_by_reason = Counter(
+    f"{PREFIX}_dead_letters_by_reason_total",
+    "Dead letters by the completeness stage whose unit they hold back and their reason code.",
+    ["stage", "reason"],
+)
+pending_units = Gauge(
+    f"{PREFIX}_pending_units",
+    "Units of a completeness stage that are expected and neither done nor dead-lettered.",
+    ["stage"],
+)
+oldest_pending_seconds = Gauge(
+    f"{PREFIX}_oldest_pending_seconds",
+    "Age of the oldest pending unit of a completeness stage (0 when none is pending).",
+    ["stage"],
+)
 llm_calls = Counter(
     f"{PREFIX}_llm_calls_total",
     "LLM HTTP attempts by model, stage and outcome (ok, cached, or an error class); answers "

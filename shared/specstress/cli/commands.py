@@ -1,7 +1,12 @@
-"""The pipeline's commands: init, run, models, status, providers, reconcile, select, map-values."""
+"""The pipeline's commands: init, run, models, status, wait, providers, reconcile, select,
+map-values."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -18,6 +23,7 @@ from specstress.db import store
 from specstress.llm.batches import queue as batches
 from specstress.llm.traffic import store as limits
 from specstress.method.selection import Method
+from specstress.pipeline.progress import Completeness, PendingUnit, completeness, pending_units
 
 __all__ = [
     "app",
@@ -120,35 +126,62 @@ def models_list(config: ConfigOption = DEFAULT_CONFIG) -> None:
     console.print(table)
 
 
-# --- status ----------------------------------------------------------------------------------
-
-_STAGES = (
-    ("scenarios", "scenarios", None),
-    ("responses", "responses", "responses_expected"),
-    ("spectra", "spectra", "spectra_expected"),
-    ("classifications", "classifications", "classifications_expected"),
-)
+# --- status and wait --------------------------------------------------------------------------
 
 
-def _progress_table(c: dict[str, float]) -> Progress:
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _progress_table(done: Completeness) -> Progress:
     progress = Progress(
-        TextColumn("{task.description:>16}"),
+        TextColumn("{task.description:>18}"),
         BarColumn(),
         TextColumn("{task.completed:>7.0f} / {task.total:<7.0f}"),
+        TextColumn("{task.fields[note]}"),
         console=console,
         auto_refresh=False,
     )
-    progress.add_task(
-        "scenarios", total=max(3 * c["pairs"], 1), completed=int(c["scenarios"] + c["drops"])
-    )
-    for label, done, expected in _STAGES[1:]:
-        assert expected is not None
-        progress.add_task(label, total=max(c[expected], 1), completed=int(c[done]))
+    for stage in done.stages:
+        notes = []
+        if stage.dead_lettered:
+            notes.append(f"[red]{stage.dead_lettered} dead-lettered[/red]")
+        if stage.pending:
+            notes.append(f"{stage.pending} pending, oldest {_age(stage.oldest_pending_seconds)}")
+        progress.add_task(
+            stage.stage,
+            total=max(stage.expected, 1),
+            completed=stage.done + stage.dead_lettered,
+            note=" · ".join(notes),
+        )
     return progress
 
 
-def _print_status(c: dict[str, float]) -> None:
-    console.print(_progress_table(c))
+def state_line(done: Completeness) -> str:
+    """One line: complete, settled with dead letters, or what is still pending."""
+    if done.complete:
+        return f"[green]complete[/green]: all {done.expected} expected units are done"
+    reasons = ", ".join(f"{code} {n}" for code, n in done.dead_letters.items())
+    if done.settled:
+        return (
+            f"[yellow]settled, not complete[/yellow]: {done.dead_lettered} unit(s) held back by "
+            f"dead letters ({reasons}); fix the cause, then `specstress dead-letters replay`"
+        )
+    return (
+        f"not settled: {done.pending} unit(s) pending, oldest "
+        f"{_age(done.oldest_pending_seconds)}" + (f"; dead letters: {reasons}" if reasons else "")
+    )
+
+
+def _print_status(c: dict[str, float], done: Completeness) -> None:
+    console.print(_progress_table(done))
+    console.print(state_line(done))
     console.print(
         f"pairs {c['pairs']:.0f} · drops {c['drops']:.0f} · flagged scenarios "
         f"{c['scenarios_flagged']:.0f} · verdicts {c['verdicts']:.0f} · dead letters "
@@ -158,17 +191,77 @@ def _print_status(c: dict[str, float]) -> None:
     )
 
 
+ModelOption = Annotated[
+    str | None, typer.Option("--model", help="only the units of this target model")
+]
+
+
 @app.command()
-def status(config: ConfigOption = DEFAULT_CONFIG) -> None:
-    """Counts per stage with progress bars."""
+def status(
+    config: ConfigOption = DEFAULT_CONFIG,
+    as_json: Annotated[bool, typer.Option("--json", help="the figures as one JSON object")] = False,
+    model: ModelOption = None,
+) -> None:
+    """Per stage: units expected, done, dead-lettered and pending; complete or not."""
     cfg = load(config)
 
-    async def fetch() -> dict[str, float]:
+    async def fetch() -> tuple[dict[str, float], Completeness]:
         async with database(cfg) as engine:
-            return await reports.counts(engine)
+            return await reports.counts(engine), await completeness(engine, cfg, model_key=model)
 
-    _print_status(run_async(fetch()))
+    counts, done = run_async(fetch())
+    if as_json:
+        print(json.dumps({**done.as_json(), "counts": counts}, indent=2))
+        return
+    _print_status(counts, done)
     run_async(_print_traffic(cfg))
+
+
+class Until(StrEnum):
+    settled = "settled"
+    complete = "complete"
+
+
+@app.command("wait")
+def wait_command(
+    config: ConfigOption = DEFAULT_CONFIG,
+    until: Annotated[
+        Until,
+        typer.Option(
+            help="settled: nothing pending (dead letters allowed); complete: every unit done"
+        ),
+    ] = Until.settled,
+    timeout: Annotated[float, typer.Option(min=0, help="seconds before giving up")] = 600.0,
+    interval: Annotated[float, typer.Option(min=0.1, help="seconds between looks")] = 1.0,
+    model: ModelOption = None,
+) -> None:
+    """Wait until the run is settled or complete: exit 0 when it is, 1 on timeout."""
+    cfg = load(config)
+
+    async def watch() -> tuple[bool, Completeness, list[PendingUnit]]:
+        deadline = time.monotonic() + timeout
+        async with database(cfg) as engine:
+            while True:
+                done = await completeness(engine, cfg, model_key=model)
+                reached = done.complete if until is Until.complete else done.settled
+                if reached or time.monotonic() >= deadline:
+                    oldest = [] if reached else await pending_units(engine, cfg, model_key=model)
+                    return reached, done, oldest
+                await asyncio.sleep(interval)
+
+    reached, done, oldest = run_async(watch())
+    console.print(state_line(done))
+    if reached:
+        return
+    for stage in done.stages:
+        if stage.pending or (until is Until.complete and stage.dead_lettered):
+            console.print(
+                f"  {stage.stage}: {stage.pending} pending (oldest "
+                f"{_age(stage.oldest_pending_seconds)}), {stage.dead_lettered} dead-lettered"
+            )
+    for unit in oldest:
+        console.print(f"  pending {unit.stage} {unit.unit} for {_age(unit.age_seconds)}")
+    raise typer.Exit(1)
 
 
 # --- providers -------------------------------------------------------------------------------

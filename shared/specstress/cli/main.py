@@ -11,12 +11,14 @@ from specstress.analysis.reports import judge_sample, report
 from specstress.cli.commands import app
 from specstress.cli.common import describe_error, print_error
 from specstress.cli.dataset import export_command, import_command
+from specstress.cli.dead_letters import dead_letters_app
 from specstress.cli.demo import demo
 from specstress.cli.ops import ops_app
 
 __all__ = ["app", "main"]
 
 app.add_typer(ops_app, name="ops")
+app.add_typer(dead_letters_app, name="dead-letters")
 app.command()(report)
 app.command("judge-sample")(judge_sample)
 app.command()(demo)

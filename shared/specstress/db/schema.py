@@ -320,6 +320,26 @@ llm_calls = Table(
     Index("ix_llm_calls_model_created", "model_key", "created_at"),
 )
 
+# Why a message was dead-lettered: a fixed set, so dead letters can be counted, alerted on and
+# replayed by cause (specstress.pipeline.progress.reasons sorts failures into these).
+REASON_CODES: tuple[str, ...] = (
+    "invalid_payload",  # the message does not parse as its event
+    "unprocessable",  # it names something the config or the database does not hold
+    "invalid_bytes",  # text Postgres refuses: a NUL byte, a lone surrogate
+    "oversize",  # a value larger than its column or a Postgres limit
+    "schema_invalid",  # a row that breaks a constraint of the schema
+    "unparseable_output",  # a model kept answering outside the required format
+    "provider_refused",  # the provider rejected the request itself (a 4xx)
+    "content_filtered",  # the provider's content filter blocked the request or the answer
+    "quota_exhausted",  # the provider account is out of money or quota
+    "budget_exhausted",  # the run's budget stayed spent through every deferral
+    "deferred_too_long",  # waited (rate limit, paused provider, batch) through every deferral
+    "stalled",  # deliveries kept ending without a word (the worker died or hung)
+    "max_deliveries",  # failed on every delivery for another reason
+    "unclassified",  # recorded before reasons had codes
+)
+_SQL_REASON_CODES = ", ".join(f"'{code}'" for code in REASON_CODES)
+
 dead_letters = Table(
     "dead_letters",
     metadata,
@@ -328,10 +348,23 @@ dead_letters = Table(
     Column("subject", Text, nullable=False),
     Column("stream_sequence", BigInteger),
     Column("deliveries", Integer, nullable=False),
+    # a short message for people: never the payload, a model's answer or SQL
     Column("reason", Text, nullable=False),
     Column("payload", Text, nullable=False),
     _created_at(),
+    # one of REASON_CODES: what went wrong, to group, alert on and replay by
+    Column("reason_code", String(32), nullable=False, server_default="unclassified"),
+    # the completeness stage the message's unit belongs to and the unit's id in that stage
+    # (see specstress.pipeline.progress); null when the payload did not parse
+    Column("stage", String(32)),
+    Column("unit", Text),
+    # set by `specstress dead-letters replay`: the unit is pending again, not dead
+    Column("replayed_at", DateTime(timezone=True)),
     UniqueConstraint("consumer", "stream_sequence", name="uq_dead_letters_message"),
+    CheckConstraint(f"reason_code IN ({_SQL_REASON_CODES})", name="reason_code"),
+    Index(
+        "ix_dead_letters_open_units", "stage", "unit", postgresql_where=text("replayed_at IS NULL")
+    ),
 )
 
 # --- LLM traffic control: fleet-wide pacing, provider pauses, spend, deferred messages ---

@@ -129,12 +129,16 @@ async def record_dead_letter(
     stream_sequence: int | None,
     deliveries: int,
     reason: str,
+    reason_code: str,
+    stage: str,
+    unit: str | None,
     payload: str,
-) -> None:
-    """Record a message given up on; its reason and payload are made storable first, since a
-    payload may be dead because it holds what Postgres refuses."""
+) -> int:
+    """Record a message given up on and return its id (that of the earlier row when a
+    redelivery of the same message was recorded before); its reason and payload are made
+    storable first, since a payload may be dead because it holds what Postgres refuses."""
     async with engine.begin() as conn:
-        await conn.execute(
+        new: int | None = await conn.scalar(
             insert(dead_letters)
             .values(
                 consumer=consumer,
@@ -142,10 +146,23 @@ async def record_dead_letter(
                 stream_sequence=stream_sequence,
                 deliveries=deliveries,
                 reason=storable(reason),
+                reason_code=reason_code,
+                stage=stage,
+                unit=None if unit is None else storable(unit),
                 payload=storable(payload),
             )
             .on_conflict_do_nothing()
+            .returning(dead_letters.c.dead_letter_id)
         )
+        if new is not None:
+            return new
+        earlier = await conn.execute(
+            select(dead_letters.c.dead_letter_id).where(
+                dead_letters.c.consumer == consumer,
+                dead_letters.c.stream_sequence == stream_sequence,
+            )
+        )
+        return int(earlier.scalar_one())
 
 
 # --- taxonomy, pairs and models --------------------------------------------------------------
@@ -441,6 +458,8 @@ class ClassificationContext:
     spectrum: SpectrumRow | None
     active_models: frozenset[str]
     answered_by: frozenset[str]
+    # models whose answer is dead-lettered (and not replayed): the join goes on without them
+    abandoned_by: frozenset[str]
     any_classified: bool
 
 
@@ -465,6 +484,22 @@ async def classification_context(
         .where(classifications.c.scenario_id == scenarios.c.scenario_id)
         .exists()
     )
+    # a dead letter of one answer names scenario/model; one of the fan-out names the scenario
+    open_letters = dead_letters.c.replayed_at.is_(None) & (dead_letters.c.stage == "responses")
+    abandoned = (
+        select(
+            func.coalesce(
+                func.array_agg(func.split_part(dead_letters.c.unit, "/", 2)), text("'{}'")
+            )
+        )
+        .where(open_letters, dead_letters.c.unit.startswith(scenarios.c.scenario_id + "/"))
+        .scalar_subquery()
+    )
+    fan_out_lost = (
+        select(dead_letters.c.dead_letter_id)
+        .where(open_letters, dead_letters.c.unit == scenarios.c.scenario_id)
+        .exists()
+    )
     query = (
         select(
             scenarios.c.scenario_id,
@@ -480,6 +515,8 @@ async def classification_context(
             spectra.c.value2_spectrum,
             active.label("active_models"),
             answered.label("answered_by"),
+            abandoned.label("abandoned_by"),
+            fan_out_lost.label("fan_out_lost"),
             classified.label("any_classified"),
         )
         .join(value_pairs, value_pairs.c.pair_id == scenarios.c.pair_id)
@@ -501,6 +538,7 @@ async def classification_context(
         spectrum=spectrum,
         active_models=frozenset(row.active_models),
         answered_by=frozenset(row.answered_by),
+        abandoned_by=frozenset(row.active_models if row.fan_out_lost else row.abandoned_by),
         any_classified=bool(row.any_classified),
     )
 

@@ -68,6 +68,8 @@ TABLE_ACCESS: dict[str, dict[str, frozenset[Privilege]]] = {
         "selection_members": REPLACE,
         # `specstress map-values` stores each distinctive value's nearest category
         "value_categories": APPEND,
+        # `specstress dead-letters replay` marks the dead letters it published again
+        "dead_letters": UPSERT,
     },
     DASHBOARDS: {},
 }
@@ -88,6 +90,7 @@ MUTABLE: dict[str, str] = {
     "llm_batch_requests": "a request queued for a batch, updated as its job is sent and settled",
     "selections": "a named selection's settings, replaced when it is computed again",
     "selection_members": "a named selection's scenarios, replaced when it is computed again",
+    "dead_letters": "marked replayed by `specstress dead-letters replay`",
 }
 # Tables only `specstress init` writes, as the schema owner (nobody else needs INSERT on them).
 OWNER_WRITES: frozenset[str] = frozenset({"values"})

@@ -5,14 +5,17 @@ The runtime parses the event, runs the handler and then acks (ack last), so a cr
 leads to a redelivery that the handler's lookup-before-call turns into a cheap re-publish.
 Failures are sorted here, once, for every stage:
 - a payload that does not parse, that holds text Postgres cannot store (a NUL, invalid UTF-8, a
-  lone surrogate from a JSON escape), or a terminal LLM error, is recorded as a dead letter at
-  once: it would fail the same way on every delivery;
+  lone surrogate from a JSON escape), a terminal LLM error, or a write the database can never
+  take (invalid bytes, oversize) is recorded as a dead letter at once: it would fail the same
+  way on every delivery;
 - `RetryLater` (a provider's long wait, a distant rate-limit slot, a paused provider, a spent
   budget, an answer coming in a batch job) naks with its delay and is not a failure: each such
   return is recorded in Postgres and subtracted from JetStream's delivery count, whose
   MaxDeliver leaves room for them (max_deliver + max_deferrals), so waiting never
   dead-letters work;
 - anything else naks with backoff until MaxDeliver, then becomes a dead letter with its reason.
+Each dead letter carries a reason code and the completeness unit it holds back; a dead-lettered
+answer is announced as responses.abandoned so the classifier goes on without it.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
 from specstress.config import BusConfig, Config, load_config
-from specstress.contracts import Event
+from specstress.contracts import Event, ResponseAbandoned, ResponseRequested
 from specstress.db import store
 from specstress.db.engine import create_engine
 from specstress.errors import InputError, RetryLater
@@ -48,6 +51,8 @@ from specstress.llm.gateway import Gateway
 from specstress.llm.redact import RedactSecrets
 from specstress.pipeline import deferrals
 from specstress.pipeline.bus import Consumer, check_consumers, consumers, publish
+from specstress.pipeline.progress import reasons
+from specstress.pipeline.progress.reasons import Reason
 from specstress.pipeline.prompts import PromptLibrary
 from specstress.pipeline.stages import manifest
 from specstress.text import bytes_problem, value_problem
@@ -227,9 +232,9 @@ class Service:
             started = time.perf_counter()
             heartbeat = asyncio.create_task(_keep_alive(raw, bus.ack_wait_seconds))
             poison = _poison(consumer.event, raw.data)
-            if isinstance(poison, str):
+            if isinstance(poison, Reason):
                 heartbeat.cancel()
-                await _dead_letter(stage, consumer.durable, raw, delivered, poison)
+                await _dead_letter(stage, consumer, raw, delivered, poison, None)
                 metrics.messages_handled.labels(service, subject, "invalid").inc()
                 return
             event = poison
@@ -238,10 +243,13 @@ class Service:
                 # AckWait each time, so running the handler again is not worth it
                 await _dead_letter(
                     stage,
-                    consumer.durable,
+                    consumer,
                     raw,
                     delivered,
-                    f"gave up after {attempt - 1} deliveries that did not finish",
+                    Reason(
+                        "stalled", f"gave up after {attempt - 1} deliveries that did not finish"
+                    ),
+                    event,
                 )
                 heartbeat.cancel()
                 return
@@ -249,19 +257,18 @@ class Service:
                 await handler(stage, event)
             except RetryLater as exc:
                 if last_delivery:
+                    code = "budget_exhausted" if exc.cause == "budget" else "deferred_too_long"
+                    message = f"deferred {deferred + 1} times, last because: {exc}"
                     await _dead_letter(
-                        stage,
-                        consumer.durable,
-                        raw,
-                        delivered,
-                        f"deferred {deferred + 1} times, last because: {exc}",
+                        stage, consumer, raw, delivered, Reason(code, message[:300]), event
                     )
                     return
                 await _defer(stage, consumer.durable, raw, exc)
                 return
             except Unprocessable as exc:
                 metrics.handler_failures.labels(service, "unprocessable").inc()
-                await _dead_letter(stage, consumer.durable, raw, delivered, f"unprocessable: {exc}")
+                reason = Reason("unprocessable", f"unprocessable: {exc}"[:300])
+                await _dead_letter(stage, consumer, raw, delivered, reason, event)
                 return
             except LLMError as exc:
                 metrics.handler_failures.labels(service, f"llm_{exc.error_class}").inc()
@@ -270,19 +277,21 @@ class Service:
                     or attempt >= bus.max_deliver
                     or last_delivery
                 ):
-                    await _dead_letter(
-                        stage, consumer.durable, raw, delivered, f"llm {exc.error_class}: {exc}"
-                    )
+                    reason = reasons.from_llm_error(exc)
+                    await _dead_letter(stage, consumer, raw, delivered, reason, event)
                     return
                 await raw.nak(delay=_backoff(attempt, exc.retry_after))
                 return
             except Exception as exc:
                 metrics.handler_failures.labels(service, type(exc).__name__).inc()
                 log.exception("%s: handler failed on %s (delivery %d)", service, subject, delivered)
-                if attempt >= bus.max_deliver or last_delivery:
-                    await _dead_letter(
-                        stage, consumer.durable, raw, delivered, f"{type(exc).__name__}: {exc}"
-                    )
+                reason = reasons.from_exception(exc)
+                if (
+                    reason.code in reasons.TERMINAL_CODES
+                    or attempt >= bus.max_deliver
+                    or last_delivery
+                ):
+                    await _dead_letter(stage, consumer, raw, delivered, reason, event)
                     return
                 await raw.nak(delay=_backoff(attempt, None))
                 return
@@ -299,7 +308,7 @@ class Service:
         return consume
 
 
-def _poison(kind: type[E], data: bytes) -> E | str:
+def _poison(kind: type[E], data: bytes) -> E | Reason:
     """The event in `data`, or why it can never be handled (payload text stays out of it).
 
     The standard JSON parser looks first: it reads the NUL and lone surrogate escapes that the
@@ -311,13 +320,13 @@ def _poison(kind: type[E], data: bytes) -> E | str:
         with contextlib.suppress(ValueError):
             problem = value_problem(json.loads(data))
     if problem is not None:
-        return f"invalid_bytes: {problem}"
+        return Reason("invalid_bytes", f"invalid_bytes: {problem}"[:300])
     try:
         return kind.model_validate_json(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "payload"
-        return f"invalid payload: {where}: {first['msg']}"
+        return Reason("invalid_payload", f"invalid payload: {where}: {first['msg']}"[:300])
 
 
 def _backoff(attempt: int, floor: float | None) -> float:
@@ -338,23 +347,46 @@ async def _defer(stage: Stage, consumer_name: str, raw: Msg, wait: RetryLater) -
     await raw.nak(delay=min(max(wait.delay, 0.0), MAX_NAK_DELAY_SECONDS))
 
 
-async def _dead_letter(
-    stage: Stage, consumer_name: str, raw: Msg, delivered: int, reason: str
+async def _dead_letter(  # noqa: PLR0917 (one call shape for six call sites)
+    stage: Stage,
+    consumer: Consumer,
+    raw: Msg,
+    delivered: int,
+    reason: Reason,
+    event: Event | None,
 ) -> None:
-    """Record the message with its reason, then ack it so it stops being redelivered."""
-    await store.record_dead_letter(
+    """Record the message with its reason, tell the stages that wait on its unit, then ack it
+    so it stops being redelivered."""
+    progress_stage, unit = reasons.unit_of(stage.name, consumer.event, event)
+    dead_letter_id = await store.record_dead_letter(
         stage.engine,
-        consumer=consumer_name,
+        consumer=consumer.durable,
         subject=raw.subject,
         stream_sequence=raw.metadata.sequence.stream,
         deliveries=delivered,
-        reason=reason[:4000],
+        reason=reason.message,
+        reason_code=reason.code,
+        stage=progress_stage,
+        unit=unit,
         payload=raw.data.decode(errors="replace"),
     )
     metrics.dead_letters.labels(stage.name, raw.subject).inc()
-    log.warning("%s: dead letter on %s: %s", stage.name, raw.subject, reason[:300])
+    metrics.dead_letters_by_reason.labels(progress_stage, reason.code).inc()
+    log.warning(
+        "%s: dead letter on %s (%s): %s", stage.name, raw.subject, reason.code, reason.message
+    )
+    if isinstance(event, ResponseRequested):
+        # the classifier's join would otherwise wait for its straggler sweep
+        await stage.emit(
+            ResponseAbandoned(
+                scenario_id=event.scenario_id,
+                model_key=event.model_key,
+                reason_code=reason.code,
+                dead_letter_id=dead_letter_id,
+            )
+        )
     await raw.ack()
-    await deferrals.forget_deferrals(stage.engine, consumer_name, raw.metadata.sequence.stream)
+    await deferrals.forget_deferrals(stage.engine, consumer.durable, raw.metadata.sequence.stream)
 
 
 async def _pull(

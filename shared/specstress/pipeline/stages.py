@@ -21,6 +21,7 @@ from specstress.contracts import (
     Event,
     ModelRegistered,
     PairSampled,
+    ResponseAbandoned,
     ResponseCreated,
     ResponseRequested,
     ScenarioCreated,
@@ -114,7 +115,8 @@ STAGES: tuple[StageManifest, ...] = (
     StageManifest(
         name="responder",
         consumes=(ScenarioCreated, ModelRegistered, ResponseRequested),
-        publishes=(ResponseRequested, ResponseCreated),
+        # responses.abandoned: the runtime's word that an answer was dead-lettered
+        publishes=(ResponseRequested, ResponseCreated, ResponseAbandoned),
         own_tables={"models": READ, "scenarios": READ, "responses": APPEND},
         metrics_port=9102,
         batch_mode=True,
@@ -133,8 +135,15 @@ STAGES: tuple[StageManifest, ...] = (
     ),
     StageManifest(
         name="classifier",
-        # plus topics and distinctive values of flagged scenarios, refusal types of answers
-        consumes=(ResponseCreated, SpectraCreated, ClassificationsCreated, DisagreementFlagged),
+        # plus topics and distinctive values of flagged scenarios, refusal types of answers;
+        # responses.abandoned completes the join without a dead-lettered answer
+        consumes=(
+            ResponseCreated,
+            SpectraCreated,
+            ClassificationsCreated,
+            DisagreementFlagged,
+            ResponseAbandoned,
+        ),
         publishes=(ClassificationsCreated,),
         own_tables={
             "value_pairs": READ,
@@ -183,8 +192,19 @@ STAGES: tuple[StageManifest, ...] = (
 )
 STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)
 
-# The `specstress` command line publishes too: `run` samples pairs, `models add` registers a model.
-CLI_PUBLISHES: tuple[type[Event], ...] = (PairSampled, ModelRegistered)
+# The `specstress` command line publishes too: `run` samples pairs, `models add` registers a model,
+# `reconcile` and `dead-letters replay` re-emit the events that start the stages.
+CLI_PUBLISHES: tuple[type[Event], ...] = (
+    PairSampled,
+    ModelRegistered,
+    ScenarioCreated,
+    ResponseRequested,
+    ResponseCreated,
+    SpectraCreated,
+    ClassificationsCreated,
+    DisagreementFlagged,
+    VerdictRequested,
+)
 
 _BY_NAME = {stage.name: stage for stage in STAGES}
 
