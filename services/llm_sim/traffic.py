@@ -10,7 +10,8 @@ in, and a retried request gets a fresh draw.
 
 `GET /sim/stats` returns, per model, the requests received and their outcomes: `ok` counts
 complete answers (the calls a provider would bill, malformed content included), so a test can
-compare it with the ledger's paid rows to prove nothing was paid twice.
+compare it with the ledger's paid rows to prove nothing was paid twice. `PUT /sim/conditions`
+replaces the conditions while the simulator runs (e.g. a fault that heals).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from pydantic import ValidationError
 
 from services.llm_sim.conditions import Conditions, Faults, Limits, describe
 
@@ -234,6 +236,7 @@ def install(app: web.Application, conditions: Conditions) -> None:
     app.middlewares.append(traffic.middleware)
     app.router.add_get("/sim/stats", _stats)
     app.router.add_get("/sim/conditions", _conditions)
+    app.router.add_put("/sim/conditions", _replace_conditions)
 
 
 async def _stats(request: web.Request) -> web.Response:
@@ -242,6 +245,19 @@ async def _stats(request: web.Request) -> web.Response:
 
 async def _conditions(request: web.Request) -> web.Response:
     conditions = request.app[TRAFFIC_KEY].conditions
+    return web.Response(text=describe(conditions), content_type="application/json")
+
+
+async def _replace_conditions(request: web.Request) -> web.Response:
+    """Play the provider under new conditions from now on (a fault healed, a limit changed);
+    the counters of `/sim/stats` go on."""
+    try:
+        conditions = Conditions.model_validate_json(await request.read())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        return web.json_response({"error": f"{where}: {first['msg']}"}, status=400)
+    request.app[TRAFFIC_KEY].conditions = conditions
     return web.Response(text=describe(conditions), content_type="application/json")
 
 

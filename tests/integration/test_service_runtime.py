@@ -51,7 +51,8 @@ async def test_poison_messages_become_dead_letters_with_their_reason(
         for _ in range(50):
             letters = await rows(
                 database_url,
-                "SELECT consumer, reason, deliveries, payload FROM dead_letters ORDER BY 1, 2",
+                "SELECT consumer, reason, reason_code, stage, unit, deliveries, payload "
+                "FROM dead_letters ORDER BY consumer, reason",
             )
             if len(letters) >= 3 + len(bad_bytes):
                 break
@@ -78,3 +79,15 @@ async def test_poison_messages_become_dead_letters_with_their_reason(
         assert reasons[0].startswith("invalid payload")
         assert reasons[1].startswith("invalid payload")
         assert "no-such-model" in reasons[2] and reasons[2].startswith("unprocessable")
+        assert {x["reason_code"] for x in invalid} == {"invalid_bytes"}
+        codes = [(r["reason_code"], r["stage"], r["unit"]) for r in others]
+        assert sorted(codes, key=str) == sorted(
+            [
+                ("invalid_payload", "responses", None),
+                ("invalid_payload", "responses", None),
+                ("unprocessable", "responses", "s/no-such-model"),
+            ],
+            key=str,
+        )
+        # the message names the field, never the payload
+        assert all("not json at all" not in str(r["reason"]) for r in letters)

@@ -375,8 +375,9 @@ async def _dead_letter(  # noqa: PLR0917 (one call shape for six call sites)
     log.warning(
         "%s: dead letter on %s (%s): %s", stage.name, raw.subject, reason.code, reason.message
     )
-    if isinstance(event, ResponseRequested):
-        # the classifier's join would otherwise wait for its straggler sweep
+    if isinstance(event, ResponseRequested) and reason.code != "unprocessable":
+        # the classifier's join would otherwise wait for its straggler sweep (a request that
+        # names no known scenario or model holds nothing back)
         await stage.emit(
             ResponseAbandoned(
                 scenario_id=event.scenario_id,
