@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,8 +18,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from click.testing import Result
+from typer.testing import CliRunner
 
 from specstress.api import database, start_run
+from specstress.cli.main import app
 from specstress.local.stack import wait_until_idle
 from specstress.pipeline.progress import completeness
 from tests.pipeline_harness import planted_disagreement, rows, running_stack
@@ -31,18 +31,17 @@ pytestmark = pytest.mark.e2e
 PAIRS = 4
 SEED = 3
 REFUSED = "borealis-literal"
-SPECSTRESS = Path(sys.executable).parent / "specstress"
 
 
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SPECSTRESS), *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=120,
-        check=False,
-    )
+async def _cli(config: Path, *args: str) -> Result:
+    """The command line in this process (a new interpreter per command costs seconds); in a
+    thread, because each command runs its own event loop."""
+    runner = CliRunner()
+
+    def invoke() -> Result:
+        return runner.invoke(app, [*args, "--config", str(config)], catch_exceptions=False)
+
+    return await asyncio.to_thread(invoke)
 
 
 async def _one(database_url: str, sql: str) -> int:
@@ -102,9 +101,9 @@ async def _independent_counts(database_url: str, targets: int) -> dict[str, dict
     }
 
 
-def _status(config: Path) -> dict[str, Any]:
-    shown = _cli(config, "status", "--json")
-    assert shown.returncode == 0, shown.stdout + shown.stderr
+async def _status(config: Path) -> dict[str, Any]:
+    shown = await _cli(config, "status", "--json")
+    assert shown.exit_code == 0, shown.stdout
     status: dict[str, Any] = json.loads(shown.stdout)
     return status
 
@@ -164,7 +163,7 @@ async def test_dead_letters_settle_the_run_and_a_replay_completes_it(
         ) == [{"members": targets - 1}]
 
         # status --json: the same figures as the tables say, settled and not complete
-        status = _status(config_path)
+        status = await _status(config_path)
         assert status["settled"] is True
         assert status["complete"] is False
         assert status["dead_letters"] == {"provider_refused": scenarios}
@@ -179,23 +178,27 @@ async def test_dead_letters_settle_the_run_and_a_replay_completes_it(
         assert status["stages"]["verdicts"]["expected"] > 0, "the run should flag something"
 
         # wait: complete is not reached (exit 1, saying what holds it back); settled is
-        waited = _cli(config_path, "wait", "--until", "complete", "--timeout", "1")
-        assert waited.returncode == 1, waited.stdout
+        waited = await _cli(config_path, "wait", "--until", "complete", "--timeout", "1")
+        assert waited.exit_code == 1, waited.stdout
         assert f"responses: 0 pending (oldest -), {scenarios} dead-lettered" in waited.stdout
-        assert _cli(config_path, "wait", "--until", "settled", "--timeout", "5").returncode == 0
+        assert (
+            await _cli(config_path, "wait", "--until", "settled", "--timeout", "5")
+        ).exit_code == 0
 
         # the provider heals; replaying the refused answers completes the run
         async with httpx.AsyncClient(base_url=running.sim_url) as client:
             (await client.put("/sim/conditions", json={})).raise_for_status()
-        listed = _cli(config_path, "dead-letters", "list", "--reason", "provider_refused", "--json")
+        listed = await _cli(
+            config_path, "dead-letters", "list", "--reason", "provider_refused", "--json"
+        )
         assert len(json.loads(listed.stdout)) == scenarios
-        replayed = _cli(config_path, "dead-letters", "replay", "--reason", "provider_refused")
+        replayed = await _cli(config_path, "dead-letters", "replay", "--reason", "provider_refused")
         assert f"replayed {scenarios} dead letter(s)" in replayed.stdout, replayed.stdout
-        again = _cli(config_path, "dead-letters", "replay", "--reason", "provider_refused")
+        again = await _cli(config_path, "dead-letters", "replay", "--reason", "provider_refused")
         assert "replayed 0 dead letter(s)" in again.stdout, again.stdout
-        completed = _cli(config_path, "wait", "--until", "complete", "--timeout", "60")
-        assert completed.returncode == 0, completed.stdout
-        status = _status(config_path)
+        completed = await _cli(config_path, "wait", "--until", "complete", "--timeout", "60")
+        assert completed.exit_code == 0, completed.stdout
+        status = await _status(config_path)
         assert status["complete"] is True and status["dead_letters"] == {}
         assert status["stages"]["responses"]["done"] == scenarios * targets
 
@@ -230,7 +233,7 @@ async def test_dead_letters_settle_the_run_and_a_replay_completes_it(
                 "GROUP BY model_key",
             )
         }
-        for key, n in paid.items():
-            assert sold[config.model(key).model_id]["ok"] == n, key
+        for model_key, n in paid.items():
+            assert sold[config.model(model_key).model_id]["ok"] == n, model_key
         assert sold[REFUSED]["ok"] == scenarios
         assert sold[REFUSED]["bad_request"] == scenarios

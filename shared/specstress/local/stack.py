@@ -83,18 +83,23 @@ class Stack:
         return url
 
     def start_service(self, service: str, replica: int = 0) -> Process:
+        process = self._spawn_service(service, replica)
+        _wait_http(f"http://127.0.0.1:{process.metrics_port}/healthz", process)
+        return process
+
+    def _spawn_service(self, service: str, replica: int = 0) -> Process:
         port = free_port()
         name = service if replica == 0 else f"{service}-{replica}"
         args = ["-m", manifest(service).module, "--config", str(self.config_path)]
-        process = self._spawn(
+        return self._spawn(
             name, [*args, "--metrics-port", str(port)], port, self.service_env.get(service)
         )
-        _wait_http(f"http://127.0.0.1:{port}/healthz", process)
-        return process
 
     def start_services(self) -> None:
-        for service in STAGE_NAMES:
-            self.start_service(service)
+        # all at once, then wait for each: their imports take seconds and overlap
+        started = [self._spawn_service(service) for service in STAGE_NAMES]
+        for process in started:
+            _wait_http(f"http://127.0.0.1:{process.metrics_port}/healthz", process)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(name)
