@@ -18,8 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from specstress.api import database, start_run
 from specstress.cli.main import app
