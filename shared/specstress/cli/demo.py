@@ -1,4 +1,5 @@
-"""The demo: private servers, the simulator and every service on one machine, then a summary."""
+"""The demo: private servers, the simulator and every service on one machine until the run is
+settled, then a summary that says whether it is complete."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from rich.table import Table
 
 from specstress.analysis import summary as reports
 from specstress.api import database, initialise, start_run
+from specstress.cli.commands import state_line
 from specstress.cli.common import ConfigOption, console, load, run_async
 from specstress.config import Config
 from specstress.local.servers import ensure_database, resolve_infra
-from specstress.local.stack import Stack, wait_until_idle
+from specstress.local.stack import Stack
+from specstress.pipeline.progress import Completeness, completeness
 
-__all__ = ["demo", "print_state", "print_summary"]
+__all__ = ["demo", "print_state", "print_summary", "watch_until_settled"]
 
 
 async def print_summary(config: Config) -> None:
@@ -89,19 +92,21 @@ def print_state(state_dir: Path, postgres_dir: Path | None) -> None:
     console.print(f"{line}; `make clean` removes it", soft_wrap=True)
 
 
-async def _watch_until_idle(config: Config, timeout: float) -> None:
-    waiter = asyncio.create_task(wait_until_idle(config, timeout))
+async def watch_until_settled(config: Config, timeout: float) -> Completeness:
+    """Until every expected unit has its result or a dead letter (or the timeout), a line of
+    progress every two seconds; an idle bus alone says nothing about completeness."""
+    deadline = time.monotonic() + timeout
     async with database(config) as engine:
-        while not waiter.done():
-            c = await reports.counts(engine)
+        while True:
+            done = await completeness(engine, config)
             console.print(
-                f"  pairs {c['pairs']:.0f} · scenarios {c['scenarios']:.0f} · responses "
-                f"{c['responses']:.0f}/{c['responses_expected']:.0f} · spectra {c['spectra']:.0f} · "
-                f"classified {c['classifications']:.0f} · flagged {c['scenarios_flagged']:.0f} · "
-                f"verdicts {c['verdicts']:.0f}"
+                "  "
+                + " · ".join(f"{s.stage} {s.done}/{s.expected}" for s in done.stages if s.expected)
+                + (f" · dead-lettered {done.dead_lettered}" if done.dead_lettered else "")
             )
-            await asyncio.wait({waiter}, timeout=2.0)
-        await waiter
+            if done.settled or time.monotonic() >= deadline:
+                return done
+            await asyncio.sleep(2.0)
 
 
 def demo(
@@ -135,9 +140,15 @@ def demo(
         )
         published, new = run_async(start_run(cfg, pairs, cfg.sampling.seed))
         console.print(f"published {published} pairs ({new} new)")
-        run_async(_watch_until_idle(cfg, timeout))
+        done = run_async(watch_until_settled(cfg, timeout))
         run_async(print_summary(cfg))
         console.print(f"done in {time.monotonic() - started:.0f} s")
+        console.print(f"run {state_line(done)}")
+        if not done.settled:
+            console.print(
+                f"stopped after the {timeout:.0f} s timeout; the work left waits on the bus "
+                "for the next start"
+            )
     finally:
         stack.stop()
         infra.close()

@@ -19,14 +19,15 @@ from typing import Annotated
 import typer
 
 from specstress.api import initialise, start_run
+from specstress.cli.commands import state_line
 from specstress.cli.common import console, fail
-from specstress.cli.demo import print_state, print_summary
+from specstress.cli.demo import print_state, print_summary, watch_until_settled
 from specstress.config import load_config
 from specstress.db.engine import create_engine
 from specstress.errors import InputError
 from specstress.local.secure import Credentials, service_env, start_secure_nats, write_env_file
 from specstress.local.servers import ensure_database_sync, start_postgres
-from specstress.local.stack import Stack, wait_until_idle
+from specstress.local.stack import Stack
 from specstress.pipeline.access import apply_access, passwords_from_env
 from specstress.pipeline.nats_auth import CLI_USER, INIT_USER, render_config
 
@@ -158,9 +159,10 @@ def demo(
             )
             published, new = asyncio.run(start_run(cli, pairs, cli.sampling.seed))
             console.print(f"published {published} pairs ({new} new) as user {CLI_USER!r}")
-            asyncio.run(wait_until_idle(cli, timeout, stack=stack))
+            done = asyncio.run(watch_until_settled(cli, timeout))
             asyncio.run(print_summary(cli))
             console.print(f"done in {time.monotonic() - started:.0f} s")
+            console.print(f"run {state_line(done)}")
         finally:
             stack.stop()
 
