@@ -53,15 +53,30 @@ dead_letters_by_reason = Counter(
     "Dead letters by the completeness stage whose unit they hold back and their reason code.",
     ["stage", "reason"],
 )
+# The completeness gauges, set by specstress.pipeline.progress.exporter; `service` is the one
+# whose consumers do the stage's work.
 pending_units = Gauge(
     f"{PREFIX}_pending_units",
     "Units of a completeness stage that are expected and neither done nor dead-lettered.",
-    ["stage"],
+    ["stage", "service"],
+)
+dead_lettered_units = Gauge(
+    f"{PREFIX}_dead_lettered_units",
+    "Units of a completeness stage held back by a dead letter that was not replayed.",
+    ["stage", "service"],
 )
 oldest_pending_seconds = Gauge(
     f"{PREFIX}_oldest_pending_seconds",
     "Age of the oldest pending unit of a completeness stage (0 when none is pending).",
-    ["stage"],
+    ["stage", "service"],
+)
+run_settled = Gauge(
+    f"{PREFIX}_run_settled",
+    "1 when every expected unit has its result or a dead letter.",
+)
+run_complete = Gauge(
+    f"{PREFIX}_run_complete",
+    "1 when every expected unit has its result.",
 )
 llm_calls = Counter(
     f"{PREFIX}_llm_calls_total",

@@ -39,6 +39,7 @@ from specstress.db.engine import reading
 
 __all__ = [
     "STAGES",
+    "STAGE_SERVICES",
     "Completeness",
     "PendingUnit",
     "StageProgress",
@@ -57,6 +58,18 @@ STAGES: tuple[str, ...] = (
     "refusal_types",
     "distinctive_values",
 )
+# the service whose consumers do each stage's work (labels are the classifier's too)
+STAGE_SERVICES: dict[str, str] = {
+    "scenarios": "scenario_generator",
+    "responses": "responder",
+    "spectra": "spectrum_builder",
+    "classifications": "classifier",
+    "disagreement": "aggregator",
+    "verdicts": "compliance_judge",
+    "topic_labels": "classifier",
+    "refusal_types": "classifier",
+    "distinctive_values": "classifier",
+}
 
 # One row per expected unit: (stage, unit, scenario_id, model_key, done, dead, since), where
 # `since` is when the unit became expected (its inputs were stored). A dead letter names the
