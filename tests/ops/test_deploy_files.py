@@ -77,7 +77,16 @@ def test_compose_file_parses_and_names_every_service() -> None:
     assert isinstance(raw, dict) and isinstance(raw["services"], dict)
     stage_names = {service.replace("_", "-") for service in STAGE_NAMES}
     assert stage_names <= set(raw["services"])
-    expected = {"nats", "nats-exporter", "postgres", "llm-sim", "init", "cli", "prometheus"}
+    expected = {
+        "nats",
+        "nats-exporter",
+        "progress-exporter",
+        "postgres",
+        "llm-sim",
+        "init",
+        "cli",
+        "prometheus",
+    }
     assert expected | {"grafana"} <= set(raw["services"])
 
 
@@ -197,7 +206,7 @@ def test_prometheus_config_rules_and_alert_unit_tests_pass() -> None:
 def test_prometheus_scrapes_every_service() -> None:
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert jobs == {*STAGE_NAMES, "nats", "prometheus"}
+    assert jobs == {*STAGE_NAMES, "nats", "progress", "prometheus"}
 
 
 def test_dashboards_use_the_provisioned_datasources() -> None:

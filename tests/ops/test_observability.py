@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -66,10 +67,16 @@ class Observed:
     nats_monitor_url: str
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=None if env is None else {**os.environ, **env},
         )
 
 
@@ -242,11 +249,26 @@ async def _run(
     extra.append(exporter)
     _wait_http(f"http://127.0.0.1:{exporter_port}/metrics", exporter)
 
+    progress_port = free_port()
+    progress = _spawn(
+        [sys.executable, "-m", "specstress.pipeline.progress.exporter", "--config",
+         str(config_path), "--port", str(progress_port), "--interval", "1"],
+        logs / "progress_exporter.log",
+        # read-only, as in the Docker stack
+        {"DATABASE_URL": credentials.database_url(owner_url, DASHBOARDS), **stack.env},
+    )  # fmt: skip
+    extra.append(progress)
+    _wait_http(f"http://127.0.0.1:{progress_port}/metrics", progress)
+
     prometheus_port = free_port()
     targets = {
         service: f"127.0.0.1:{stack.processes[service].metrics_port}" for service in STAGE_NAMES
     }
-    targets |= {"nats": f"127.0.0.1:{exporter_port}", "prometheus": f"127.0.0.1:{prometheus_port}"}
+    targets |= {
+        "nats": f"127.0.0.1:{exporter_port}",
+        "progress": f"127.0.0.1:{progress_port}",
+        "prometheus": f"127.0.0.1:{prometheus_port}",
+    }
     prometheus_config = _prometheus_config(folder, targets)
     server = _spawn(
         [prometheus, f"--config.file={prometheus_config}",
@@ -416,7 +438,7 @@ def test_promtool_accepts_the_run_config(observed: Observed) -> None:
 async def test_every_target_is_up(observed: Observed) -> None:
     result = await _returns_data(observed, "up")
     assert {r["metric"]["job"]: r["value"][1] for r in result} == {
-        job: "1" for job in (*STAGE_NAMES, "nats", "prometheus")
+        job: "1" for job in (*STAGE_NAMES, "nats", "progress", "prometheus")
     }
 
 
