@@ -1,4 +1,5 @@
-"""Read-only summaries for `specstress status` and the demo's closing table."""
+"""Read-only summaries for `specstress status` and the demo's closing table. What each stage
+owes, and whether a run is complete, is the completeness model's (specstress.pipeline.progress)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,8 @@ SELECT
   (SELECT count(*) FROM value_pairs) AS pairs,
   (SELECT count(*) FROM scenarios) AS scenarios,
   (SELECT count(*) FROM scenario_drops) AS drops,
-  (SELECT count(*) FROM scenarios) * (SELECT count(*) FROM models WHERE active) AS responses_expected,
   (SELECT count(*) FROM responses) AS responses,
-  (SELECT count(DISTINCT pair_id) FROM scenarios) AS spectra_expected,
   (SELECT count(*) FROM spectra) AS spectra,
-  (SELECT count(*) FROM responses) AS classifications_expected,
   (SELECT count(*) FROM classifications) AS classifications,
   (SELECT count(DISTINCT scenario_id) FROM classifications) AS scenarios_scored,
   (SELECT count(DISTINCT scenario_id) FROM disagreement WHERE high) AS scenarios_flagged,

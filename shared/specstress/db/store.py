@@ -722,14 +722,6 @@ WHERE (SELECT count(*) FROM scenarios s WHERE s.pair_id = p.pair_id)
 ORDER BY p.pair_id
 """
 
-_MISSING_RESPONSES = """
-SELECT s.scenario_id, m.model_key
-FROM scenarios s CROSS JOIN models m
-WHERE m.active AND NOT EXISTS (
-    SELECT 1 FROM responses r WHERE r.scenario_id = s.scenario_id AND r.model_key = m.model_key)
-ORDER BY s.scenario_id, m.model_key
-"""
-
 _MISSING_SPECTRA = """
 SELECT DISTINCT ON (s.pair_id) s.scenario_id, s.pair_id, s.variant
 FROM scenarios s
@@ -746,23 +738,10 @@ HAVING max(c.created_at) > coalesce(
     '-infinity')
 """
 
-_UNJUDGED = """
-SELECT DISTINCT r.response_id, m.family
-FROM disagreement d
-JOIN responses r ON r.scenario_id = d.scenario_id
-JOIN models m ON m.model_key = r.model_key
-WHERE d.high
-"""
-
 
 async def unsettled_pairs(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with reading(engine) as conn:
         return [dict(r._mapping) for r in await conn.execute(text(_UNSETTLED_PAIRS))]
-
-
-async def missing_responses(engine: AsyncEngine) -> list[tuple[str, str]]:
-    async with reading(engine) as conn:
-        return [(r.scenario_id, r.model_key) for r in await conn.execute(text(_MISSING_RESPONSES))]
 
 
 async def pairs_missing_spectra(engine: AsyncEngine) -> list[ScenarioRow]:
@@ -775,22 +754,3 @@ async def unaggregated_scenarios(engine: AsyncEngine) -> list[tuple[str, list[st
     async with reading(engine) as conn:
         rows = await conn.execute(text(_UNAGGREGATED))
         return [(r.scenario_id, list(r.response_ids)) for r in rows]
-
-
-async def flagged_responses(engine: AsyncEngine) -> list[tuple[str, str]]:
-    """(response id, family) of every answer to a scenario that some model set flags."""
-    async with reading(engine) as conn:
-        return [(r.response_id, r.family) for r in await conn.execute(text(_UNJUDGED))]
-
-
-async def existing_verdicts(engine: AsyncEngine) -> set[tuple[str, str, str, str]]:
-    async with reading(engine) as conn:
-        rows = await conn.execute(
-            select(
-                verdicts.c.response_id,
-                verdicts.c.judge,
-                verdicts.c.spec_id,
-                verdicts.c.spec_version,
-            )
-        )
-        return {(r.response_id, r.judge, r.spec_id, r.spec_version) for r in rows}

@@ -22,6 +22,7 @@ from specstress.contracts import (
 )
 from specstress.db import store
 from specstress.pipeline.bus import publish
+from specstress.pipeline.progress.completeness import pending_units
 
 __all__ = ["pending_events", "reconcile"]
 
@@ -38,10 +39,12 @@ async def pending_events(config: Config, engine: AsyncEngine) -> dict[str, list[
         )
         for p in await store.unsettled_pairs(engine)
     ]
-    responses: list[Event] = [
-        ResponseRequested(scenario_id=scenario, model_key=model)
-        for scenario, model in await store.missing_responses(engine)
-    ]
+    # pending answers and verdicts as the completeness model counts them: a dead-lettered one
+    # is not pending (`specstress dead-letters replay` sends it again once its cause is fixed)
+    responses: list[Event] = []
+    for unit in await pending_units(engine, config, stage="responses", limit=None):
+        scenario, model = unit.unit.split("/", 1)
+        responses.append(ResponseRequested(scenario_id=scenario, model_key=model))
     spectra: list[Event] = [
         ScenarioCreated(scenario_id=s.scenario_id, pair_id=s.pair_id, variant=s.variant)
         for s in await store.pairs_missing_spectra(engine)
@@ -50,17 +53,10 @@ async def pending_events(config: Config, engine: AsyncEngine) -> dict[str, list[
         ClassificationsCreated(scenario_id=scenario, response_ids=response_ids)
         for scenario, response_ids in await store.unaggregated_scenarios(engine)
     ]
-    done = await store.existing_verdicts(engine)
     verdicts: list[Event] = []
-    for response_id, family in await store.flagged_responses(engine):
-        # every spec that governs the family, as the compliance judge requests them
-        verdicts.extend(
-            VerdictRequested(response_id=response_id, judge=judge, spec_id=spec.id)
-            for spec in config.specs
-            if family in spec.families
-            for judge in config.roles.judges
-            if (response_id, judge, spec.id, spec.version) not in done
-        )
+    for unit in await pending_units(engine, config, stage="verdicts", limit=None):
+        response_id, judge, spec_id = unit.unit.split("/", 2)
+        verdicts.append(VerdictRequested(response_id=response_id, judge=judge, spec_id=spec_id))
     return {
         "scenario_generator": pairs,
         "responder": responses,

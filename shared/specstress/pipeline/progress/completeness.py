@@ -403,9 +403,10 @@ async def pending_units(
     *,
     stage: str | None = None,
     model_key: str | None = None,
-    limit: int = 20,
+    limit: int | None = 20,
 ) -> list[PendingUnit]:
-    """The oldest pending units (of one stage, or all), oldest first."""
+    """The oldest pending units (of one stage, or all), oldest first; every one when `limit`
+    is None."""
     parameters = {**_parameters(config, model_key), "stage": stage, "limit": limit}
     async with reading(engine) as conn:
         rows = await conn.execute(text(_PENDING), parameters)
