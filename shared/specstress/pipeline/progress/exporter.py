@@ -21,8 +21,8 @@ import signal
 from prometheus_client import start_http_server
 
 from specstress import metrics
-from specstress.api import database
 from specstress.config import Config, load_config
+from specstress.db.engine import create_engine
 from specstress.errors import InputError
 from specstress.pipeline.progress.completeness import STAGE_SERVICES, completeness
 
@@ -32,8 +32,11 @@ log = logging.getLogger("specstress.pipeline.progress.exporter")
 
 
 async def export_once(config: Config) -> None:
-    async with database(config) as engine:
+    engine = create_engine(config.database_url, pool_size=1)
+    try:
         done = await completeness(engine, config)
+    finally:
+        await engine.dispose()
     for stage in done.stages:
         service = STAGE_SERVICES[stage.stage]
         metrics.pending_units.labels(stage.stage, service).set(stage.pending)
