@@ -82,6 +82,7 @@ FAULT_KINDS = (
     "hang",  # never answers; the client's read timeout has to end it
     "truncated",  # a 200 whose JSON body stops halfway
     "malformed",  # a valid envelope whose answer text is broken JSON
+    "nul_byte",  # a valid answer whose text holds a NUL byte, which Postgres refuses in text
     "bad_request",  # 400
     "unauthorized",  # 401
     "insufficient_quota",  # the account is out of money: terminal, must not be retried
@@ -96,6 +97,7 @@ class Faults(_Strict):
     hang: float = Field(0.0, ge=0, le=1)
     truncated: float = Field(0.0, ge=0, le=1)
     malformed: float = Field(0.0, ge=0, le=1)
+    nul_byte: float = Field(0.0, ge=0, le=1)
     bad_request: float = Field(0.0, ge=0, le=1)
     unauthorized: float = Field(0.0, ge=0, le=1)
     insufficient_quota: float = Field(0.0, ge=0, le=1)

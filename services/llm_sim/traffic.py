@@ -23,6 +23,7 @@ import math
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from statistics import NormalDist
@@ -141,7 +142,8 @@ class Traffic:
                 return _limit_refusal(call, wait, headers)
         faults = settings.faults
         fault = faults.pick(fault_draw) if faults is not None else None
-        if faults is not None and fault is not None and fault not in ("truncated", "malformed"):
+        served_faults = ("truncated", "malformed", "nul_byte")
+        if faults is not None and fault is not None and fault not in served_faults:
             stats.outcomes[fault] += 1
             if fault == "hang":
                 return await _hang(request)
@@ -159,10 +161,11 @@ class Traffic:
             response = web.Response(
                 body=body[: len(body) // 2], status=200, content_type="application/json"
             )
-        elif fault == "malformed":
-            stats.outcomes["malformed"] += 1
+        elif fault in ("malformed", "nul_byte"):
+            stats.outcomes[fault] += 1
             stats.outcomes["ok"] += 1
-            response = _malformed(call.protocol, response)
+            change = _broken if fault == "malformed" else _with_nul
+            response = _malformed(call.protocol, response, change)
         else:
             stats.outcomes["ok"] += 1
         response.headers.update(headers)
@@ -403,24 +406,31 @@ def _broken(text: str) -> str:
     return text[: len(text) // 2]
 
 
-def _malformed(protocol: Protocol, response: web.Response) -> web.Response:
-    """The same envelope with its answer text broken."""
+def _with_nul(text: str) -> str:
+    middle = len(text) // 2
+    return f"{text[:middle]}\x00{text[middle:]}"
+
+
+def _malformed(
+    protocol: Protocol, response: web.Response, change: Callable[[str], str]
+) -> web.Response:
+    """The same envelope with its answer text changed (broken, or holding a NUL byte)."""
     payload = json.loads(bytes(response.body or b""))  # type: ignore[arg-type]
     if protocol == "openai":
         for choice in payload.get("choices", []):
             message = choice.get("message", {})
             if isinstance(message.get("content"), str):
-                message["content"] = _broken(message["content"])
+                message["content"] = change(message["content"])
     elif protocol == "anthropic":
         for block in payload.get("content", []):
             if block.get("type") == "text":
-                block["text"] = _broken(block["text"])
+                block["text"] = change(block["text"])
             elif block.get("type") == "tool_use":
                 # a tool's input is an object by construction: make it one of the wrong shape
-                block["input"] = {"unexpected": _broken(json.dumps(block.get("input")))}
+                block["input"] = {"unexpected": change(json.dumps(block.get("input")))}
     else:
         for candidate in payload.get("candidates", []):
             for part in candidate.get("content", {}).get("parts", []):
                 if isinstance(part.get("text"), str) and not part.get("thought"):
-                    part["text"] = _broken(part["text"])
+                    part["text"] = change(part["text"])
     return web.json_response(payload, status=response.status)

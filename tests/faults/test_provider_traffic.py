@@ -249,3 +249,46 @@ async def test_work_for_a_paused_provider_waits_on_the_bus_without_dead_letterin
     assert await _count(database_url, "dead_letters") == 0
     # a settled message leaves no deferral count behind
     assert await _count(database_url, "message_deferrals") == 0
+
+
+async def test_an_answer_postgres_refuses_is_dead_lettered_at_once_and_paid_once(
+    tmp_path: Path, nats_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = 3
+    conditions = {"models": {"aurora-balanced": {"faults": {"nul_byte": 1.0}}}}
+    async with stack_for(tmp_path, nats_url, database_url, monkeypatch) as stack:
+        with simulator(stack, tmp_path, conditions) as sim:
+            config = write_config(
+                tmp_path,
+                sim,
+                models=[
+                    model("target", "aurora-balanced", sim),
+                    model("other", "borealis-candid", sim),
+                ],
+                targets=["target", "other"],
+            )
+            await prepare(config)
+            scenarios = await seed_scenarios(database_url, calls, "bytes")
+            stack.start_service("responder")
+            await publish_all(
+                nats_url, [ResponseRequested(scenario_id=s, model_key="target") for s in scenarios]
+            )
+
+            async def dead_lettered() -> bool:
+                return await _count(database_url, "dead_letters") == calls
+
+            await eventually(dead_lettered, stack, 60, f"{calls} dead letters")
+            served = (await sim.stats())["aurora-balanced"]
+    letters = await rows(
+        database_url, "SELECT reason_code, reason, deliveries, stage, unit FROM dead_letters"
+    )
+    # retrying cannot help, and each retry of a responder would buy the answer again
+    assert {(r["reason_code"], r["deliveries"], r["stage"]) for r in letters} == {
+        ("invalid_bytes", 1, "responses")
+    }
+    assert {str(r["unit"]) for r in letters} == {f"{s}/target" for s in scenarios}
+    # the message names the refusal, not the statement or the answer
+    assert all("SQLSTATE" in str(r["reason"]) for r in letters)
+    assert all("INSERT" not in str(r["reason"]) for r in letters)
+    assert served["ok"] == served["nul_byte"] == calls
+    assert await _count(database_url, "responses") == 0
