@@ -416,7 +416,8 @@ async def test_each_service_ran_as_its_own_user_and_role(observed: Observed) -> 
             )
     finally:
         await engine.dispose()
-    assert roles == {role_name(service) for service in STAGE_NAMES}
+    # besides the stages, only the completeness exporter, as the read-only dashboards role
+    assert roles - {role_name(DASHBOARDS)} == {role_name(service) for service in STAGE_NAMES}
 
 
 async def test_jetstream_fsyncs_every_write(observed: Observed) -> None:

@@ -19,6 +19,7 @@ import logging
 import signal
 
 from prometheus_client import start_http_server
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
 from specstress.config import Config, load_config
@@ -31,12 +32,8 @@ __all__ = ["export_once", "main"]
 log = logging.getLogger("specstress.pipeline.progress.exporter")
 
 
-async def export_once(config: Config) -> None:
-    engine = create_engine(config.database_url, pool_size=1)
-    try:
-        done = await completeness(engine, config)
-    finally:
-        await engine.dispose()
+async def export_once(engine: AsyncEngine, config: Config) -> None:
+    done = await completeness(engine, config)
     for stage in done.stages:
         service = STAGE_SERVICES[stage.stage]
         metrics.pending_units.labels(stage.stage, service).set(stage.pending)
@@ -53,14 +50,18 @@ async def _serve(config: Config, interval: float) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    while not stop.is_set():
-        try:
-            await export_once(config)
-        except Exception:
-            # the database may be restarting: keep the last figures and try again
-            log.exception("completeness could not be read")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+    engine = create_engine(config.database_url, pool_size=1)
+    try:
+        while not stop.is_set():
+            try:
+                await export_once(engine, config)
+            except Exception:
+                # the database may be restarting: keep the last figures and try again
+                log.exception("completeness could not be read")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+    finally:
+        await engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> None:
