@@ -3,14 +3,14 @@
 Rows written before this revision keep their text reason and get the code `unclassified`.
 
 Revision ID: 0012_completeness
-Revises: 0016_text_caps
+Revises: 0014_dataset_import
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_completeness"
-down_revision = "0016_text_caps"
+down_revision = "0014_dataset_import"
 branch_labels = None
 depends_on = None
 
