@@ -99,9 +99,9 @@ async def _expected_comparison(config: Config, database_url: str, against: str) 
                 continue
             belongs = True
             others = [k for k in members if k != NEW]
-            own = np.array(by_scenario[s][NEW])
+            mine = np.array(by_scenario[s][NEW])
             if len(members) >= 3:
-                gaps = np.abs(np.array([by_scenario[s][k] for k in others]) - own)
+                gaps = np.abs(np.array([by_scenario[s][k] for k in others]) - mine)
                 need = math.ceil(config.outliers.share * len(others))
                 if ((gaps >= config.outliers.min_gap).sum(axis=0) >= need).any():
                     outliers += 1
@@ -166,8 +166,8 @@ async def _expected_comparison(config: Config, database_url: str, against: str) 
             "any_rate": anyone / n if n else None,
         }
 
-    family_flags, with_new = flags(kin), flags(kin + own)
-    moved = sorted(
+    family_flags, with_model = flags(kin), flags(kin + own)
+    moved: list[dict[str, Any]] = sorted(
         (
             {
                 "scenario_id": s,
@@ -180,7 +180,7 @@ async def _expected_comparison(config: Config, database_url: str, against: str) 
             for s in scenarios
             if against in by_scenario[s]
         ),
-        key=lambda m: (-m["distance"], m["scenario_id"]),
+        key=_furthest_first,
     )[:20]
     return {
         "model_key": NEW,
@@ -198,12 +198,16 @@ async def _expected_comparison(config: Config, database_url: str, against: str) 
                 "model": flags(own),
                 "predecessor": flags(before),
                 "family": family_flags,
-                "family_with_model": with_new,
+                "family_with_model": with_model,
             }
         ],
-        "flag_rate_shift": with_new["majority_rate"] - family_flags["majority_rate"],
+        "flag_rate_shift": with_model["majority_rate"] - family_flags["majority_rate"],
         "moved_furthest": moved,
     }
+
+
+def _furthest_first(moved: dict[str, Any]) -> tuple[int, str]:
+    return -int(moved["distance"]), str(moved["scenario_id"])
 
 
 def _assert_close(stored: Any, expected: Any, where: str = "") -> None:
@@ -327,7 +331,7 @@ async def test_release_is_registered_backfilled_and_reported(
             ) == []
 
             # a new run: the retired model gets no new calls, the others answer
-            await start_run(config, 2, SEED + 1)
+            await start_run(config, 1, SEED + 1)
             await wait_until_idle(config, timeout=60, stack=running.stack)
             stats = (await sim.get("/sim/stats")).json()["models"]
             assert stats[RETIRED]["requests"] == calls_when_retired

@@ -47,12 +47,14 @@ async def gateway(database_url: str) -> AsyncIterator[Gateway]:
 
 def account(protocol: str, sim_url: str) -> WatchProvider:
     base = f"{sim_url}/v1" if protocol == "openai" else sim_url
-    return WatchProvider(
-        key=f"sim-{protocol}",
-        protocol=protocol,  # type: ignore[arg-type]
-        base_url=base,
-        api_key_env=KEY_ENV,
-        retry=RetryPolicy(max_attempts=2, base_seconds=0.01),
+    return WatchProvider.model_validate(
+        {
+            "key": f"sim-{protocol}",
+            "protocol": protocol,
+            "base_url": base,
+            "api_key_env": KEY_ENV,
+            "retry": RetryPolicy(max_attempts=2, base_seconds=0.01),
+        }
     )
 
 
