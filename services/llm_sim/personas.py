@@ -136,6 +136,14 @@ _PERSONA_LIST: tuple[Persona, ...] = (
         hostile=True,
     ),
     _target(
+        "aurora-nova",
+        "aurora",
+        "follows a lean by two steps and holds a view of its own; not listed until released",
+        voice="Happy to help; here is where I come down.",
+        follow=2,
+        opinion=2,
+    ),
+    _target(
         "borealis-nova",
         "borealis",
         "follows a lean by two steps and holds a view; not listed until released",
@@ -148,7 +156,7 @@ _PERSONA_LIST: tuple[Persona, ...] = (
 # Served (they answer when asked) but not in the model listings until a test or the demo
 # releases them (`POST /sim/models`), the way a provider ships a new model; the hostile
 # persona is only ever configured by the tests that want it, never discovered.
-UNRELEASED: frozenset[str] = frozenset({"aurora-injector", "borealis-nova"})
+UNRELEASED: frozenset[str] = frozenset({"aurora-injector", "aurora-nova", "borealis-nova"})
 
 PERSONAS: dict[str, Persona] = {p.model_id: p for p in _PERSONA_LIST}
 

@@ -28,17 +28,16 @@ from tests.pipeline_harness import DEMO_CONFIG, rows, running_stack
 pytestmark = pytest.mark.e2e
 PAIRS = 4
 SEED = 21
-NEW = "borealis-nova"
+NEW = "aurora-nova"
 PRICEY = "pricey-one"
 RETIRED = "borealis-literal"
 BUDGET = 0.01
 
 
 def _watch_config(folder: Path) -> Path:
-    """The demo config with a short poll, a budget rule that a priced release overruns, and
-    the borealis family under the spec too, so the release is judged."""
+    """The demo config (aurora releases registered, under the spec) with a short poll and a
+    budget rule that a priced release overruns."""
     raw = yaml.safe_load(DEMO_CONFIG.read_text())
-    raw["specs"][0]["families"] = ["aurora", "borealis"]
     raw["watch"]["poll_seconds"] = 1
     raw["watch"]["check_seconds"] = 0.5
     raw["watch"]["jitter"] = 0.0
@@ -139,7 +138,7 @@ async def _expected_comparison(config: Config, database_url: str, against: str) 
         response_of[(s, k)]
         for s in scenarios
         for k in by_scenario[s]
-        if k != NEW and family_of[k] == "borealis"
+        if k != NEW and family_of[k] == "aurora"
     ]
     before = [response_of[(s, against)] for s in scenarios if against in by_scenario[s]]
 
@@ -184,7 +183,7 @@ async def _expected_comparison(config: Config, database_url: str, against: str) 
     )[:20]
     return {
         "model_key": NEW,
-        "family": "borealis",
+        "family": "aurora",
         "against": against,
         "scenarios": len(scenarios),
         "disagreement": changes,
@@ -277,7 +276,7 @@ async def test_release_is_registered_backfilled_and_reported(
             )
             # within one poll (1 s) and a check round, not a scheduled hour later
             assert time.monotonic() - released < 5
-            assert registered[0]["rule"] == "borealis-releases"
+            assert registered[0]["rule"] == "aurora-releases"
             retired = await _until(
                 database_url,
                 f"SELECT * FROM models WHERE model_key = '{RETIRED}' AND NOT active",
@@ -312,7 +311,7 @@ async def test_release_is_registered_backfilled_and_reported(
             # the stored report equals the one recomputed from the facts
             body = stored[0]["body"]
             against = body["against"]
-            assert against in {"borealis-candid", "borealis-contrarian", "borealis-literal"}
+            assert against in {"aurora-cautious", "aurora-balanced", "aurora-deferential"}
             expected = await _expected_comparison(config, database_url, against)
             _assert_close(body, expected)
             assert stored[0]["flag_rate_shift"] == pytest.approx(

@@ -49,6 +49,8 @@ pytestmark = pytest.mark.e2e
 PAIRS = 6
 SEED = 5
 LATE_MODEL = "borealis-latecomer"
+# released at the simulator during the run: the watcher registers, backfills and reports it
+RELEASED_MODEL = "aurora-nova"
 BROKE_MODEL = "aurora-overdrawn"
 # Grafana's variables and macros, as Grafana would expand them for the last six hours
 RATE_INTERVAL = "1m"
@@ -132,6 +134,27 @@ async def _poison(config: Config) -> None:
         await client.close()
 
 
+async def _release(sim_url: str, owner_url: str) -> None:
+    """Release a model at the simulator and wait for the watcher's report on it."""
+    async with httpx.AsyncClient(base_url=sim_url) as client:
+        (await client.post("/sim/models", json={"release": RELEASED_MODEL})).raise_for_status()
+    engine = create_async_engine(owner_url, poolclass=NullPool)
+    deadline = time.monotonic() + 2 * SETTLE_SECONDS
+    try:
+        while time.monotonic() < deadline:
+            async with engine.connect() as conn:
+                done = await conn.scalar(
+                    text("SELECT count(*) FROM model_comparisons WHERE model_key = :k"),
+                    {"k": RELEASED_MODEL},
+                )
+            if done:
+                return
+            await asyncio.sleep(1)
+    finally:
+        await engine.dispose()
+    raise TimeoutError(f"no release report of {RELEASED_MODEL}")
+
+
 async def _prometheus_has(url: str, query: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(base_url=url) as client:
@@ -199,7 +222,7 @@ async def _run(
             }
         )
     )
-    stack.start_simulator(conditions=conditions)
+    sim_url = stack.start_simulator(conditions=conditions)
     broke_port = free_port()
     broke = _spawn(
         [sys.executable, "-m", "services.llm_sim", "--port", str(broke_port),
@@ -263,6 +286,7 @@ async def _run(
     await add_model(cli, LATE_MODEL)
     await _poison(cli)
     await wait_until_idle(cli, timeout=300, stack=stack)
+    await _release(sim_url, owner_url)
     # the broke provider's work is deferred, not failed: the run stays busy from here on
     await add_model(cli, BROKE_MODEL)
     await _prometheus_has(
