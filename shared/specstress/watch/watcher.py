@@ -8,6 +8,7 @@ another replica takes over at its next try.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -55,7 +56,9 @@ class Leadership:
                 return True
             except DBAPIError:
                 # the connection, and with it the lock, is gone
-                self._conn = None
+                lost, self._conn = self._conn, None
+                with contextlib.suppress(Exception):
+                    await lost.close()
         conn = await self._engine.connect()
         try:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
