@@ -13,6 +13,8 @@ import httpx
 import pytest
 import yaml
 from aiohttp.test_utils import TestServer
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -23,6 +25,7 @@ from specstress.cli.main import app
 from specstress.config import Config
 from specstress.contracts import Event, ModelRegistered
 from specstress.db.engine import create_engine
+from specstress.db.schema import metadata
 from specstress.llm import Gateway
 from specstress.watch import Leadership, Watcher, resolve_model
 from specstress.watch import store as discoveries
@@ -222,3 +225,19 @@ async def test_a_proposed_model_is_registered_by_hand(
         runner.invoke, app, ["models", "add", "--discovered", "gpt-x", "-c", str(path)]
     )
     assert unknown.exit_code == 2 and "no discovered model 'gpt-x'" in unknown.output
+
+
+async def test_migration_matches_schema_for_the_watch_tables(database_url: str) -> None:
+    def differences(connection: object) -> list[object]:
+        context = MigrationContext.configure(connection)  # type: ignore[arg-type]
+        watched = ("discovered_models", "model_comparisons", "'models'")
+        return [
+            d for d in compare_metadata(context, metadata) if any(t in repr(d) for t in watched)
+        ]
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(differences) == []
+    finally:
+        await engine.dispose()
