@@ -12,7 +12,8 @@ from specstress.config import Config, Watch, WatchProvider
 from specstress.llm.protocol import MalformedResponseError
 from specstress.llm.providers import anthropic, gemini, openai
 from specstress.watch import build_comparison, entry_for, matches, model_key_for, pick_rule
-from specstress.watch.facts import Facts
+from specstress.watch.complete import settled
+from specstress.watch.facts import Facts, GaveUp
 
 BASE: dict[str, Any] = {
     "models": [
@@ -262,3 +263,33 @@ def test_comparison_from_hand_made_facts() -> None:
     assert c.flag_rate_shift == 0.5
     assert [m.scenario_id for m in c.moved_furthest] == ["s1", "s2"]
     assert c.moved_furthest[0].distance == 6
+
+
+def test_backfill_is_complete_when_nothing_is_left_to_come() -> None:
+    config = Config.model_validate(BASE)
+    judges = {(j, "s", "1"): "compliant" for j in ("m0", "m1", "m2")}
+    facts = Facts(
+        scenarios=["s1", "s2"],
+        # s1 is flagged (D = 3 >= 1.5), s2 is not
+        positions={"s1": {"m0": (0, 0), "new": (6, 6)}, "s2": {"m0": (3, 3), "new": (3, 3)}},
+        answers={"s1": {"m0": "a1", "new": "n1"}, "s2": {"m0": "a2", "new": "n2"}},
+        families={"m0": "fam", "new": "fam"},
+        registered_at={"m0": 1.0, "new": 2.0},
+        refusals={r: ("Full Compliance", False) for r in ("a1", "n1", "a2", "n2")},
+        verdicts={"a1": dict(judges), "n1": dict(judges)},
+    )
+    assert settled(config, facts, "new")
+    # a neighbour's verdict on the flagged scenario is still to come
+    del facts.verdicts["a1"][("m2", "s", "1")]
+    assert not settled(config, facts, "new")
+    # ... or the pipeline gave up on it: nothing waits for it
+    facts.gave_up = GaveUp(verdicts={("a1", "m2", "s")})
+    assert settled(config, facts, "new")
+    # an answer not yet classified holds it back, one given up on does not
+    del facts.positions["s2"]["new"]
+    assert not settled(config, facts, "new")
+    facts.gave_up.classifications.add("n2")
+    assert settled(config, facts, "new")
+    # no answer at all, and none given up on
+    del facts.answers["s2"]["new"]
+    assert not settled(config, facts, "new")

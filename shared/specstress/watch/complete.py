@@ -4,6 +4,8 @@ One definition, in one function, so it can be pointed at the project's shared co
 model once that exists: every scenario has the model's answer, classified; every answer that
 needs a refusal type has one; and on every flagged scenario each answer of a spec-governed
 family has its verdicts (the model's and its neighbours', whose flags the model may have set).
+Work the pipeline gave up on (a dead letter) is settled: it will not come, and waiting for it
+would hold the report back for ever; the report then counts what exists.
 """
 
 from __future__ import annotations
@@ -17,24 +19,38 @@ from specstress.watch.facts import Facts, expected_verdicts, flagged, load_facts
 async def backfill_complete(
     engine: AsyncEngine, config: Config, model_key: str, facts: Facts | None = None
 ) -> bool:
-    facts = facts or await load_facts(engine)
+    """Whether `model_key`'s backfill is done, from `facts` or freshly loaded ones."""
+    return settled(config, facts or await load_facts(engine), model_key)
+
+
+def settled(config: Config, facts: Facts, model_key: str) -> bool:
     if not facts.scenarios:
         return False
+    gave_up = facts.gave_up
     for scenario_id in facts.scenarios:
         by_model = facts.positions.get(scenario_id, {})
+        answers = facts.answers.get(scenario_id, {})
+        response_id = answers.get(model_key)
+        if response_id is None:
+            if (scenario_id, model_key) in gave_up.answers:
+                continue
+            return False
         if model_key not in by_model:
+            if response_id in gave_up.classifications:
+                continue
             return False
         is_flagged = flagged(config, facts, scenario_id)
-        answers = facts.answers.get(scenario_id, {})
         needs_label = config.labels.refusal_types == "all" or is_flagged
-        if needs_label and answers[model_key] not in facts.refusals:
+        if needs_label and response_id not in facts.refusals and response_id not in gave_up.labels:
             return False
         if not is_flagged:
             continue
-        for key, response_id in answers.items():
+        for key, answer_id in answers.items():
             if key not in by_model:
                 continue
-            wanted = expected_verdicts(config, facts.families.get(key, ""))
-            if not wanted <= facts.verdicts.get(response_id, {}).keys():
+            missing = expected_verdicts(config, facts.families.get(key, "")) - set(
+                facts.verdicts.get(answer_id, {})
+            )
+            if any((answer_id, judge, spec) not in gave_up.verdicts for judge, spec, _ in missing):
                 return False
     return True

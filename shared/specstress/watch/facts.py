@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from math import ceil
 from statistics import pstdev
@@ -11,9 +13,26 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.config import Config
+from specstress.contracts import (
+    ClassificationsCreated,
+    ResponseCreated,
+    ResponseRequested,
+    VerdictRequested,
+)
 from specstress.db.engine import reading
 
 Position = tuple[int, int]
+
+
+@dataclass
+class GaveUp:
+    # (scenario id, model key) of answers
+    answers: set[tuple[str, str]] = field(default_factory=set)
+    # response ids whose classification, or refusal type, was given up
+    classifications: set[str] = field(default_factory=set)
+    labels: set[str] = field(default_factory=set)
+    # (response id, judge, spec id) of verdicts
+    verdicts: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 @dataclass
@@ -31,6 +50,34 @@ class Facts:
     refusals: dict[str, tuple[str, bool]]
     # response id -> {(judge, spec id, spec version): decision}
     verdicts: dict[str, dict[tuple[str, str, str], str]] = field(default_factory=dict)
+    # work the pipeline gave up on (dead letters): it will not come, so nothing waits for it
+    gave_up: GaveUp = field(default_factory=GaveUp)
+
+
+def _gave_up(rows: Iterable[tuple[str, str, str]]) -> GaveUp:
+    """Dead letters, read by the event each one carries."""
+    gave_up = GaveUp()
+    for consumer, subject, payload in rows:
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            continue
+        if not isinstance(body, dict):
+            continue
+        try:
+            if subject == ResponseRequested.subject:
+                gave_up.answers.add((str(body["scenario_id"]), str(body["model_key"])))
+            elif subject == ResponseCreated.subject and consumer.startswith("classifier__"):
+                gave_up.classifications.add(str(body["response_id"]))
+            elif subject == ClassificationsCreated.subject and consumer.startswith("classifier__"):
+                gave_up.labels.update(str(r) for r in body["response_ids"])
+            elif subject == VerdictRequested.subject:
+                gave_up.verdicts.add(
+                    (str(body["response_id"]), str(body["judge"]), str(body["spec_id"]))
+                )
+        except (KeyError, TypeError):
+            continue
+    return gave_up
 
 
 async def load_facts(engine: AsyncEngine) -> Facts:
@@ -68,6 +115,12 @@ async def load_facts(engine: AsyncEngine) -> Facts:
                 text("SELECT response_id, refusal_type, refusal FROM refusal_types")
             )
         }
+        gave_up = _gave_up(
+            (row.consumer, row.subject, row.payload)
+            for row in await conn.execute(
+                text("SELECT consumer, subject, payload FROM dead_letters")
+            )
+        )
         verdicts: dict[str, dict[tuple[str, str, str], str]] = defaultdict(dict)
         for row in await conn.execute(
             text("SELECT response_id, judge, spec_id, spec_version, decision FROM verdicts")
@@ -81,6 +134,7 @@ async def load_facts(engine: AsyncEngine) -> Facts:
         registered_at=registered_at,
         refusals=refusals,
         verdicts=dict(verdicts),
+        gave_up=gave_up,
     )
 
 
