@@ -2,10 +2,10 @@
 backfill completeness and release comparisons."""
 
 from specstress.watch.compare import Comparison, build_comparison, compare
-from specstress.watch.complete import backfill_complete
+from specstress.watch.complete import backfill_complete, settled
 from specstress.watch.entries import TargetState, resolve_model, target_state
 from specstress.watch.estimate import Estimate, estimate_backfill
-from specstress.watch.facts import Facts, load_facts
+from specstress.watch.facts import Facts, GaveUp, load_facts
 from specstress.watch.rules import entry_for, matches, model_key_for, pick_rule
 from specstress.watch.watcher import Leadership, Watcher, next_wait, register_discovered
 
@@ -13,6 +13,7 @@ __all__ = [
     "Comparison",
     "Estimate",
     "Facts",
+    "GaveUp",
     "Leadership",
     "TargetState",
     "Watcher",
@@ -28,5 +29,6 @@ __all__ = [
     "pick_rule",
     "register_discovered",
     "resolve_model",
+    "settled",
     "target_state",
 ]

@@ -22,6 +22,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from specstress.config import Config
 from specstress.watch.facts import Facts, disagreement, is_outlier, load_facts, set_members
 
+__all__ = [
+    "FURTHEST",
+    "Comparison",
+    "Compliance",
+    "Flags",
+    "Moved",
+    "Refusals",
+    "SetChange",
+    "build_comparison",
+    "compare",
+    "predecessor_of",
+]
+
 FURTHEST = 20
 DIGITS = 6
 

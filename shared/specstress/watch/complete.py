@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from specstress.config import Config
 from specstress.watch.facts import Facts, expected_verdicts, flagged, load_facts
 
+__all__ = ["backfill_complete", "settled"]
+
 
 async def backfill_complete(
     engine: AsyncEngine, config: Config, model_key: str, facts: Facts | None = None

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from specstress.config import Config, ModelConfig
 from specstress.db.schema import models
 
+__all__ = ["TargetState", "resolve_model", "stored_entry", "target_state"]
+
 
 @dataclass(frozen=True)
 class TargetState:

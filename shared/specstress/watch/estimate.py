@@ -19,6 +19,8 @@ from specstress.config import Config, ModelConfig
 from specstress.db.engine import reading
 from specstress.llm.traffic.limits import estimate_tokens
 
+__all__ = ["Estimate", "estimate_backfill"]
+
 
 class Estimate(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -21,6 +21,18 @@ from specstress.contracts import (
 )
 from specstress.db.engine import reading
 
+__all__ = [
+    "Facts",
+    "GaveUp",
+    "Position",
+    "disagreement",
+    "expected_verdicts",
+    "flagged",
+    "is_outlier",
+    "load_facts",
+    "set_members",
+]
+
 Position = tuple[int, int]
 
 

@@ -9,6 +9,16 @@ import re
 from specstress.config import Config, ModelConfig, Prices, WatchProvider, WatchRule
 from specstress.errors import InputError
 
+__all__ = [
+    "KEY_LENGTH",
+    "configured_key",
+    "entry_for",
+    "matches",
+    "model_key_for",
+    "pick_rule",
+    "price_for",
+]
+
 _NOT_KEY = re.compile(r"[^a-z0-9_\-]+")
 KEY_LENGTH = 64
 

@@ -13,6 +13,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from specstress.db.engine import reading
 from specstress.db.schema import discovered_models, model_comparisons, models
 
+__all__ = [
+    "Discovered",
+    "active_target",
+    "awaiting_report",
+    "discovered",
+    "hold",
+    "now",
+    "record",
+    "register",
+    "registered_today",
+    "retire",
+    "revive",
+    "seen",
+    "status_counts",
+    "store_comparison",
+    "stored_comparison",
+]
+
 
 @dataclass(frozen=True)
 class Discovered:

@@ -33,6 +33,16 @@ from specstress.watch.estimate import Estimate, estimate_backfill
 from specstress.watch.facts import load_facts
 from specstress.watch.rules import configured_key, entry_for, model_key_for, pick_rule
 
+__all__ = [
+    "STATUSES",
+    "WATCH_LOCK",
+    "Leadership",
+    "Publish",
+    "Watcher",
+    "next_wait",
+    "register_discovered",
+]
+
 log = logging.getLogger("specstress.watch")
 # pg advisory lock key of the one poller ("spstwatc")
 WATCH_LOCK = 0x7370_7374_7761_7463
