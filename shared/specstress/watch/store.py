@@ -19,6 +19,7 @@ __all__ = [
     "awaiting_report",
     "discovered",
     "hold",
+    "key_taken",
     "now",
     "record",
     "register",
@@ -241,6 +242,25 @@ async def active_target(engine: AsyncEngine, model_key: str) -> bool:
     async with reading(engine) as conn:
         active = await conn.scalar(select(models.c.active).where(models.c.model_key == model_key))
     return bool(active)
+
+
+async def key_taken(engine: AsyncEngine, model_key: str, provider: str, model_id: str) -> bool:
+    """Whether a target key is registered already, or wanted by another listed model (say, the
+    same id at a second account): a key names one endpoint."""
+    others = (
+        select(discovered_models.c.model_key)
+        .where(discovered_models.c.model_key == model_key)
+        .where(
+            (discovered_models.c.provider != provider) | (discovered_models.c.model_id != model_id)
+        )
+        .where(discovered_models.c.status.in_(("proposed", "registered")))
+    )
+    async with reading(engine) as conn:
+        registered = await conn.scalar(
+            select(models.c.model_key).where(models.c.model_key == model_key)
+        )
+        other = await conn.scalar(others.limit(1))
+    return registered is not None or other is not None
 
 
 async def awaiting_report(engine: AsyncEngine) -> list[Discovered]:

@@ -220,7 +220,9 @@ class Watcher:
                 {**row, "rule": rule.name, "status": "ignored", "note": f"no entry: {exc}"[:500]},
             )
             return
-        taken = key in {m.key for m in self.config.models}
+        taken = key in {m.key for m in self.config.models} or await store.key_taken(
+            self.engine, key, provider.key, model.model_id
+        )
         await store.record(
             self.engine,
             {
@@ -230,7 +232,7 @@ class Watcher:
                 "model_key": key,
                 "entry": entry.model_dump(mode="json"),
                 "status": "ignored" if taken else "proposed",
-                "note": f"key {key} is taken by a configured model" if taken else "",
+                "note": f"key {key} names another model already" if taken else "",
             },
         )
         log.info("discovered %s/%s (rule %s) as %s", provider.key, model.model_id, rule.name, key)
