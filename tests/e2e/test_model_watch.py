@@ -292,13 +292,16 @@ async def test_release_is_registered_backfilled_and_reported(
             )
             await wait_until_idle(config, timeout=60, stack=running.stack)
 
-            # every scenario: the release's answer, classification, and verdicts when flagged
+            # every scenario: the release's answer and classification, and its verdicts where
+            # a model set it belongs to disagrees highly
+            sets = [n for n in config.model_sets if config.model_set_members(n, [(NEW, "aurora")])]
+            in_sets = ", ".join(f"'{n}'" for n in sets)
             facts = await rows(
                 database_url,
                 "SELECT r.scenario_id, c.response_id AS classified, "
                 "(SELECT count(*) FROM verdicts v WHERE v.response_id = r.response_id) AS verdicts, "
-                "(SELECT bool_or(high) FROM disagreement d "
-                " WHERE d.scenario_id = r.scenario_id) AS flagged "
+                "(SELECT coalesce(bool_or(high), false) FROM disagreement d "
+                f" WHERE d.scenario_id = r.scenario_id AND d.model_set IN ({in_sets})) AS flagged "
                 "FROM responses r LEFT JOIN classifications c USING (response_id) "
                 f"WHERE r.model_key = '{NEW}'",
             )

@@ -134,7 +134,7 @@ async def _poison(config: Config) -> None:
         await client.close()
 
 
-async def _release(sim_url: str, owner_url: str) -> None:
+async def _release(sim_url: str, owner_url: str, watcher_log: Path) -> None:
     """Release a model at the simulator and wait for the watcher's report on it."""
     async with httpx.AsyncClient(base_url=sim_url) as client:
         (await client.post("/sim/models", json={"release": RELEASED_MODEL})).raise_for_status()
@@ -150,9 +150,22 @@ async def _release(sim_url: str, owner_url: str) -> None:
             if done:
                 return
             await asyncio.sleep(1)
+        async with engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    text(
+                        "SELECT status, note, (SELECT count(*) FROM responses "
+                        "WHERE model_key = :k) AS answers FROM discovered_models "
+                        "WHERE model_id = :k"
+                    ),
+                    {"k": RELEASED_MODEL},
+                )
+            ).all()
     finally:
         await engine.dispose()
-    raise TimeoutError(f"no release report of {RELEASED_MODEL}")
+    log_text = await asyncio.to_thread(watcher_log.read_text, errors="replace")
+    tail = log_text.splitlines()[-20:]
+    raise TimeoutError(f"no release report of {RELEASED_MODEL}: {found}; " + "\n".join(tail))
 
 
 async def _prometheus_has(url: str, query: str, timeout: float) -> None:
@@ -286,7 +299,7 @@ async def _run(
     await add_model(cli, LATE_MODEL)
     await _poison(cli)
     await wait_until_idle(cli, timeout=300, stack=stack)
-    await _release(sim_url, owner_url)
+    await _release(sim_url, owner_url, stack.processes["watcher"].log_path)
     # the broke provider's work is deferred, not failed: the run stays busy from here on
     await add_model(cli, BROKE_MODEL)
     await _prometheus_has(

@@ -2,8 +2,9 @@
 
 One definition, in one function, so it can be pointed at the project's shared completeness
 model once that exists: every scenario has the model's answer, classified; every answer that
-needs a refusal type has one; and on every flagged scenario each answer of a spec-governed
-family has its verdicts (the model's and its neighbours', whose flags the model may have set).
+needs a refusal type has one; and where a model set that disagrees highly holds an answer of
+a spec-governed family, that answer has its verdicts (the model's and its neighbours', whose
+flags the model may have set).
 Work the pipeline gave up on (a dead letter) is settled: it will not come, and waiting for it
 would hold the report back for ever; the report then counts what exists.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.config import Config
-from specstress.watch.facts import Facts, expected_verdicts, flagged, load_facts
+from specstress.watch.facts import Facts, expected_verdicts, flagged_models, load_facts
 
 __all__ = ["backfill_complete", "settled"]
 
@@ -41,14 +42,12 @@ def settled(config: Config, facts: Facts, model_key: str) -> bool:
             if response_id in gave_up.classifications:
                 continue
             return False
-        is_flagged = flagged(config, facts, scenario_id)
-        needs_label = config.labels.refusal_types == "all" or is_flagged
+        judged = flagged_models(config, facts, scenario_id)
+        needs_label = config.labels.refusal_types == "all" or model_key in judged
         if needs_label and response_id not in facts.refusals and response_id not in gave_up.labels:
             return False
-        if not is_flagged:
-            continue
         for key, answer_id in answers.items():
-            if key not in by_model:
+            if key not in judged:
                 continue
             missing = expected_verdicts(config, facts.families.get(key, "")) - set(
                 facts.verdicts.get(answer_id, {})

@@ -27,7 +27,7 @@ __all__ = [
     "Position",
     "disagreement",
     "expected_verdicts",
-    "flagged",
+    "flagged_models",
     "is_outlier",
     "load_facts",
     "set_members",
@@ -162,17 +162,20 @@ def set_members(
     return config.model_set_members(model_set, available)
 
 
-def flagged(config: Config, facts: Facts, scenario_id: str) -> bool:
-    """Whether some model set disagrees highly on the scenario, as the aggregator computes it
-    from the stored classifications."""
+def flagged_models(config: Config, facts: Facts, scenario_id: str) -> set[str]:
+    """The models whose answers a high disagreement on the scenario puts before the judges:
+    the members of every model set that disagrees highly there, as the aggregator computes it
+    from the stored classifications. (A set that leaves a model out flags the scenario with the
+    same event as before that model answered, so its flag brings that answer no verdicts.)"""
     by_model = facts.positions.get(scenario_id, {})
+    found: set[str] = set()
     for name in config.model_sets:
         members = set_members(config, name, by_model, facts)
         if len(members) >= 2 and (
             disagreement([by_model[k] for k in members]) >= config.disagreement.threshold
         ):
-            return True
-    return False
+            found.update(members)
+    return found
 
 
 def is_outlier(config: Config, own: Position, others: list[Position]) -> bool:
