@@ -625,7 +625,6 @@ class Config(Strict):
     prompts_dir: str | None = None
     text_caps: TextCaps = TextCaps()
 
-
     watch: Watch = Watch()
 
     @model_validator(mode="after")

@@ -8,9 +8,9 @@ import sys
 import typer
 
 from specstress.analysis.reports import judge_sample, report
+from specstress.cli.commands import app, models_app
 from specstress.cli.common import describe_error, print_error
 from specstress.cli.dataset import export_command, import_command
-from specstress.cli.commands import app, models_app
 from specstress.cli.demo import demo
 from specstress.cli.ops import ops_app
 from specstress.cli.watch import models_compare, models_discovered
