@@ -225,6 +225,21 @@ async def test_a_proposed_model_is_registered_by_hand(
         runner.invoke, app, ["models", "add", "--discovered", "gpt-x", "-c", str(path)]
     )
     assert unknown.exit_code == 2 and "no discovered model 'gpt-x'" in unknown.output
+    listed = await asyncio.to_thread(runner.invoke, app, ["models", "discovered", "-c", str(path)])
+    assert (
+        listed.exit_code == 0 and "aurora-nova" in listed.output and "registered" in listed.output
+    )
+    report = await asyncio.to_thread(
+        runner.invoke,
+        app,
+        ["models", "compare", "aurora-nova", "--against", "aurora-cautious", "-c", str(path)],
+    )
+    assert report.exit_code == 0, report.output
+    assert "aurora-nova (family aurora) against aurora-cautious over 0 scenarios" in report.output
+    missing = await asyncio.to_thread(
+        runner.invoke, app, ["models", "compare", "gpt-x", "-c", str(path)]
+    )
+    assert missing.exit_code == 2 and "'gpt-x' is not registered" in missing.output
 
 
 async def test_migration_matches_schema_for_the_watch_tables(database_url: str) -> None:
