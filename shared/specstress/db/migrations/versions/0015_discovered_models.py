@@ -1,7 +1,7 @@
 """The watcher: discovered models, model entries kept in the database, release comparisons.
 
 Revision ID: 0015_discovered_models
-Revises: 0011
+Revises: 0014_dataset_import
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0015_discovered_models"
-down_revision = "0011"
+down_revision = "0014_dataset_import"
 branch_labels = None
 depends_on = None
 
