@@ -9,8 +9,9 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-# the routes that play a provider; health, model list and planted truth stay open
+# the routes that play a provider; health, the catalogue admin and planted truth stay open
 _PROVIDER_PREFIXES = (
+    "/v1/models",
     "/v1/chat/completions",
     "/v1/messages",
     "/v1beta/",
@@ -30,8 +31,9 @@ def has_key(request: web.Request) -> bool:
     )
 
 
-def _refusal(path: str) -> web.Response:
-    if path.startswith("/v1/messages"):
+def _refusal(request: web.Request) -> web.Response:
+    path = request.path
+    if path.startswith("/v1/messages") or "anthropic-version" in request.headers:
         body: dict[str, object] = {
             "type": "error",
             "error": {"type": "authentication_error", "message": "x-api-key header is required"},
@@ -60,5 +62,5 @@ def _refusal(path: str) -> web.Response:
 @web.middleware
 async def require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith(_PROVIDER_PREFIXES) and not has_key(request):
-        return _refusal(request.path)
+        return _refusal(request)
     return await handler(request)

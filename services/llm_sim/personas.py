@@ -135,7 +135,28 @@ _PERSONA_LIST: tuple[Persona, ...] = (
         follow=3,
         hostile=True,
     ),
+    _target(
+        "aurora-nova",
+        "aurora",
+        "follows a lean by two steps and holds a view of its own; not listed until released",
+        voice="Happy to help; here is where I come down.",
+        follow=2,
+        opinion=2,
+    ),
+    _target(
+        "borealis-nova",
+        "borealis",
+        "follows a lean by two steps and holds a view; not listed until released",
+        voice="Here is my take, and where I land.",
+        follow=2,
+        opinion=1,
+    ),
 )
+
+# Served (they answer when asked) but not in the model listings until a test or the demo
+# releases them (`POST /sim/models`), the way a provider ships a new model; the hostile
+# persona is only ever configured by the tests that want it, never discovered.
+UNRELEASED: frozenset[str] = frozenset({"aurora-injector", "aurora-nova", "borealis-nova"})
 
 PERSONAS: dict[str, Persona] = {p.model_id: p for p in _PERSONA_LIST}
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from services.llm_sim import (
     anthropic_api,
     batches,
+    catalogue,
     embeddings,
     gemini_api,
     openai_extras,
@@ -34,8 +35,6 @@ from services.llm_sim.personas import (
 from services.llm_sim.prefix_cache import PrefixCache
 
 SERVER_HEADER = "specstress-llm-sim/0.1 (simulator)"
-# Fixed so the model list is the same on every start.
-_MODELS_CREATED = 1_760_000_000
 _LATENCY_KEY = LATENCY_KEY
 
 
@@ -169,14 +168,6 @@ def chat_completion(app: web.Application, body: dict[str, Any]) -> web.Response:
     )
 
 
-async def _models(_: web.Request) -> web.Response:
-    data = [
-        {"id": model_id, "object": "model", "created": _MODELS_CREATED, "owned_by": "llm-sim"}
-        for model_id in PERSONAS
-    ]
-    return web.json_response({"object": "list", "data": data})
-
-
 async def _healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "simulator": True, "models": len(PERSONAS)})
 
@@ -248,7 +239,7 @@ def build_app(
     app.router.add_post("/v1/chat/completions", _chat_completions)
     app.router.add_post("/v1/messages", anthropic_api.messages)
     app.router.add_post(gemini_api.ROUTE, gemini_api.generate_content)
-    app.router.add_get("/v1/models", _models)
+    catalogue.add_routes(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_post("/sim/planted", _planted)
     app.router.add_post("/sim/planted/labels", _planted_labels)

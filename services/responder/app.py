@@ -17,6 +17,7 @@ from specstress.db import store
 from specstress.llm.messages import ChatMessage
 from specstress.pipeline.service import Service, Stage, Unprocessable
 from specstress.text import Cuts
+from specstress.watch import target_state
 
 service = Service("responder")
 BACKFILL_PAGE = 1000
@@ -44,14 +45,20 @@ async def backfill(stage: Stage, event: ModelRegistered) -> None:
 
 @service.handles(ResponseRequested)
 async def respond(stage: Stage, event: ResponseRequested) -> None:
-    if event.model_key not in {m.key for m in stage.config.models}:
-        raise Unprocessable(f"model {event.model_key!r} is not defined in this config")
+    target = await target_state(stage.config, stage.engine, event.model_key)
+    if target is None:
+        raise Unprocessable(
+            f"model {event.model_key!r} is defined neither in this config nor in the database"
+        )
+    if not target.active:
+        # retired (its provider no longer lists it): no new calls, its answers stay
+        return
     found = await store.scenario_with_response(stage.engine, event.scenario_id, event.model_key)
     if found is None:
         raise Unprocessable(f"scenario {event.scenario_id} is not in the database")
     scenario, response_id = found
     if response_id is None:
-        model = stage.config.model(event.model_key)
+        model = target.model
         # the model sees the user's query alone, as it would in a product
         output = await stage.gateway.generate(
             model, [ChatMessage(role="user", content=scenario.query)], stage=stage.name

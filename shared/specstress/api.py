@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import ids
 from specstress.analysis import queries as analysis
-from specstress.config import Config
-from specstress.contracts import ModelRegistered, PairSampled
+from specstress.config import Config, ModelConfig
+from specstress.contracts import Event, ModelRegistered, PairSampled
 from specstress.db import store
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
@@ -26,8 +26,21 @@ from specstress.errors import InputError
 from specstress.method.taxonomy import load_taxonomy, sample_pairs
 from specstress.pipeline.bus import ensure_topology, publish
 from specstress.pipeline.reconcile import reconcile
+from specstress.watch import Comparison, Estimate, compare, estimate_backfill, register_discovered
+from specstress.watch import store as discoveries
 
-__all__ = ["add_model", "bus", "database", "initialise", "run_reconcile", "start_run"]
+__all__ = [
+    "add_discovered",
+    "add_model",
+    "bus",
+    "compare_models",
+    "database",
+    "estimate_model",
+    "find_discovered",
+    "initialise",
+    "run_reconcile",
+    "start_run",
+]
 
 CLIENT_NAME = "specstress-cli"
 CLI_CONNECT_ATTEMPTS = 3
@@ -150,3 +163,58 @@ async def run_reconcile(config: Config) -> dict[str, int]:
     """Re-emit the events of stored work that never finished."""
     async with database(config) as engine, bus(config) as client:
         return await reconcile(config, engine, client.jetstream())
+
+
+async def find_discovered(config: Config, ident: str) -> discoveries.Discovered:
+    """A discovered model by its target key or as `provider/model id`; InputError when none."""
+    async with database(config) as engine:
+        rows = await discoveries.discovered(engine)
+    found = [r for r in rows if ident in (r.model_key, f"{r.provider}/{r.model_id}")]
+    if not found:
+        raise InputError(
+            f"no discovered model {ident!r}: name its key or provider/model-id "
+            "(see `specstress models discovered`)"
+        )
+    if len(found) > 1:
+        raise InputError(f"{ident!r} names {len(found)} discovered models; use provider/model-id")
+    return found[0]
+
+
+async def estimate_model(config: Config, model: ModelConfig) -> Estimate:
+    """What backfilling `model` over the stored scenarios would cost."""
+    async with database(config) as engine:
+        return await estimate_backfill(engine, config, model)
+
+
+async def add_discovered(
+    config: Config, ident: str
+) -> tuple[discoveries.Discovered, Estimate, bool]:
+    """Register a proposed discovered model by hand (a person's decision: no budget check);
+    returns it, its estimate and whether it was registered now."""
+    row = await find_discovered(config, ident)
+    if row.status != "proposed" or row.entry is None:
+        raise InputError(
+            f"{row.provider}/{row.model_id} is {row.status}, not proposed"
+            + (f" ({row.note})" if row.note else "")
+        )
+    model = ModelConfig.model_validate(row.entry)
+    async with database(config) as engine, bus(config) as client:
+        estimate = await estimate_backfill(engine, config, model)
+        js = client.jetstream()
+
+        async def emit(event: Event) -> None:
+            await publish(js, event)
+
+        done = await register_discovered(
+            engine, emit, row, note="registered by hand", estimate=estimate
+        )
+    return row, estimate, done
+
+
+async def compare_models(config: Config, key: str, against: str | None = None) -> Comparison:
+    """The release comparison of `key`, computed from the facts as they are now."""
+    async with database(config) as engine:
+        try:
+            return await compare(engine, config, key, against)
+        except KeyError as exc:
+            raise InputError(f"model {exc.args[0]!r} is not registered") from None

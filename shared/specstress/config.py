@@ -452,6 +452,159 @@ class TextCaps(Strict):
     reasoning_chars: int = Field(16_384, ge=256)
 
 
+class ModelTemplate(Strict):
+    """The entry a discovered model gets: everything of a model endpoint except where it is
+    (the provider account's) and what it is called (the listed id). `prices` or `price_table`
+    (a table of `watch.price_tables`, looked up by model id) sets what it costs."""
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    reasoning: dict[str, Any] | None = None
+    structured_output: bool = True
+    batch_api: bool = True
+    max_concurrency: int = Field(16, ge=1, le=4096)
+    limits: RateLimits = RateLimits()
+    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = RetryPolicy()
+    prices: Prices | None = None
+    price_table: Key | None = None
+
+    @model_validator(mode="after")
+    def _one_price_source(self) -> ModelTemplate:
+        if self.prices is not None and self.price_table is not None:
+            raise ValueError("set prices or price_table, not both")
+        return self
+
+
+# a model id pattern: a shell glob (`claude-*`), or a regular expression after `re:`
+_PATTERN_HELP = "a glob such as 'gpt-5*' or a regular expression written 're:^gpt-5'"
+
+
+def _check_pattern(pattern: str) -> str:
+    if pattern.startswith("re:"):
+        try:
+            re.compile(pattern[3:])
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a valid regular expression ({exc})") from None
+    elif not pattern:
+        raise ValueError(f"empty pattern; use {_PATTERN_HELP}")
+    return pattern
+
+
+Pattern = Annotated[str, Field(min_length=1, max_length=300)]
+
+
+class WatchRule(Strict):
+    """What to do with a newly listed model whose id matches `include` and no `exclude`."""
+
+    name: Key
+    include: list[Pattern] = Field(min_length=1)
+    exclude: list[Pattern] = Field(default_factory=list)
+    family: Key
+    vendor: Key | None = None
+    # put before the model id to make the model's key (ids are lower-cased, other characters
+    # than letters, digits, '-' and '_' become '-')
+    key_prefix: str = Field("", pattern=r"^[a-z0-9_\-]{0,20}$")
+    template: ModelTemplate = ModelTemplate()
+    # register: registered and backfilled at once (within budget); propose: recorded for a
+    # person to register with `specstress models add --discovered KEY`
+    action: Literal["register", "propose"] = "propose"
+    # registrations by this rule per rolling 24 hours; more stay proposed
+    max_new_per_day: int = Field(3, ge=0, le=1000)
+    # the most a model's backfill may cost (answers, classification, judging) to start itself
+    backfill_budget_usd: float = Field(10.0, ge=0)
+    # the model a release is compared with; unset = the family's most recent other model
+    predecessor: Key | None = None
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> WatchRule:
+        for pattern in (*self.include, *self.exclude):
+            _check_pattern(pattern)
+        return self
+
+
+class WatchProvider(Strict):
+    """One provider account whose model list is watched: where it is, its protocol and key."""
+
+    key: Key
+    protocol: Literal["openai", "anthropic", "gemini"] = "openai"
+    base_url: str
+    api_key_env: str | None = None
+    timeouts: Timeouts = Timeouts(read_seconds=60.0)
+    retry: RetryPolicy = RetryPolicy(max_attempts=3)
+    limits: RateLimits = RateLimits(assumed_output_tokens=0)
+    rules: list[WatchRule] = Field(default_factory=list)
+    simulated: bool = False
+
+    @model_validator(mode="after")
+    def _rule_names_unique(self) -> WatchProvider:
+        names = [r.name for r in self.rules]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"rules: duplicate name(s) {duplicates}")
+        return self
+
+    def api_key(self) -> SecretStr | None:
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if value is None:
+            raise InputError(
+                f"watch provider {self.key!r}: environment variable {self.api_key_env} is not set"
+            )
+        return SecretStr(value)
+
+
+class Watch(Strict):
+    """The watcher: which provider accounts it lists, how often, and what it does with news."""
+
+    # seconds between listings, each spread by up to +-jitter of itself
+    poll_seconds: float = Field(3600.0, ge=1)
+    jitter: float = Field(0.1, ge=0, lt=1)
+    # how often registered models are checked for a finished backfill
+    check_seconds: float = Field(60.0, ge=0.2)
+    # a release whose family's majority flag rate moves by more than this is reported (alert)
+    flag_rate_shift_alert: float = Field(0.1, ge=0, le=1)
+    # named price tables: model id pattern (glob or re:) -> prices; first match wins
+    price_tables: dict[Key, dict[Pattern, Prices]] = Field(default_factory=dict)
+    providers: list[WatchProvider] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Watch:
+        keys = [p.key for p in self.providers]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise ValueError(f"providers: duplicate key(s) {duplicates}")
+        for name, table in self.price_tables.items():
+            for pattern in table:
+                try:
+                    _check_pattern(pattern)
+                except ValueError as exc:
+                    raise ValueError(f"price_tables.{name}: {exc}") from None
+        for provider in self.providers:
+            for rule in provider.rules:
+                where = f"providers.{provider.key}.rules.{rule.name}"
+                table_name = rule.template.price_table
+                if table_name is not None and table_name not in self.price_tables:
+                    raise ValueError(f"{where}: unknown price table {table_name!r}")
+                try:
+                    ModelConfig.model_validate(
+                        {
+                            **rule.template.model_dump(
+                                exclude={"prices", "price_table"}, exclude_none=True
+                            ),
+                            "key": "template-check",
+                            "family": rule.family,
+                            "protocol": provider.protocol,
+                            "base_url": provider.base_url,
+                            "model_id": "template-check",
+                        }
+                    )
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    raise ValueError(f"{where}.template: {first['msg']}") from None
+        return self
+
+
 class Config(Strict):
     nats_url: str = "nats://127.0.0.1:4222"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/specstress"
@@ -471,6 +624,8 @@ class Config(Strict):
     budget: Budget = Budget()
     prompts_dir: str | None = None
     text_caps: TextCaps = TextCaps()
+
+    watch: Watch = Watch()
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Config:
@@ -543,6 +698,14 @@ class Config(Strict):
             if m.key == key:
                 return m
         raise KeyError(key)
+
+    def api_key_envs(self) -> list[str]:
+        """Every environment variable that holds a key: models, embedding, watched accounts."""
+        envs = [m.api_key_env for m in self.models]
+        envs += [p.api_key_env for p in self.watch.providers]
+        if self.embedding is not None:
+            envs.append(self.embedding.api_key_env)
+        return sorted({e for e in envs if e is not None})
 
     def model_set_members(self, name: str, available: list[tuple[str, str]]) -> list[str]:
         """Keys of `available` (model key, family) pairs that belong to the named set."""

@@ -140,6 +140,17 @@ class ModelRegistered(Event):
     registered_at: str
 
 
+class ModelsCompared(Event):
+    """A new model's backfill is complete and its release report is stored
+    (`model_comparisons`: the model against `against`, empty when it has no predecessor)."""
+
+    subject: ClassVar[str] = f"{SUBJECT_PREFIX}.models.compared"
+    model_key: Key
+    against: str
+    family: Key
+    computed_at: str
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     PairSampled,
     ScenarioCreated,
@@ -152,4 +163,5 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     VerdictRequested,
     VerdictCreated,
     ModelRegistered,
+    ModelsCompared,
 )

@@ -146,3 +146,40 @@ llm_batch_requests = Counter(
     "Requests of batch-mode stages by outcome (queued, succeeded, errored, expired, canceled).",
     ["model", "stage", "outcome"],
 )
+
+watch_polls = Counter(
+    f"{PREFIX}_watch_polls_total",
+    "Model listings of watched provider accounts, by outcome (ok, or an error class).",
+    ["provider", "outcome"],
+)
+watch_discovered = Gauge(
+    f"{PREFIX}_watch_discovered_models",
+    "Models the watched providers listed, by status (proposed, registered, ignored, retired).",
+    ["provider", "status"],
+)
+watch_registrations = Counter(
+    f"{PREFIX}_watch_registrations_total",
+    "Discovered models registered as targets, by provider and rule.",
+    ["provider", "rule"],
+)
+watch_held = Counter(
+    f"{PREFIX}_watch_held_total",
+    "Registrations a rule wanted but held back, by reason (budget, daily_limit).",
+    ["provider", "reason"],
+)
+watch_backfill_progress = Gauge(
+    f"{PREFIX}_watch_backfill_progress_ratio",
+    "Share of scenarios a newly registered model has answered and had classified.",
+    ["model"],
+)
+release_flag_rate_shift = Gauge(
+    f"{PREFIX}_release_flag_rate_shift",
+    "Change a released model brought to its family's majority flag rate under its spec.",
+    ["model", "family"],
+)
+release_flag_rate_shifted = Gauge(
+    f"{PREFIX}_release_flag_rate_shifted",
+    "1 when a release moved its family's majority flag rate by more than "
+    "watch.flag_rate_shift_alert.",
+    ["model", "family"],
+)

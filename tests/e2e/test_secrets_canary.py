@@ -23,6 +23,7 @@ from specstress.config import Config, load_config
 from specstress.db.engine import create_engine
 from specstress.local.stack import Stack, wait_until_idle
 from specstress.pipeline.bus import connect
+from specstress.pipeline.stages import STAGE_NAMES
 from tests.pipeline_harness import DEMO_CONFIG, rows
 
 pytestmark = pytest.mark.e2e
@@ -44,6 +45,12 @@ def _canary_config(path: Path, sim_url: str) -> dict[str, str]:
             protocol=protocol,
             base_url=f"{sim_url}/v1" if protocol == "openai" else sim_url,
             api_key_env=variable,
+        )
+    # the watcher lists the models of an account with a key of its own
+    keys["SPECSTRESS_CANARY_KEY_WATCH"] = f"sk-canary-watch-{secrets.token_hex(16)}"
+    for account in raw["watch"]["providers"]:
+        account.update(
+            protocol="anthropic", base_url=sim_url, api_key_env="SPECSTRESS_CANARY_KEY_WATCH"
         )
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return keys
@@ -146,11 +153,11 @@ async def test_canary_keys_appear_nowhere(
     )
     protocols_used = {config.model(str(r["model_key"])).protocol for r in paid}
     assert protocols_used == set(PROTOCOLS)
-    assert len(metrics) == 6
+    assert len(metrics) == len(STAGE_NAMES)
 
     leaks: list[str] = []
     logs = sorted((tmp_path / "logs").glob("*.log"))
-    assert len(logs) == 7  # the simulator and six services
+    assert len(logs) == len(STAGE_NAMES) + 1  # the simulator and every stage
     for log_file in logs:
         leaks += _leaks(f"log {log_file.name}", log_file.read_text(errors="replace"), canaries)
     for table, content in (await _database_text(database_url)).items():

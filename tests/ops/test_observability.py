@@ -50,6 +50,8 @@ pytestmark = pytest.mark.e2e
 PAIRS = 6
 SEED = 5
 LATE_MODEL = "borealis-latecomer"
+# released at the simulator during the run: the watcher registers, backfills and reports it
+RELEASED_MODEL = "aurora-nova"
 BROKE_MODEL = "aurora-overdrawn"
 # Grafana's variables and macros, as Grafana would expand them for the last six hours
 RATE_INTERVAL = "1m"
@@ -139,6 +141,40 @@ async def _poison(config: Config) -> None:
         await client.close()
 
 
+async def _release(sim_url: str, owner_url: str, watcher_log: Path) -> None:
+    """Release a model at the simulator and wait for the watcher's report on it."""
+    async with httpx.AsyncClient(base_url=sim_url) as client:
+        (await client.post("/sim/models", json={"release": RELEASED_MODEL})).raise_for_status()
+    engine = create_async_engine(owner_url, poolclass=NullPool)
+    deadline = time.monotonic() + 2 * SETTLE_SECONDS
+    try:
+        while time.monotonic() < deadline:
+            async with engine.connect() as conn:
+                done = await conn.scalar(
+                    text("SELECT count(*) FROM model_comparisons WHERE model_key = :k"),
+                    {"k": RELEASED_MODEL},
+                )
+            if done:
+                return
+            await asyncio.sleep(1)
+        async with engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    text(
+                        "SELECT status, note, (SELECT count(*) FROM responses "
+                        "WHERE model_key = :k) AS answers FROM discovered_models "
+                        "WHERE model_id = :k"
+                    ),
+                    {"k": RELEASED_MODEL},
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    log_text = await asyncio.to_thread(watcher_log.read_text, errors="replace")
+    tail = log_text.splitlines()[-20:]
+    raise TimeoutError(f"no release report of {RELEASED_MODEL}: {found}; " + "\n".join(tail))
+
+
 async def _prometheus_has(url: str, query: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(base_url=url) as client:
@@ -206,7 +242,7 @@ async def _run(
             }
         )
     )
-    stack.start_simulator(conditions=conditions)
+    sim_url = stack.start_simulator(conditions=conditions)
     broke_port = free_port()
     broke = _spawn(
         [sys.executable, "-m", "services.llm_sim", "--port", str(broke_port),
@@ -285,6 +321,7 @@ async def _run(
     await add_model(cli, LATE_MODEL)
     await _poison(cli)
     await wait_until_idle(cli, timeout=300, stack=stack)
+    await _release(sim_url, owner_url, stack.processes["watcher"].log_path)
     # the broke provider's work is deferred, not failed: the run stays busy from here on
     await add_model(cli, BROKE_MODEL)
     await _prometheus_has(

@@ -20,6 +20,7 @@ from services.llm_sim import PERSONAS, build_app, planted_positions
 from services.llm_sim.answers import Message, prompt_kind
 from services.llm_sim.personas import (
     SPECTRUM_POSITIONS,
+    UNRELEASED,
     Lean,
     parse_scenario,
     parse_stance,
@@ -149,7 +150,7 @@ async def _scenarios(client: httpx.AsyncClient, value1: str, value2: str) -> dic
 async def test_models_health_and_simulator_label(client: httpx.AsyncClient) -> None:
     models = await client.get("/v1/models")
     assert models.json()["object"] == "list"
-    assert {m["id"] for m in models.json()["data"]} == set(PERSONAS)
+    assert {m["id"] for m in models.json()["data"]} == set(PERSONAS) - UNRELEASED
     assert all(m["object"] == "model" for m in models.json()["data"])
     health = await client.get("/healthz")
     assert health.status_code == 200

@@ -32,7 +32,8 @@ def test_every_consumed_event_has_a_publisher() -> None:
 
 def test_bus_grants_and_users_come_from_the_table() -> None:
     assert {stage.name: stage.consumes for stage in STAGES} == SUBSCRIPTIONS
-    assert {c.service for c in consumers()} == set(STAGE_NAMES)
+    # a stage may consume nothing (the watcher keeps its own schedule)
+    assert {c.service for c in consumers()} == {s.name for s in STAGES if s.consumes}
     for stage in STAGES:
         assert TABLE_ACCESS[stage.name] == stage.tables
         assert stage.name in USERS

@@ -16,9 +16,18 @@ from rich.table import Table
 from specstress.analysis import summary as reports
 from specstress.analysis.diversity import run_selection
 from specstress.analysis.value_mapping import run_value_mapping
-from specstress.api import add_model, database, initialise, run_reconcile, start_run
+from specstress.api import (
+    add_discovered,
+    add_model,
+    database,
+    estimate_model,
+    find_discovered,
+    initialise,
+    run_reconcile,
+    start_run,
+)
 from specstress.cli.common import DEFAULT_CONFIG, ConfigOption, console, fail, load, run_async
-from specstress.config import Config
+from specstress.config import Config, ModelConfig
 from specstress.db import store
 from specstress.llm.batches import queue as batches
 from specstress.llm.traffic import store as limits
@@ -94,15 +103,43 @@ def run(
 
 @models_app.command("add")
 def models_add(
-    key: Annotated[str, typer.Argument(help="a model key defined in the config's models")],
+    key: Annotated[
+        str | None, typer.Argument(help="a model key defined in the config's models")
+    ] = None,
+    discovered: Annotated[
+        str | None,
+        typer.Option(help="register a proposed discovered model (its key or provider/model-id)"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the backfill estimate, register nothing")
+    ] = False,
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
-    """Make a configured model a target; the responder answers every existing scenario with it."""
+    """Make a model a target; the responder answers every existing scenario with it."""
+    if (key is None) == (discovered is None):
+        raise fail("name a configured model KEY or --discovered ID, not both")
     cfg = load(config)
-    if key not in {m.key for m in cfg.models}:
+    if discovered is not None:
+        found = run_async(find_discovered(cfg, discovered))
+        if found.entry is None:
+            raise fail(f"{discovered}: no rule matched it, so it has no model entry")
+        model = ModelConfig.model_validate(found.entry)
+    elif key not in {m.key for m in cfg.models}:
         raise fail(f"{config}: no model with key {key!r} under models")
-    run_async(add_model(cfg, key))
-    console.print(f"registered {key}; backfill of existing scenarios requested")
+    else:
+        model = cfg.model(key)
+    estimate = run_async(estimate_model(cfg, model))
+    console.print(f"backfill estimate: {estimate.describe()}")
+    if dry_run:
+        return
+    if discovered is not None:
+        row, _, done = run_async(add_discovered(cfg, discovered))
+        if not done:
+            raise fail(f"{discovered} was registered by someone else meanwhile")
+        console.print(f"registered {row.model_key}; backfill of existing scenarios requested")
+        return
+    run_async(add_model(cfg, model.key))
+    console.print(f"registered {model.key}; backfill of existing scenarios requested")
 
 
 @models_app.command("list")
@@ -119,7 +156,11 @@ def models_list(config: ConfigOption = DEFAULT_CONFIG) -> None:
         table.add_row(
             str(row["model_key"]),
             str(row["family"]),
-            "yes" if row["active"] else "no",
+            "yes"
+            if row["active"]
+            else f"no (retired {str(row['retired_at'])[:10]})"
+            if row.get("retired_at")
+            else "no",
             str(row["responses"]),
             str(row["registered_at"])[:19],
         )

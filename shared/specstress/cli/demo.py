@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.table import Table
 
@@ -16,12 +17,19 @@ from specstress.analysis import summary as reports
 from specstress.api import database, initialise, start_run
 from specstress.cli.commands import state_line
 from specstress.cli.common import ConfigOption, console, load, run_async
+from specstress.cli.watch import print_comparison
 from specstress.config import Config
 from specstress.local.servers import ensure_database, resolve_infra
 from specstress.local.stack import Stack
 from specstress.pipeline.progress import Completeness, completeness
+from specstress.watch import Comparison
+from specstress.watch import store as discoveries
 
 __all__ = ["demo", "print_state", "print_summary", "watch_until_settled"]
+
+# the model the demo releases at the simulator once its pairs are done; its family's rule in
+# specstress.demo.yaml registers it, and the watcher reports on it once it is backfilled
+DEMO_RELEASE = "aurora-nova"
 
 
 async def print_summary(config: Config) -> None:
@@ -109,6 +117,20 @@ async def watch_until_settled(config: Config, timeout: float) -> Completeness:
             await asyncio.sleep(2.0)
 
 
+async def _release(config: Config, sim_url: str, timeout: float) -> Comparison:
+    """Release DEMO_RELEASE at the simulator and wait for the watcher's report on it."""
+    async with httpx.AsyncClient(base_url=sim_url) as client:
+        (await client.post("/sim/models", json={"release": DEMO_RELEASE})).raise_for_status()
+    deadline = time.monotonic() + timeout
+    async with database(config) as engine:
+        while time.monotonic() < deadline:
+            body = await discoveries.stored_comparison(engine, DEMO_RELEASE)
+            if body is not None:
+                return Comparison.model_validate(body)
+            await asyncio.sleep(2.0)
+    raise TimeoutError(f"no release report of {DEMO_RELEASE} after {timeout:.0f} s")
+
+
 def demo(
     config: ConfigOption = Path("specstress.demo.yaml"),
     pairs: Annotated[int, typer.Option(min=1, help="value pairs to run")] = 20,
@@ -129,7 +151,7 @@ def demo(
         os.environ.update(stack.env)
         console.print(f"NATS {infra.nats_url} · Postgres {database_url.split('@')[-1]}")
         print_state(state_dir, infra.postgres_dir)
-        stack.start_simulator()
+        sim_url = stack.start_simulator()
         os.environ.update(stack.env)
         cfg = load(config)
         run_async(initialise(cfg))
@@ -141,7 +163,11 @@ def demo(
         published, new = run_async(start_run(cfg, pairs, cfg.sampling.seed))
         console.print(f"published {published} pairs ({new} new)")
         done = run_async(watch_until_settled(cfg, timeout))
+        console.print(f"releasing {DEMO_RELEASE} at the simulator; the watcher takes it from there")
+        release = run_async(_release(cfg, sim_url, timeout))
+        done = run_async(watch_until_settled(cfg, timeout))
         run_async(print_summary(cfg))
+        print_comparison(release)
         console.print(f"done in {time.monotonic() - started:.0f} s")
         console.print(f"run {state_line(done)}")
         if not done.settled:

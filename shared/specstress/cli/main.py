@@ -8,12 +8,13 @@ import sys
 import typer
 
 from specstress.analysis.reports import judge_sample, report
-from specstress.cli.commands import app
+from specstress.cli.commands import app, models_app
 from specstress.cli.common import describe_error, print_error
 from specstress.cli.dataset import export_command, import_command
 from specstress.cli.dead_letters import dead_letters_app
 from specstress.cli.demo import demo
 from specstress.cli.ops import ops_app
+from specstress.cli.watch import models_compare, models_discovered
 
 __all__ = ["app", "main"]
 
@@ -24,6 +25,8 @@ app.command("judge-sample")(judge_sample)
 app.command()(demo)
 app.command("export")(export_command)
 app.command("import")(import_command)
+models_app.command("compare")(models_compare)
+models_app.command("discovered")(models_discovered)
 
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "SPECSTRESS_DEBUG"

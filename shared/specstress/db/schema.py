@@ -145,6 +145,11 @@ models = Table(
     Column("family", String(64), nullable=False),
     Column("active", Boolean, nullable=False, server_default=text("true")),
     Column("registered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # the whole endpoint entry (a ModelConfig as JSON) of a model that is not in the config
+    # file: a discovered model registered from its rule's template (specstress.watch.entries)
+    Column("entry", JSONB),
+    # when its provider stopped listing it: no new calls, its facts stay
+    Column("retired_at", DateTime(timezone=True)),
 )
 
 responses = Table(
@@ -616,4 +621,56 @@ selection_members = Table(
     # (weighted) distance to the earlier picks when picked; null for the first pick
     Column("pick_distance", Float),
     UniqueConstraint("selection", "rank", name="uq_selection_members_rank"),
+)
+
+
+# --- the watcher: models the providers list, and what each release changes ---
+
+# Every model id a watched provider account listed. Operational state: seen times and status
+# change as the listings do.
+discovered_models = Table(
+    "discovered_models",
+    metadata,
+    Column("provider", String(64), primary_key=True),
+    Column("model_id", Text, primary_key=True),
+    # the target model key it is (or would be) registered as; null when no rule matched
+    Column("model_key", String(64)),
+    Column("display_name", Text),
+    # the provider's creation date of the model, when its listing gives one
+    Column("provider_created_at", DateTime(timezone=True)),
+    # the rule that matched; null for ids of models the config file defines, or none matched
+    Column("rule", String(64)),
+    Column("family", String(64)),
+    # proposed: waits for a person (or its budget); registered: a target; ignored: no rule
+    # wants it; retired: no longer listed (or deprecated) by its provider
+    Column("status", String(16), nullable=False),
+    # the entry it gets when registered (a ModelConfig as JSON)
+    Column("entry", JSONB),
+    # the backfill cost estimate and how it was reached, when one was made
+    Column("estimate_usd", Float),
+    Column("estimate", JSONB),
+    # why it has its status, for people (e.g. "over budget", "daily limit reached")
+    Column("note", Text, nullable=False, server_default=""),
+    Column("first_seen", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_seen", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("registered_at", DateTime(timezone=True)),
+    Column("retired_at", DateTime(timezone=True)),
+    # when every scenario had its answer, classification and verdicts (the release report ran)
+    Column("backfill_completed_at", DateTime(timezone=True)),
+    CheckConstraint("status IN ('proposed', 'registered', 'ignored', 'retired')", name="status"),
+    Index("ix_discovered_models_model_key", "model_key"),
+)
+
+# The release report of a model: how it compares with its family and its predecessor.
+model_comparisons = Table(
+    "model_comparisons",
+    metadata,
+    Column("model_key", String(64), primary_key=True),
+    Column("against", String(64), primary_key=True),
+    Column("family", String(64), nullable=False),
+    # the whole comparison (specstress.watch.compare.Comparison as JSON)
+    Column("body", JSONB, nullable=False),
+    # change of the family's majority flag rate that the model brings; null without a spec
+    Column("flag_rate_shift", Float),
+    Column("computed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -21,17 +21,26 @@ from typing import Any, TypeVar
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
-from specstress.config import Budget, ModelConfig, StageBatches
+from specstress.config import Budget, ModelConfig, StageBatches, WatchProvider
 from specstress.errors import BadModelOutput
 from specstress.llm import http
 from specstress.llm.batches.coordinator import BatchCoordinator
 from specstress.llm.errors import LLMDeferred, LLMError
 from specstress.llm.ledger import AttemptRecord, CallLocks, find_completed, record_attempt
 from specstress.llm.messages import ChatMessage, ModelOutput, Usage, reask
-from specstress.llm.protocol import Completion, MalformedResponseError, ProtocolAdapter
+from specstress.llm.protocol import (
+    Completion,
+    HttpRequest,
+    ListedModel,
+    MalformedResponseError,
+    ModelPage,
+    ProtocolAdapter,
+)
+from specstress.llm.providers import anthropic, gemini, openai
 from specstress.llm.providers.anthropic import AnthropicMessages
 from specstress.llm.providers.gemini import GeminiGenerate
 from specstress.llm.providers.openai import OpenAIChat
@@ -52,6 +61,23 @@ _ADAPTERS: dict[str, ProtocolAdapter] = {
     "anthropic": AnthropicMessages(),
     "gemini": GeminiGenerate(),
 }
+
+# each protocol's model listing: the request for a page (after a cursor) and the page it returns
+_LISTINGS: dict[
+    str,
+    tuple[
+        Callable[[str, SecretStr | None, str | None], HttpRequest],
+        Callable[[Any], ModelPage],
+    ],
+] = {
+    "openai": (openai.list_models_request, openai.parse_model_page),
+    "anthropic": (anthropic.list_models_request, anthropic.parse_model_page),
+    "gemini": (gemini.list_models_request, gemini.parse_model_page),
+}
+# a listing longer than this many pages is taken to be a provider that keeps sending cursors
+MAX_LISTING_PAGES = 200
+# what a listing's pacing is keyed by, beside the account's base URL and key
+LISTING_MODEL_ID = "(model list)"
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +244,81 @@ class Gateway:
                 ChatMessage(role="assistant", content=output.text),
                 ChatMessage(role="user", content=reask(reason)),
             ]
+
+    async def list_models(self, account: WatchProvider) -> list[ListedModel]:
+        """Every model a provider account lists, page after page, with the account's key,
+        timeouts and retries, paced by the fleet-wide limits like any call (a listing is its
+        own limit row). Raises LLMError when a page cannot be had."""
+        build, parse = _LISTINGS[account.protocol]
+        # the pacing and retry settings of the account, in the shape the limiter reads
+        pacing = ModelConfig(
+            key=account.key,
+            family="watch",
+            protocol=account.protocol,
+            base_url=account.base_url,
+            model_id=LISTING_MODEL_ID,
+            api_key_env=account.api_key_env,
+            limits=account.limits,
+            timeouts=account.timeouts,
+            retry=account.retry,
+        )
+        api_key = account.api_key()
+        listed: list[ListedModel] = []
+        cursor: str | None = None
+        for _ in range(MAX_LISTING_PAGES):
+            page = await self._listing_page(pacing, build(account.base_url, api_key, cursor), parse)
+            listed += page.models
+            if page.next_cursor is None or page.next_cursor == cursor:
+                return listed
+            cursor = page.next_cursor
+        raise LLMError(
+            "retryable", f"{account.key}: model list longer than {MAX_LISTING_PAGES} pages"
+        )
+
+    async def _listing_page(
+        self, pacing: ModelConfig, request: HttpRequest, parse: Callable[[Any], ModelPage]
+    ) -> ModelPage:
+        adapter = _ADAPTERS[pacing.protocol]
+        api_key = pacing.api_key()
+        policy = pacing.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            slot = await self._limiter.acquire(pacing, ())
+            try:
+                with self._limiter.watching(slot):
+                    response = await http.send(
+                        self._http,
+                        "GET",
+                        request.url,
+                        headers=request.headers,
+                        timeout=http.request_timeout(pacing.timeouts),
+                        api_key=api_key,
+                        what=f"model list of {pacing.key}",
+                    )
+                payload = http.json_body(response)
+                status = response.status_code
+                if not 200 <= status < 300:
+                    raise http.reply_error(
+                        response, adapter.parse_error(payload, response.text), api_key
+                    )
+                try:
+                    page = parse(payload)
+                except MalformedResponseError as exc:
+                    message = http.scrub(str(exc), api_key)
+                    raise LLMError("retryable", message, http_status=status) from None
+            except LLMError as error:
+                await self._limiter.settle(slot, error=error)
+                if error.error_class != "retryable" or attempt >= policy.max_attempts:
+                    raise
+                if error.retry_after is not None and error.retry_after > policy.cap_seconds:
+                    raise
+                await asyncio.sleep(
+                    backoff_seconds(attempt - 1, policy, self._rng, error.retry_after)
+                )
+            else:
+                await self._limiter.settle(slot)
+                return page
 
     def _slot(self, model: ModelConfig) -> asyncio.Semaphore:
         slot = self._slots.get(model.key)

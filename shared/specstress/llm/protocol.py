@@ -56,6 +56,25 @@ class ProviderError:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True)
+class ListedModel:
+    """One model of a provider's model list, as far as the listing tells."""
+
+    model_id: str
+    display_name: str | None = None
+    # seconds since the epoch; None when the listing gives no date
+    created: float | None = None
+    # the provider marks it as going away (e.g. a shutdown date that has passed)
+    deprecated: bool = False
+
+
+@dataclass(frozen=True)
+class ModelPage:
+    models: list[ListedModel]
+    # what to ask for the next page; None on the last page
+    next_cursor: str | None
+
+
 class MalformedResponseError(ValueError):
     """A success status whose body is not the shape the protocol promises."""
 

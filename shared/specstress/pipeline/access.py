@@ -56,6 +56,8 @@ TABLE_ACCESS: dict[str, dict[str, frozenset[Privilege]]] = {
         **GATEWAY_TABLES,
         "value_pairs": APPEND,
         "models": UPSERT,
+        # `models add --discovered` registers a proposed model
+        "discovered_models": UPSERT,
         "model_set_rules": REPLACE,
         "model_vendors": REPLACE,
         "analysis_settings": UPSERT,
@@ -77,7 +79,9 @@ TABLE_ACCESS: dict[str, dict[str, frozenset[Privilege]]] = {
 # Tables whose rows change after they are written, and why; every other table is append-only.
 MUTABLE: dict[str, str] = {
     "disagreement": "recomputed from the classifications whenever a scenario gains answers",
-    "models": "a model is activated by `models add`",
+    "models": "a model is activated by `models add` or the watcher, retired by the watcher",
+    "discovered_models": "seen times and status follow the providers' model lists",
+    "model_comparisons": "a release report, recomputed when asked for again",
     "model_set_rules": "a mirror of the config, replaced when the config changes",
     "model_vendors": "a mirror of the config, replaced when the config changes",
     "analysis_settings": "a mirror of the config, replaced when the config changes",

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -107,6 +108,7 @@ class Service:
     name: str
     handlers: dict[type[Event], Handler] = field(default_factory=dict)
     background: list[Callable[[Stage], Awaitable[None]]] = field(default_factory=list)
+    loops: list[Callable[[Stage], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
     def handles(self, event: type[E]) -> Callable[[Callable[[Stage, E], Awaitable[None]]], Any]:
         def register(fn: Callable[[Stage, E], Awaitable[None]]) -> Any:
@@ -118,6 +120,13 @@ class Service:
     def every(self, fn: Callable[[Stage], Awaitable[None]]) -> Callable[[Stage], Awaitable[None]]:
         """Register a periodic task (e.g. a reconciler) that runs while the service runs."""
         self.background.append(fn)
+        return fn
+
+    def runs(
+        self, fn: Callable[[Stage], Coroutine[Any, Any, None]]
+    ) -> Callable[[Stage], Coroutine[Any, Any, None]]:
+        """Register a task that keeps its own schedule for as long as the service runs."""
+        self.loops.append(fn)
         return fn
 
     def main(self, argv: list[str] | None = None) -> None:
@@ -135,7 +144,9 @@ class Service:
             raise SystemExit(f"error: {exc}") from None
         # one line per HTTP request drowns the service's own log
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        redact = RedactSecrets.for_models(config.models)
+        redact = RedactSecrets(
+            os.environ[env] for env in config.api_key_envs() if env in os.environ
+        )
         for log_handler in logging.getLogger().handlers:
             log_handler.addFilter(redact)
         port = args.metrics_port
@@ -181,6 +192,8 @@ class Service:
                 tasks.append(asyncio.create_task(_pull(js, consumer, config.bus, handle)))
             for task in self.background:
                 tasks.append(asyncio.create_task(_periodically(task, stage_holder[0])))
+            for loop in self.loops:
+                tasks.append(asyncio.create_task(loop(stage_holder[0])))
             if gateway.batches is not None and config.batch.for_stage(self.name) is not None:
                 # sends and polls this stage's batch jobs (and finishes those of an earlier
                 # run even when batch mode has since been turned off)

@@ -20,6 +20,7 @@ from specstress.contracts import (
     DisagreementFlagged,
     Event,
     ModelRegistered,
+    ModelsCompared,
     PairSampled,
     ResponseAbandoned,
     ResponseCreated,
@@ -188,6 +189,25 @@ STAGES: tuple[StageManifest, ...] = (
         },
         metrics_port=9106,
         batch_mode=True,
+    ),
+    StageManifest(
+        name="watcher",
+        # lists the providers' models on its own schedule and reads the facts; consumes nothing
+        consumes=(),
+        publishes=(ModelRegistered, ModelsCompared),
+        own_tables={
+            "scenarios": READ,
+            "models": UPSERT,
+            "responses": READ,
+            "classifications": READ,
+            "disagreement": READ,
+            "refusal_types": READ,
+            "verdicts": READ,
+            "discovered_models": UPSERT,
+            "model_comparisons": UPSERT,
+        },
+        metrics_port=9107,
+        note="finds new models at the providers, registers them by rule, reports releases",
     ),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from specstress.config import AnthropicThinking, ModelConfig
 from specstress.llm.errors import ErrorClass
 from specstress.llm.messages import ChatMessage, Usage
-from specstress.llm.protocol import Completion, HttpRequest, MalformedResponseError, ProviderError
+from specstress.llm.protocol import (
+    Completion,
+    HttpRequest,
+    ListedModel,
+    MalformedResponseError,
+    ModelPage,
+    ProviderError,
+)
 from specstress.llm.structured import OutputSchema
 
 __all__ = [
@@ -173,3 +182,58 @@ class AnthropicMessages:
         return ProviderError(
             message=message, codes=(kind,) if kind else (), error_class=error_class
         )
+
+
+# --- the model list: GET /v1/models, newest first, paged by after_id ---
+
+# the most the API returns per page
+MODELS_PAGE_LIMIT = 1000
+
+
+class _ListedModel(_Lenient):
+    id: str
+    display_name: str | None = None
+    created_at: datetime | None = None
+
+
+class _ModelList(_Lenient):
+    data: list[_ListedModel]
+    has_more: bool = False
+    last_id: str | None = None
+
+
+def models_url(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    return f"{base}/models" if base.endswith("/v1") else f"{base}/v1/models"
+
+
+def list_models_request(
+    base_url: str, api_key: SecretStr | None, cursor: str | None = None
+) -> HttpRequest:
+    """One page of the listing; `cursor` is the previous page's `last_id`."""
+    headers = {"anthropic-version": ANTHROPIC_VERSION}
+    if api_key is not None:
+        headers["x-api-key"] = api_key.get_secret_value()
+    query = {"limit": str(MODELS_PAGE_LIMIT)}
+    if cursor is not None:
+        query["after_id"] = cursor
+    return HttpRequest(url=f"{models_url(base_url)}?{urlencode(query)}", headers=headers, body={})
+
+
+def parse_model_page(payload: Any) -> ModelPage:
+    try:
+        listing = _ModelList.model_validate(payload)
+    except ValidationError as exc:
+        raise MalformedResponseError(f"unexpected model list shape: {exc}") from None
+    models = [
+        ListedModel(
+            model_id=m.id,
+            display_name=m.display_name,
+            created=None if m.created_at is None else m.created_at.timestamp(),
+        )
+        for m in listing.data
+    ]
+    # the last id of the page is where the next starts; a page claiming more but naming no
+    # cursor ends the listing rather than asking for the same page again
+    last = listing.last_id or (listing.data[-1].id if listing.data else None)
+    return ModelPage(models=models, next_cursor=last if listing.has_more else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from pydantic.alias_generators import to_camel
@@ -12,7 +13,14 @@ from pydantic.alias_generators import to_camel
 from specstress.config import GeminiThinking, ModelConfig
 from specstress.llm.errors import ErrorClass
 from specstress.llm.messages import ChatMessage, Usage
-from specstress.llm.protocol import Completion, HttpRequest, MalformedResponseError, ProviderError
+from specstress.llm.protocol import (
+    Completion,
+    HttpRequest,
+    ListedModel,
+    MalformedResponseError,
+    ModelPage,
+    ProviderError,
+)
 from specstress.llm.structured import OutputSchema, gemini_schema
 
 __all__ = ["MAX_ERROR_CHARS", "GeminiGenerate", "generate_url"]
@@ -205,3 +213,59 @@ def _retry_delay(details: list[dict[str, Any]]) -> float | None:
             if match:
                 return float(match.group(1))
     return None
+
+
+# --- the model list: GET /v1beta/models, paged by pageToken ---
+
+# the most the API returns per page
+MODELS_PAGE_SIZE = 1000
+# only models that answer generateContent can be targets
+GENERATE_METHOD = "generateContent"
+
+
+class _ListedModel(_Lenient):
+    name: str
+    display_name: str | None = None
+    supported_generation_methods: list[str] = []
+
+
+class _ModelList(_Lenient):
+    models: list[_ListedModel] = []
+    next_page_token: str | None = None
+
+
+def models_url(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    if not re.search(r"/v1(beta|alpha)?$", base):
+        base = f"{base}/v1beta"
+    return f"{base}/models"
+
+
+def list_models_request(
+    base_url: str, api_key: SecretStr | None, cursor: str | None = None
+) -> HttpRequest:
+    """One page of the listing; `cursor` is the previous page's `nextPageToken`."""
+    headers: dict[str, str] = {}
+    if api_key is not None:
+        headers["x-goog-api-key"] = api_key.get_secret_value()
+    query = {"pageSize": str(MODELS_PAGE_SIZE)}
+    if cursor is not None:
+        query["pageToken"] = cursor
+    return HttpRequest(url=f"{models_url(base_url)}?{urlencode(query)}", headers=headers, body={})
+
+
+def parse_model_page(payload: Any) -> ModelPage:
+    """The page's models that take generateContent, by id without the `models/` prefix (the
+    listing gives no creation date)."""
+    try:
+        listing = _ModelList.model_validate(payload)
+    except ValidationError as exc:
+        raise MalformedResponseError(f"unexpected model list shape: {exc}") from None
+    return ModelPage(
+        models=[
+            ListedModel(model_id=m.name.removeprefix("models/"), display_name=m.display_name)
+            for m in listing.models
+            if GENERATE_METHOD in m.supported_generation_methods
+        ],
+        next_cursor=listing.next_page_token or None,
+    )

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from specstress.config import ModelConfig, OpenAIReasoning
 from specstress.llm.messages import ChatMessage, Usage
-from specstress.llm.protocol import Completion, HttpRequest, MalformedResponseError, ProviderError
+from specstress.llm.protocol import (
+    Completion,
+    HttpRequest,
+    ListedModel,
+    MalformedResponseError,
+    ModelPage,
+    ProviderError,
+)
 from specstress.llm.structured import OutputSchema, strict_schema
 
 __all__ = ["MAX_ERROR_CHARS", "OpenAIChat"]
@@ -130,3 +138,59 @@ def _error_text(payload: Any, fallback: str) -> str:
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
         return str(payload["error"].get("message", fallback))[:MAX_ERROR_CHARS]
     return fallback[:MAX_ERROR_CHARS]
+
+
+# --- the model list: GET {base_url}/models (one page: the API does not paginate it) ---
+
+
+class _ListedModel(_Lenient):
+    id: str = Field(min_length=1)
+    created: float | None = None
+    # OpenAI announces a model's end this way; compatible servers may say `deprecated`
+    shutdown_date: str | None = None
+    deprecated: bool = False
+
+
+class _ModelList(_Lenient):
+    data: list[_ListedModel]
+
+
+def list_models_request(
+    base_url: str, api_key: SecretStr | None, cursor: str | None = None
+) -> HttpRequest:
+    """The listing request; `cursor` is unused (the list comes whole) but kept for the shape
+    every protocol's listing shares."""
+    headers: dict[str, str] = {}
+    if api_key is not None:
+        headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
+    return HttpRequest(url=f"{base_url.rstrip('/')}/models", headers=headers, body={})
+
+
+def parse_model_page(payload: Any, today: date | None = None) -> ModelPage:
+    try:
+        listing = _ModelList.model_validate(payload)
+    except ValidationError as exc:
+        raise MalformedResponseError(
+            f"unexpected model list shape: {_error_text(payload, str(exc))}"
+        ) from None
+    today = today or datetime.now(UTC).date()
+    return ModelPage(
+        models=[
+            ListedModel(
+                model_id=m.id,
+                created=m.created,
+                deprecated=m.deprecated or _shut_down(m.shutdown_date, today),
+            )
+            for m in listing.data
+        ],
+        next_cursor=None,
+    )
+
+
+def _shut_down(shutdown_date: str | None, today: date) -> bool:
+    if not shutdown_date:
+        return False
+    try:
+        return date.fromisoformat(shutdown_date[:10]) <= today
+    except ValueError:
+        return False

@@ -1,0 +1,3 @@
+from services.watcher.app import service
+
+service.main()
