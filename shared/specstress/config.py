@@ -452,6 +452,21 @@ class TextCaps(Strict):
     reasoning_chars: int = Field(16_384, ge=256)
 
 
+class LedgerSettings(Strict):
+    """What the gateway does with a paid answer while Postgres cannot take its ledger row:
+    hold it in memory and retry for `hold_seconds` (at most `max_held` answers at once), then
+    append it to a file under `spill_dir` (relative paths: the service's working folder) that
+    is written into the ledger before the next paid call, and on the service's next start."""
+
+    spill_dir: str = ".specstress/spill"
+    hold_seconds: float = Field(60.0, ge=0)
+    max_held: int = Field(256, ge=0)
+
+
+class LLMSettings(Strict):
+    ledger: LedgerSettings = LedgerSettings()
+
+
 class Config(Strict):
     nats_url: str = "nats://127.0.0.1:4222"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/specstress"
@@ -469,6 +484,7 @@ class Config(Strict):
     bus: BusConfig = BusConfig()
     batch: StageBatches = StageBatches()
     budget: Budget = Budget()
+    llm: LLMSettings = LLMSettings()
     prompts_dir: str | None = None
     text_caps: TextCaps = TextCaps()
 

@@ -116,3 +116,11 @@ llm_batch_requests = Counter(
     "Requests of batch-mode stages by outcome (queued, succeeded, errored, expired, canceled).",
     ["model", "stage", "outcome"],
 )
+llm_ledger_held = Gauge(
+    f"{PREFIX}_llm_ledger_held",
+    "Paid answers waiting in memory for their ledger row while Postgres is unreachable.",
+)
+llm_ledger_spilled = Counter(
+    f"{PREFIX}_llm_ledger_spilled_total",
+    "Paid answers written to the local spill file because the ledger stayed unreachable.",
+)

@@ -12,6 +12,8 @@ Failures are sorted here, once, for every stage:
   return is recorded in Postgres and subtracted from JetStream's delivery count, whose
   MaxDeliver leaves room for them (max_deliver + max_deferrals), so waiting never
   dead-letters work;
+- a handler that fails because Postgres is unreachable waits for it and runs again within the
+  same delivery (up to `llm.ledger.hold_seconds`), so an outage spends no deliveries;
 - anything else naks with backoff until MaxDeliver, then becomes a dead letter with its reason.
 """
 
@@ -35,13 +37,14 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import make_asgi_app
 from pydantic import ValidationError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
 from specstress.config import BusConfig, Config, load_config
 from specstress.contracts import Event
 from specstress.db import store
-from specstress.db.engine import create_engine
+from specstress.db.engine import create_engine, database_unreachable
 from specstress.errors import InputError, RetryLater
 from specstress.llm.errors import LLMError
 from specstress.llm.gateway import Gateway
@@ -72,6 +75,7 @@ MAX_NAK_DELAY_SECONDS = 300.0
 # how long one fetch waits for a message before asking again
 FETCH_WAIT_SECONDS = 2.0
 SERVICE_POOL_SIZE = 20
+DATABASE_POLL_SECONDS = 1.0
 
 
 class Unprocessable(Exception):
@@ -150,6 +154,7 @@ class Service:
             defer_seconds=config.bus.defer_seconds,
             batch=config.batch,
             models=config.models,
+            ledger=config.llm.ledger,
         )
         # The broker is the connection, health route and lifecycle; the consumers are pulled
         # by `_pull`, which keeps messages flowing instead of fetching in lockstep batches.
@@ -161,6 +166,7 @@ class Service:
             await broker.connect()
             js = broker.config.connection_state.stream
             await check_consumers(js, config.bus, self.name)
+            await _replay_spill(gateway)
             stage_holder.append(
                 Stage(
                     name=self.name,
@@ -246,7 +252,7 @@ class Service:
                 heartbeat.cancel()
                 return
             try:
-                await handler(stage, event)
+                await _handle(stage, handler, event)
             except RetryLater as exc:
                 if last_delivery:
                     await _dead_letter(
@@ -355,6 +361,48 @@ async def _dead_letter(
     log.warning("%s: dead letter on %s: %s", stage.name, raw.subject, reason[:300])
     await raw.ack()
     await deferrals.forget_deferrals(stage.engine, consumer_name, raw.metadata.sequence.stream)
+
+
+async def _replay_spill(gateway: Gateway) -> None:
+    """Answers paid for while Postgres was away, before new work; if it is still away, the
+    gateway replays them before its first paid call instead."""
+    try:
+        await gateway.paid.replay()
+    except Exception as exc:
+        if not database_unreachable(exc):
+            raise
+        log.warning("spilled answers not replayed yet (database unreachable): %s", exc)
+
+
+async def _handle(stage: Stage, handler: Handler, event: Event) -> None:
+    """Run the handler; while Postgres is unreachable, wait for it and run it again in this
+    same delivery (handlers look up before they call, so a rerun repeats no paid work), up to
+    the ledger's hold time, rather than spend deliveries on an outage."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + stage.config.llm.ledger.hold_seconds
+    while True:
+        try:
+            await handler(stage, event)
+            return
+        except Exception as exc:
+            if not database_unreachable(exc) or loop.time() >= deadline:
+                raise
+            log.warning("%s: database unreachable (%s); waiting for it", stage.name, exc)
+        while not await _database_answers(stage.engine):
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(DATABASE_POLL_SECONDS)
+
+
+async def _database_answers(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        if database_unreachable(exc):
+            return False
+        raise
+    return True
 
 
 async def _pull(
