@@ -577,6 +577,20 @@ def start_postgres(data_dir: Path, port: int | None = None, timeout: float = 60.
     return _postgres_server(pid, port, data_dir)
 
 
+def stop_postgres(
+    server: ManagedServer, mode: Literal["fast", "immediate"], timeout: float = 60.0
+) -> None:
+    """`pg_ctl stop -m mode` on a private server: "immediate" is a crash as far as the data is
+    concerned (no checkpoint; the next start recovers from the WAL). Start it again with
+    `start_postgres(server.data_dir, server.port)`."""
+    pgdata = server.data_dir / "pgdata"
+    pg_ctl = [str(postgres_bindir() / "pg_ctl"), "-D", str(pgdata), "-m", mode, "-t",
+              str(int(timeout)), "-w", "stop"]  # fmt: skip
+    done = _run_as(_server_user(), pg_ctl, server.data_dir, timeout + 5)
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_ctl stop -m {mode} failed in {pgdata}:\n{done.stdout}{done.stderr}")
+
+
 def _postmaster(pgdata: Path) -> tuple[int, int]:
     """(pid, port) from postmaster.pid, whose first and fourth lines hold them."""
     lines = (pgdata / "postmaster.pid").read_text().splitlines()
