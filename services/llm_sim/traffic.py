@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from pydantic import ValidationError
 
 from services.llm_sim.conditions import Conditions, Faults, Limits, describe
 
@@ -228,12 +229,13 @@ class Traffic:
 
 def install(app: web.Application, conditions: Conditions) -> None:
     """Put the traffic middleware in front of the provider routes and add `/sim/stats` and
-    `/sim/conditions`."""
+    `/sim/conditions` (GET shows them, PUT replaces them)."""
     traffic = Traffic(conditions)
     app[TRAFFIC_KEY] = traffic
     app.middlewares.append(traffic.middleware)
     app.router.add_get("/sim/stats", _stats)
     app.router.add_get("/sim/conditions", _conditions)
+    app.router.add_put("/sim/conditions", _set_conditions)
 
 
 async def _stats(request: web.Request) -> web.Response:
@@ -242,6 +244,16 @@ async def _stats(request: web.Request) -> web.Response:
 
 async def _conditions(request: web.Request) -> web.Response:
     conditions = request.app[TRAFFIC_KEY].conditions
+    return web.Response(text=describe(conditions), content_type="application/json")
+
+
+async def _set_conditions(request: web.Request) -> web.Response:
+    """Replace the conditions mid-run (a fault test injects, then heals); counters carry on."""
+    try:
+        conditions = Conditions.model_validate(await request.json())
+    except (ValueError, ValidationError) as exc:
+        return web.json_response({"error": f"invalid conditions: {exc}"}, status=400)
+    request.app[TRAFFIC_KEY].conditions = conditions
     return web.Response(text=describe(conditions), content_type="application/json")
 
 

@@ -435,6 +435,8 @@ class BusConfig(Strict):
     # messages of one consumer a process handles at once; a finished one's slot is refilled
     fetch_batch: int = Field(32, ge=1, le=1000)
     duplicate_window_seconds: float = Field(600.0, ge=1)
+    # copies of the stream kept by a JetStream cluster (1 on a single server; 3 survives a node)
+    replicas: int = Field(1, ge=1, le=5)
     # Waiting is not failing: a message put back because its provider is paused, the budget is
     # spent or a rate limit is far away comes back after defer_seconds and does not count
     # towards max_deliver; after max_deferrals such returns it is dead-lettered all the same.

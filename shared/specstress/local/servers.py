@@ -308,6 +308,12 @@ async def _jetstream_answers(url: str) -> bool:
     return True
 
 
+def jetstream_ready(url: str) -> bool:
+    """True when a NATS server answers at `url` and its JetStream does (in a cluster: once a
+    meta leader is elected)."""
+    return _run_sync(_jetstream_answers(url))
+
+
 def _nats_ready(port: int, login: str = "") -> bool:
     userinfo = f"{login}@" if login else ""
     return _port_accepts(port) and _run_sync(

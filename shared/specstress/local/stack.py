@@ -83,18 +83,23 @@ class Stack:
         return url
 
     def start_service(self, service: str, replica: int = 0) -> Process:
+        process = self._launch(service, replica)
+        _wait_http(f"http://127.0.0.1:{process.metrics_port}/healthz", process)
+        return process
+
+    def start_services(self, replicas: int = 1) -> None:
+        """`replicas` processes of every service, started together (their imports overlap)."""
+        launched = [self._launch(s, r) for s in STAGE_NAMES for r in range(replicas)]
+        for process in launched:
+            _wait_http(f"http://127.0.0.1:{process.metrics_port}/healthz", process)
+
+    def _launch(self, service: str, replica: int) -> Process:
         port = free_port()
         name = service if replica == 0 else f"{service}-{replica}"
         args = ["-m", manifest(service).module, "--config", str(self.config_path)]
-        process = self._spawn(
+        return self._spawn(
             name, [*args, "--metrics-port", str(port)], port, self.service_env.get(service)
         )
-        _wait_http(f"http://127.0.0.1:{port}/healthz", process)
-        return process
-
-    def start_services(self) -> None:
-        for service in STAGE_NAMES:
-            self.start_service(service)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(name)

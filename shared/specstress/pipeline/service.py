@@ -50,7 +50,7 @@ from specstress.llm.errors import LLMError
 from specstress.llm.gateway import Gateway
 from specstress.llm.redact import RedactSecrets
 from specstress.pipeline import deferrals
-from specstress.pipeline.bus import Consumer, check_consumers, consumers, publish
+from specstress.pipeline.bus import Consumer, check_consumers, consumers, publish, servers
 from specstress.pipeline.prompts import PromptLibrary
 from specstress.pipeline.stages import manifest
 from specstress.text import bytes_problem, value_problem
@@ -158,7 +158,7 @@ class Service:
         )
         # The broker is the connection, health route and lifecycle; the consumers are pulled
         # by `_pull`, which keeps messages flowing instead of fetching in lockstep batches.
-        broker = NatsBroker(config.nats_url, logger=None, max_reconnect_attempts=-1)
+        broker = NatsBroker(servers(config.nats_url), logger=None, max_reconnect_attempts=-1)
         stage_holder: list[Stage] = []
         tasks: list[asyncio.Task[None]] = []
 
