@@ -265,6 +265,24 @@ class FaultRun:
         finally:
             await client.close()
 
+    async def stream_leader(self) -> str:
+        """The cluster node that leads the stream right now."""
+        client = await connect(self.bus.url, "specstress-fault-leader")
+        try:
+            info = await client.jetstream().stream_info(self.config.bus.stream)
+        finally:
+            await client.close()
+        assert info.cluster is not None and info.cluster.leader is not None
+        return info.cluster.leader
+
+    async def snapshot(self) -> dict[str, int]:
+        """Rows of every fact table and the ledger, and the requests the simulator received."""
+        tables = ("value_pairs", "scenarios", "scenario_drops", "responses", "spectra",
+                  "classifications", "disagreement", "verdicts", "llm_calls", "dead_letters")  # fmt: skip
+        counts = {table: await self.count(table) for table in tables}
+        counts["simulator_requests"] = (await self.sim_totals()).get("requests", 0)
+        return counts
+
     async def settle(self, timeout: float = IDLE_TIMEOUT) -> None:
         await wait_until_idle(self.config, timeout=timeout, stack=self.stack)
 
@@ -293,12 +311,25 @@ class FaultRun:
             paid_calls=paid,
             seconds=time.monotonic() - self.started,
             detail={
+                **self._log_counts(),
                 **{f"lost_{k}": v for k, v in lost.items() if v},
                 **{f"dup_{k}": v for k, v in duplicates.items() if v},
                 **{f"dup_event_{k}": v for k, v in events.items() if v},
                 **({"dead_letters_not_poison": stray} if stray else {}),
             },
         )
+
+    def _log_counts(self) -> dict[str, int]:
+        """How often the services held a paid answer, spilled one, or waited for Postgres."""
+        text = "".join(
+            path.read_text(errors="replace") for path in self.stack.log_dir.glob("*.log")
+        )
+        counts = {
+            "answers_held": text.count("holding the paid answer"),
+            "answers_spilled": text.count("spilled to"),
+            "database_waits": text.count("waiting for it"),
+        }
+        return {key: value for key, value in counts.items() if value}
 
     async def _lost(self) -> dict[str, int]:
         families = sorted({f for spec in self.config.specs for f in spec.families})
