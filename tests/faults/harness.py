@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats.errors
 import yaml
 from nats.js import JetStreamContext
 
@@ -265,15 +266,24 @@ class FaultRun:
         finally:
             await client.close()
 
-    async def stream_leader(self) -> str:
-        """The cluster node that leads the stream right now."""
+    async def stream_leader(self, timeout: float = 60.0) -> str:
+        """The cluster node that leads the stream, once one does (after a node was killed or
+        came back, the stream may be electing one)."""
         client = await connect(self.bus.url, "specstress-fault-leader")
+        deadline = time.monotonic() + timeout
         try:
-            info = await client.jetstream().stream_info(self.config.bus.stream)
+            while True:
+                try:
+                    info = await client.jetstream().stream_info(self.config.bus.stream)
+                    if info.cluster is not None and info.cluster.leader:
+                        return info.cluster.leader
+                except nats.errors.Error:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no stream leader within {timeout:.0f} s")
+                await asyncio.sleep(0.5)
         finally:
             await client.close()
-        assert info.cluster is not None and info.cluster.leader is not None
-        return info.cluster.leader
 
     async def snapshot(self) -> dict[str, int]:
         """Rows of every fact table and the ledger, and the requests the simulator received."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import nats.errors
 
 from specstress.config import Config
 from specstress.local.servers import ServerStartError, free_port
@@ -151,7 +152,11 @@ async def wait_until_idle(
         while time.monotonic() < deadline:
             if stack is not None and stack.dead():
                 raise RuntimeError(f"process(es) died: {', '.join(stack.dead())}")
-            busy = any(p or a for p, a in (await backlog(js, config.bus)).values())
+            try:
+                busy = any(p or a for p, a in (await backlog(js, config.bus)).values())
+            except nats.errors.Error:
+                # no answer while a cluster elects a consumer's leader: not idle yet
+                busy = True
             now = time.monotonic()
             if busy:
                 quiet_since = None
