@@ -20,6 +20,7 @@ import os
 import platform
 import signal
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -45,7 +46,7 @@ PAIRS = 6
 SEED = 11
 IDLE_TIMEOUT = 300.0
 # short enough that a killed or stopped worker's messages come back within seconds
-SUITE_BUS = {"ack_wait_seconds": 3, "defer_seconds": 3, "max_deliver": 5}
+SUITE_BUS = {"ack_wait_seconds": 3, "defer_seconds": 5, "max_deliver": 5}
 # a hanging provider is given up on after this; retries back off briefly
 SUITE_TIMEOUTS = {"connect_seconds": 5, "read_seconds": 4}
 SUITE_RETRY = {"max_attempts": 6, "base_seconds": 0.2, "cap_seconds": 2}
@@ -141,6 +142,7 @@ class FaultRun:
         )
         self.sim_url = ""
         self.poison: set[tuple[str, str]] = set()
+        self.poison_published: Counter[str] = Counter()
         self.started = time.monotonic()
         self._config: Config | None = None
 
@@ -259,6 +261,7 @@ class FaultRun:
                         payload,
                         headers={"Nats-Msg-Id": f"poison-{event.subject}-{index}"},
                     )
+                    self.poison_published[event.subject] += 1
                     for service, events in SUBSCRIPTIONS.items():
                         if event in events:
                             durable = Consumer(service, event).durable
@@ -410,7 +413,8 @@ class FaultRun:
             await client.close()
         found = {}
         for suffix, table in _ONE_EVENT_PER_ROW:
-            published = per_subject.get(f"specstress.{suffix}", 0)
+            subject = f"specstress.{suffix}"
+            published = per_subject.get(subject, 0) - self.poison_published[subject]
             found[suffix] = published - await self.count(table)
         return found
 
