@@ -32,10 +32,12 @@ import httpx
 import nats.errors
 import yaml
 from nats.js import JetStreamContext
+from sqlalchemy import text
 
 from bench.recording import RESULTS, git_commit
 from specstress.api import initialise, start_run
 from specstress.config import Config, load_config
+from specstress.db.engine import create_engine
 from specstress.local.cluster import Cluster, start_cluster
 from specstress.local.servers import ManagedServer, start_nats
 from specstress.local.stack import SIM_URL_ENV, Stack, wait_until_idle
@@ -145,6 +147,8 @@ class FaultRun:
         self.poison_published: Counter[str] = Counter()
         self.started = time.monotonic()
         self._config: Config | None = None
+        self.peak_connections = 0
+        self._sampler: asyncio.Task[None] | None = None
 
     @property
     def config(self) -> Config:
@@ -195,6 +199,32 @@ class FaultRun:
                     os.environ[key] = value
         await initialise(self.config)
         self.stack.start_services(replicas)
+        self._sampler = asyncio.create_task(self._sample_connections())
+
+    async def _sample_connections(self) -> None:
+        """The most Postgres connections the run's database had open at once (for sizing)."""
+        engine = create_engine(self.database_url, pool_size=1)
+        try:
+            while True:
+                try:
+                    async with engine.connect() as conn:
+                        open_now = await conn.scalar(
+                            text(
+                                "SELECT count(*) FROM pg_stat_activity"
+                                " WHERE datname = current_database()"
+                            )
+                        )
+                    self.peak_connections = max(self.peak_connections, int(open_now or 0) - 1)
+                except Exception:  # the server may be down on purpose; sample again later
+                    pass
+                await asyncio.sleep(0.5)
+        finally:
+            await engine.dispose()
+
+    async def close(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            await asyncio.gather(self._sampler, return_exceptions=True)
 
     # --- driving the run ------------------------------------------------------------------
 
@@ -324,6 +354,7 @@ class FaultRun:
             paid_calls=paid,
             seconds=time.monotonic() - self.started,
             detail={
+                "peak_db_connections": self.peak_connections,
                 **self._log_counts(),
                 **{f"lost_{k}": v for k, v in lost.items() if v},
                 **{f"dup_{k}": v for k, v in duplicates.items() if v},
@@ -439,6 +470,7 @@ async def fault_run(
         await run.open(conditions, replicas, edit, require_key=require_key, env=env or {})
         yield run
     finally:
+        await run.close()
         run.stack.stop()
         bus.stop()
 
