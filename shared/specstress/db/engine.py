@@ -48,8 +48,10 @@ async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 def database_unreachable(error: BaseException) -> bool:
     """True when `error` says the database could not be reached, not that it refused a row."""
-    # a bare TimeoutError is asyncpg's connect timeout; subclasses (a NATS timeout) are not
-    if isinstance(error, OSError | sa_exc.TimeoutError) or type(error) is TimeoutError:
+    if isinstance(error, TimeoutError):
+        # a bare one is asyncpg's connect timeout; subclasses (a NATS timeout) are not ours
+        return type(error) is TimeoutError
+    if isinstance(error, OSError | sa_exc.TimeoutError):
         return True
     if isinstance(error, sa_exc.DBAPIError):
         if error.connection_invalidated:
