@@ -52,6 +52,8 @@ SUITE_BUS = {"ack_wait_seconds": 3, "defer_seconds": 5, "max_deliver": 5}
 # a hanging provider is given up on after this; retries back off briefly
 SUITE_TIMEOUTS = {"connect_seconds": 5, "read_seconds": 4}
 SUITE_RETRY = {"max_attempts": 6, "base_seconds": 0.2, "cap_seconds": 2}
+# provider latency, so that a fault finds calls in flight (with none, no case could pay twice)
+SUITE_LATENCY = {"median_ms": 300, "p95_ms": 900}
 
 # (subject's event, the row count it announces): one event per row, so more means a duplicate
 _ONE_EVENT_PER_ROW = (
@@ -166,10 +168,10 @@ class FaultRun:
         require_key: bool,
         env: dict[str, str],
     ) -> None:
-        conditions_path = None
-        if conditions is not None:
-            conditions_path = self.root / "conditions.yaml"
-            conditions_path.write_text(yaml.safe_dump(conditions))
+        conditions_path = self.root / "conditions.yaml"
+        conditions_path.write_text(
+            yaml.safe_dump({"seed": 1, "latency": SUITE_LATENCY, **(conditions or {})})
+        )
         self.stack.env.update(env)
         self.sim_url = self.stack.start_simulator(
             conditions=conditions_path, require_key=require_key
@@ -254,8 +256,10 @@ class FaultRun:
         return totals
 
     async def set_conditions(self, conditions: dict[str, Any]) -> None:
+        """Replace the simulator's conditions (the suite's latency stays unless replaced)."""
+        wanted = {"seed": 1, "latency": SUITE_LATENCY, **conditions}
         async with httpx.AsyncClient(timeout=10) as client:
-            reply = await client.put(f"{self.sim_url}/sim/conditions", json=conditions)
+            reply = await client.put(f"{self.sim_url}/sim/conditions", json=wanted)
         reply.raise_for_status()
 
     async def inject(self, fault: Callable[[], Awaitable[None] | None]) -> int:
@@ -462,7 +466,8 @@ async def fault_run(
     require_key: bool = False,
     env: dict[str, str] | None = None,
 ) -> AsyncIterator[FaultRun]:
-    """Own NATS (or cluster) under `root`, the simulator under `conditions`, every service
+    """Own NATS (or cluster) under `root`, the simulator under `conditions` (on top of the
+    suite's latency), every service
     (`replicas` of each) on the demo config with the suite's settings; all stopped after."""
     bus = Bus(root, cluster_size)
     run = FaultRun(root, database_url, bus, root / "specstress.yaml")
