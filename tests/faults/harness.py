@@ -245,6 +245,18 @@ class FaultRun:
                 raise TimeoutError(f"{sql} did not reach {at_least} within {timeout:.0f} s")
             await asyncio.sleep(0.05)
 
+    async def until_in_flight(self, at_least: int, timeout: float = 120.0) -> None:
+        """Wait until at least `at_least` provider calls are unrecorded in the ledger at once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            written = await self.ledger_rows()
+            received = (await self.sim_totals()).get("requests", 0)
+            if received - written >= at_least:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"never {at_least} calls in flight within {timeout:.0f} s")
+            await asyncio.sleep(0.02)
+
     async def ledger_rows(self) -> int:
         return await self.count("llm_calls")
 
@@ -368,14 +380,14 @@ class FaultRun:
         )
 
     def _log_counts(self) -> dict[str, int]:
-        """How often the services held a paid answer, spilled one, or waited for Postgres."""
+        """How often the services held a paid answer, spilled one, or waited out an outage."""
         text = "".join(
             path.read_text(errors="replace") for path in self.stack.log_dir.glob("*.log")
         )
         counts = {
             "answers_held": text.count("holding the paid answer"),
             "answers_spilled": text.count("spilled to"),
-            "database_waits": text.count("waiting for it"),
+            "outage_waits": text.count("waiting for it"),
         }
         return {key: value for key, value in counts.items() if value}
 

@@ -12,8 +12,9 @@ Failures are sorted here, once, for every stage:
   return is recorded in Postgres and subtracted from JetStream's delivery count, whose
   MaxDeliver leaves room for them (max_deliver + max_deferrals), so waiting never
   dead-letters work;
-- a handler that fails because Postgres is unreachable waits for it and runs again within the
-  same delivery (up to `llm.ledger.hold_seconds`), so an outage spends no deliveries;
+- a handler that fails because Postgres or the stream is unreachable (a restart, a cluster
+  electing a leader) waits for it and runs again within the same delivery (up to
+  `llm.ledger.hold_seconds`), so an outage spends no deliveries;
 - anything else naks with backoff until MaxDeliver, then becomes a dead letter with its reason.
 """
 
@@ -35,6 +36,7 @@ from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 from prometheus_client import make_asgi_app
 from pydantic import ValidationError
 from sqlalchemy import text
@@ -76,6 +78,8 @@ MAX_NAK_DELAY_SECONDS = 300.0
 FETCH_WAIT_SECONDS = 2.0
 SERVICE_POOL_SIZE = 20
 DATABASE_POLL_SECONDS = 1.0
+BUS_FIRST_WAIT_SECONDS = 0.5
+BUS_MAX_WAIT_SECONDS = 5.0
 
 
 class Unprocessable(Exception):
@@ -375,23 +379,46 @@ async def _replay_spill(gateway: Gateway) -> None:
 
 
 async def _handle(stage: Stage, handler: Handler, event: Event) -> None:
-    """Run the handler; while Postgres is unreachable, wait for it and run it again in this
-    same delivery (handlers look up before they call, so a rerun repeats no paid work), up to
-    the ledger's hold time, rather than spend deliveries on an outage."""
+    """Run the handler; while Postgres or the stream is unreachable, wait for it and run it
+    again in this same delivery (handlers look up before they call, so a rerun repeats no
+    paid work), up to the ledger's hold time, rather than spend deliveries on an outage."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + stage.config.llm.ledger.hold_seconds
+    pause = BUS_FIRST_WAIT_SECONDS
     while True:
         try:
             await handler(stage, event)
             return
         except Exception as exc:
-            if not database_unreachable(exc) or loop.time() >= deadline:
+            outage = _outage(exc)
+            if outage is None or loop.time() >= deadline:
                 raise
-            log.warning("%s: database unreachable (%s); waiting for it", stage.name, exc)
-        while not await _database_answers(stage.engine):
-            if loop.time() >= deadline:
-                break
-            await asyncio.sleep(DATABASE_POLL_SECONDS)
+            log.warning("%s: %s unreachable (%s); waiting for it", stage.name, outage, exc)
+        if outage == "database":
+            await _wait_for_database(stage.engine, deadline)
+        else:
+            # a cluster electing a stream leader answers again within seconds
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+            pause = min(2 * pause, BUS_MAX_WAIT_SECONDS)
+
+
+def _outage(error: BaseException) -> str | None:
+    """ "database" or "stream" when `error` says that one could not be reached, else None."""
+    if isinstance(error, nats.errors.Error):
+        # no stream leader, nobody answering, or the connection is being re-made
+        transient = (NoStreamResponseError, nats.errors.NoRespondersError,
+                     nats.errors.TimeoutError, nats.errors.ConnectionClosedError,
+                     nats.errors.ConnectionReconnectingError, ServiceUnavailableError)  # fmt: skip
+        return "stream" if isinstance(error, transient) else None
+    return "database" if database_unreachable(error) else None
+
+
+async def _wait_for_database(engine: AsyncEngine, until: float) -> None:
+    loop = asyncio.get_running_loop()
+    while loop.time() < until:
+        if await _database_answers(engine):
+            return
+        await asyncio.sleep(DATABASE_POLL_SECONDS)
 
 
 async def _database_answers(engine: AsyncEngine) -> bool:
