@@ -388,6 +388,7 @@ class FaultRun:
             "answers_held": text.count("holding the paid answer"),
             "answers_spilled": text.count("spilled to"),
             "outage_waits": text.count("waiting for it"),
+            "deferrals": text.count(": deferred for "),
         }
         return {key: value for key, value in counts.items() if value}
 
