@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 # every fault-suite case (kill -9, SIGSTOP, NATS, Postgres and provider faults, replicas, a
-# 3-node cluster...), one table row each, appended to bench/results.jsonl (about 15 minutes on
-# 2 cores); `make test` runs a reduced set
+# 3-node cluster...), one table row each, appended to bench/results.jsonl (about 18 minutes on
+# 2 shared cores); `make test` runs a reduced set
 test-faults: $(STAMP)
 	SPECSTRESS_FAULTS=full $(BIN)/pytest -q tests/faults
 
