@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-ratelimit bench-aggregation bench-kcenter clean test-ops demo-least-privilege stack-env nats-config
+.PHONY: install demo test test-faults lint bench bench-ratelimit bench-aggregation bench-kcenter clean test-ops demo-least-privilege stack-env nats-config
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
@@ -20,6 +20,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# every fault-suite case (kill -9, SIGSTOP, NATS, Postgres and provider faults, replicas, a
+# 3-node cluster...), one table row each, appended to bench/results.jsonl (about 18 minutes on
+# 2 shared cores); `make test` runs a reduced set
+test-faults: $(STAMP)
+	SPECSTRESS_FAULTS=full $(BIN)/pytest -q tests/faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

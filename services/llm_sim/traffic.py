@@ -233,7 +233,7 @@ class Traffic:
 
 def install(app: web.Application, conditions: Conditions) -> None:
     """Put the traffic middleware in front of the provider routes and add `/sim/stats` and
-    `/sim/conditions`."""
+    `/sim/conditions` (GET shows them, PUT replaces them)."""
     traffic = Traffic(conditions)
     app[TRAFFIC_KEY] = traffic
     app.middlewares.append(traffic.middleware)

@@ -435,6 +435,8 @@ class BusConfig(Strict):
     # messages of one consumer a process handles at once; a finished one's slot is refilled
     fetch_batch: int = Field(32, ge=1, le=1000)
     duplicate_window_seconds: float = Field(600.0, ge=1)
+    # copies of the stream kept by a JetStream cluster (1 on a single server; 3 survives a node)
+    replicas: int = Field(1, ge=1, le=5)
     # Waiting is not failing: a message put back because its provider is paused, the budget is
     # spent or a rate limit is far away comes back after defer_seconds and does not count
     # towards max_deliver; after max_deferrals such returns it is dead-lettered all the same.
@@ -605,6 +607,21 @@ class Watch(Strict):
         return self
 
 
+class LedgerSettings(Strict):
+    """What the gateway does with a paid answer while Postgres cannot take its ledger row:
+    hold it in memory and retry for `hold_seconds` (at most `max_held` answers at once), then
+    append it to a file under `spill_dir` (relative paths: the service's working folder) that
+    is written into the ledger before the next paid call, and on the service's next start."""
+
+    spill_dir: str = ".specstress/spill"
+    hold_seconds: float = Field(60.0, ge=0)
+    max_held: int = Field(256, ge=0)
+
+
+class LLMSettings(Strict):
+    ledger: LedgerSettings = LedgerSettings()
+
+
 class Config(Strict):
     nats_url: str = "nats://127.0.0.1:4222"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/specstress"
@@ -622,6 +639,7 @@ class Config(Strict):
     bus: BusConfig = BusConfig()
     batch: StageBatches = StageBatches()
     budget: Budget = Budget()
+    llm: LLMSettings = LLMSettings()
     prompts_dir: str | None = None
     text_caps: TextCaps = TextCaps()
 

@@ -183,3 +183,11 @@ release_flag_rate_shifted = Gauge(
     "watch.flag_rate_shift_alert.",
     ["model", "family"],
 )
+llm_ledger_held = Gauge(
+    f"{PREFIX}_llm_ledger_held",
+    "Paid answers waiting in memory for their ledger row while Postgres is unreachable.",
+)
+llm_ledger_spilled = Counter(
+    f"{PREFIX}_llm_ledger_spilled_total",
+    "Paid answers written to the local spill file because the ledger stayed unreachable.",
+)

@@ -32,35 +32,48 @@ SEED = 5
 PROTOCOLS = ("anthropic", "gemini", "openai")
 
 
-def _canary_config(path: Path, sim_url: str) -> dict[str, str]:
-    """The demo config with each model on a protocol of its own turn and a key variable of its
-    own; returns the variables with their canary values."""
-    raw = yaml.safe_load(DEMO_CONFIG.read_text())
-    keys: dict[str, str] = {}
-    for index, model in enumerate(raw["models"]):
-        protocol = PROTOCOLS[index % len(PROTOCOLS)]
-        variable = f"SPECSTRESS_CANARY_KEY_{index}"
-        keys[variable] = f"sk-canary-{index}-{secrets.token_hex(16)}"
-        model.update(
-            protocol=protocol,
-            base_url=f"{sim_url}/v1" if protocol == "openai" else sim_url,
-            api_key_env=variable,
-        )
-    # the watcher lists the models of an account with a key of its own
-    keys["SPECSTRESS_CANARY_KEY_WATCH"] = f"sk-canary-watch-{secrets.token_hex(16)}"
-    for account in raw["watch"]["providers"]:
-        account.update(
-            protocol="anthropic", base_url=sim_url, api_key_env="SPECSTRESS_CANARY_KEY_WATCH"
-        )
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+def canary_keys(raw: dict[str, Any]) -> dict[str, str]:
+    """A canary key variable of its own for each model of config `raw`: the variables with
+    their values."""
+    keys = {
+        f"SPECSTRESS_CANARY_KEY_{index}": f"sk-canary-{index}-{secrets.token_hex(16)}"
+        for index in range(len(raw["models"]))
+    }
+    if raw.get("watch", {}).get("providers"):
+        keys["SPECSTRESS_CANARY_KEY_WATCH"] = f"sk-canary-watch-{secrets.token_hex(16)}"
     return keys
 
 
-def _leaks(where: str, content: str, canaries: dict[str, str]) -> list[str]:
+def use_canaries(raw: dict[str, Any], sim_url: str) -> None:
+    """Each model of config `raw` on a protocol of its own turn, with its canary key variable
+    (the names `canary_keys` gives)."""
+    for index, model in enumerate(raw["models"]):
+        protocol = PROTOCOLS[index % len(PROTOCOLS)]
+        model.update(
+            protocol=protocol,
+            base_url=f"{sim_url}/v1" if protocol == "openai" else sim_url,
+            api_key_env=f"SPECSTRESS_CANARY_KEY_{index}",
+        )
+    # the watcher lists the models of an account with a key of its own
+    for account in raw.get("watch", {}).get("providers", []):
+        account.update(
+            protocol="anthropic", base_url=sim_url, api_key_env="SPECSTRESS_CANARY_KEY_WATCH"
+        )
+
+
+def _canary_config(path: Path, sim_url: str) -> dict[str, str]:
+    """The demo config with canary keys; returns the variables with their canary values."""
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    use_canaries(raw, sim_url)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return canary_keys(raw)
+
+
+def leaks(where: str, content: str, canaries: dict[str, str]) -> list[str]:
     return [f"{where}: {name}" for name, value in canaries.items() if value in content]
 
 
-async def _metrics_pages(stack: Stack) -> dict[str, str]:
+async def metrics_pages(stack: Stack) -> dict[str, str]:
     pages = {}
     async with httpx.AsyncClient(timeout=10) as client:
         for process in stack.processes.values():
@@ -72,7 +85,7 @@ async def _metrics_pages(stack: Stack) -> dict[str, str]:
     return pages
 
 
-async def _database_text(database_url: str) -> dict[str, str]:
+async def database_text(database_url: str) -> dict[str, str]:
     """Every row of every table, cast to text (all columns, JSON included)."""
     engine = create_engine(database_url)
     try:
@@ -92,7 +105,7 @@ async def _database_text(database_url: str) -> dict[str, str]:
         await engine.dispose()
 
 
-async def _nats_messages(config: Config) -> dict[str, str]:
+async def nats_messages(config: Config) -> dict[str, str]:
     """Every message (subject, headers and payload) of every stream on the server."""
     client = await connect(config.nats_url, "specstress-canary-check")
     try:
@@ -117,6 +130,26 @@ async def _nats_messages(config: Config) -> dict[str, str]:
         await client.close()
 
 
+async def canaries_found(
+    logs: list[Path],
+    database_url: str,
+    config: Config,
+    metrics: dict[str, str],
+    canaries: dict[str, str],
+) -> list[str]:
+    """Where any canary shows: log files, every table, every stream, the /metrics pages."""
+    found: list[str] = []
+    for log_file in logs:
+        found += leaks(f"log {log_file.name}", log_file.read_text(errors="replace"), canaries)
+    for table, content in (await database_text(database_url)).items():
+        found += leaks(f"table {table}", content, canaries)
+    for stream, content in (await nats_messages(config)).items():
+        found += leaks(f"stream {stream}", content, canaries)
+    for service, page in metrics.items():
+        found += leaks(f"/metrics of {service}", page, canaries)
+    return found
+
+
 async def test_canary_keys_appear_nowhere(
     tmp_path: Path, nats_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -138,7 +171,7 @@ async def test_canary_keys_appear_nowhere(
         stack.start_services()
         await start_run(config, PAIRS, SEED)
         await wait_until_idle(config, timeout=240, stack=stack)
-        metrics = await _metrics_pages(stack)
+        metrics = await metrics_pages(stack)
     finally:
         stack.stop()
 
@@ -155,15 +188,6 @@ async def test_canary_keys_appear_nowhere(
     assert protocols_used == set(PROTOCOLS)
     assert len(metrics) == len(STAGE_NAMES)
 
-    leaks: list[str] = []
     logs = sorted((tmp_path / "logs").glob("*.log"))
     assert len(logs) == len(STAGE_NAMES) + 1  # the simulator and every stage
-    for log_file in logs:
-        leaks += _leaks(f"log {log_file.name}", log_file.read_text(errors="replace"), canaries)
-    for table, content in (await _database_text(database_url)).items():
-        leaks += _leaks(f"table {table}", content, canaries)
-    for stream, content in (await _nats_messages(config)).items():
-        leaks += _leaks(f"stream {stream}", content, canaries)
-    for service, page in metrics.items():
-        leaks += _leaks(f"/metrics of {service}", page, canaries)
-    assert leaks == []
+    assert await canaries_found(logs, database_url, config, metrics, canaries) == []

@@ -16,9 +16,11 @@ from sqlalchemy.engine import make_url
 
 from specstress.local.secure import Credentials
 from specstress.pipeline.access import role_name
+from specstress.pipeline.bus import servers
 from specstress.pipeline.nats_auth import password_env, render_config
 from specstress.pipeline.stages import STAGE_NAMES, STAGES
 from tests.ops.tools import (
+    CLUSTER_OVERRIDE,
     COMPOSE_FILE,
     DASHBOARDS_DIR,
     DEPLOY,
@@ -65,10 +67,23 @@ def compose(env: dict[str, str], *args: str, files: tuple[Path, ...] = (COMPOSE_
     return done.stdout
 
 
+# the main file alone, and with the cluster override (3 NATS nodes, 2 replicas of each stage)
+STACKS = {"single": (COMPOSE_FILE,), "cluster": (COMPOSE_FILE, CLUSTER_OVERRIDE)}
+NATS_NODES = {"single": {"nats"}, "cluster": {"nats", "nats-2", "nats-3"}}
+
+
+@pytest.fixture(params=list(STACKS))
+def stack(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-def model(env: dict[str, str]) -> dict[str, Any]:
+def model(env: dict[str, str], stack: str) -> dict[str, Any]:
     """The compose model after merging, anchors and interpolation, from Compose itself."""
-    resolved: dict[str, Any] = json.loads(compose(env, "config", "--format", "json"))
+    resolved: dict[str, Any] = json.loads(
+        compose(env, "config", "--format", "json", files=STACKS[stack])
+    )
     return resolved
 
 
@@ -124,7 +139,9 @@ def test_compose_validates_with_and_without_the_providers_override(
         assert "OPENAI_API_KEY" not in override["services"][name].get("environment", {}), name
 
 
-def test_every_service_has_image_health_check_and_environment(model: dict[str, Any]) -> None:
+def test_every_service_has_image_health_check_and_environment(
+    model: dict[str, Any], stack: str
+) -> None:
     services = model["services"]
     for name, service in services.items():
         assert service.get("image") or service.get("build"), name
@@ -144,16 +161,42 @@ def test_every_service_has_image_health_check_and_environment(model: dict[str, A
             )
             assert condition["condition"] == wanted, (name, dependency)
     assert services["nats-exporter"]["network_mode"] == "service:nats"
-    assert services["init"]["depends_on"].keys() == {"nats", "postgres"}
+    assert services["init"]["depends_on"].keys() == {*NATS_NODES[stack], "postgres"}
 
 
-def test_each_stage_connects_as_its_own_user_and_role(model: dict[str, Any]) -> None:
+def test_the_cluster_override_replicates_the_stream_and_every_stage(
+    env: dict[str, str],
+) -> None:
+    services = json.loads(compose(env, "config", "--format", "json", files=STACKS["cluster"]))[
+        "services"
+    ]
+    for stage in STAGE_NAMES:
+        assert services[stage.replace("_", "-")]["deploy"]["replicas"] == 2, stage
+    assert services["init"]["environment"]["SPECSTRESS_STREAM_REPLICAS"] == "3"
+    names = set()
+    for node in sorted(NATS_NODES["cluster"]):
+        command = services[node]["command"]
+        names.add(command[command.index("--server_name") + 1])
+        routes = command[command.index("--routes") + 1].split(",")
+        assert {urlsplit(route).hostname for route in routes} == NATS_NODES["cluster"] - {node}
+        assert {v["target"] for v in services[node]["volumes"]} == {"/etc/nats/nats.conf", "/data"}
+    assert len(names) == 3
+    data = {v["source"] for n in NATS_NODES["cluster"] for v in services[n]["volumes"]}
+    assert len(data) == 4  # the shared config file and a store of each node's own
+
+
+def test_each_stage_connects_as_its_own_user_and_role(model: dict[str, Any], stack: str) -> None:
     for stage in STAGE_NAMES:
         service = model["services"][stage.replace("_", "-")]
         environment = service["environment"]
-        nats_url = urlsplit(environment["NATS_URL"])
-        assert (nats_url.username, nats_url.hostname) == (stage, "nats")
-        assert nats_url.password == model["services"]["nats"]["environment"][password_env(stage)]
+        nodes = [urlsplit(url) for url in servers(environment["NATS_URL"])]
+        assert {node.hostname for node in nodes} == NATS_NODES[stack]
+        for node in nodes:
+            assert node.username == stage
+            assert (
+                node.password
+                == model["services"][node.hostname]["environment"][password_env(stage)]
+            )
         database = make_url(environment["DATABASE_URL"])
         assert (database.username, database.host) == (role_name(stage), "postgres")
         assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"

@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 COMPOSE_FILE = REPO / "docker-compose.yml"
 PROVIDERS_OVERRIDE = DEPLOY / "compose.providers.yml"
+CLUSTER_OVERRIDE = DEPLOY / "compose.cluster.yml"
 NATS_CONF = DEPLOY / "nats" / "nats.conf"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
 DASHBOARDS_DIR = DEPLOY / "grafana" / "dashboards"

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 __all__ = ["async_url", "create_engine", "reading"]
 
 _ASYNC_SCHEME = "postgresql+asyncpg://"
+# SQLSTATE classes of a server that is gone or going: connection exception, operator
+# intervention (admin or crash shutdown, "the database system is starting up")
+_UNREACHABLE_STATES = ("08", "57P")
 
 
 def async_url(url: str) -> str:
@@ -40,3 +44,20 @@ async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """True when `error` says the database could not be reached, not that it refused a row."""
+    if isinstance(error, TimeoutError):
+        # a bare one is asyncpg's connect timeout; subclasses (a NATS timeout) are not ours
+        return type(error) is TimeoutError
+    if isinstance(error, OSError | sa_exc.TimeoutError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
+            return True
+        state = str(getattr(error.orig, "sqlstate", None) or "")
+        return state.startswith(_UNREACHABLE_STATES)
+    return False

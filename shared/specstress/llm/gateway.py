@@ -4,7 +4,9 @@ A call is looked up in the ledger first and paid for only when no completed twin
 Postgres advisory lock on the request hash makes identical calls from different processes wait
 for one another instead of paying twice. Around the HTTP exchange the gateway adds a per-model
 concurrency cap, full-jitter retries that honour retry-after, error classes, a ledger row and
-Prometheus observations for every attempt. Wire formats live in protocol adapters.
+Prometheus observations for every attempt. Wire formats live in protocol adapters. A paid
+answer whose ledger row cannot be written (Postgres away) is held, then spilled to a local
+file, never thrown away (`specstress.llm.spill`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -25,7 +28,8 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
-from specstress.config import Budget, ModelConfig, StageBatches, WatchProvider
+from specstress.config import Budget, LedgerSettings, ModelConfig, StageBatches, WatchProvider
+from specstress.db.engine import database_unreachable
 from specstress.errors import BadModelOutput
 from specstress.llm import http
 from specstress.llm.batches.coordinator import BatchCoordinator
@@ -45,6 +49,7 @@ from specstress.llm.providers.anthropic import AnthropicMessages
 from specstress.llm.providers.gemini import GeminiGenerate
 from specstress.llm.providers.openai import OpenAIChat
 from specstress.llm.retry import backoff_seconds
+from specstress.llm.spill import PaidLedger
 from specstress.llm.structured import OutputSchema
 from specstress.llm.traffic.accounting import call_cost, observe, stored_answer
 from specstress.llm.traffic.admission import Admission
@@ -135,10 +140,14 @@ class Gateway:
         defer_seconds: float = 300.0,
         batch: StageBatches | None = None,
         models: Sequence[ModelConfig] = (),
+        ledger: LedgerSettings | None = None,
     ) -> None:
         """`batch` turns on batch mode for the stages it enables (`models` are the configured
-        models, whose jobs `batches.run()` sends and polls for the stage named `service`)."""
+        models, whose jobs `batches.run()` sends and polls for the stage named `service`);
+        `ledger` says where paid answers wait while Postgres is unreachable."""
         self._engine = engine
+        settings = ledger or LedgerSettings()
+        self.paid = PaidLedger(engine, Path(settings.spill_dir) / f"{service}.jsonl", settings)
         self._locks = CallLocks(engine)
         self._limiter = RateLimiter(engine)
         self._admission = Admission(engine, budget or Budget(), defer_seconds)
@@ -187,6 +196,8 @@ class Gateway:
         adapter = _ADAPTERS[model.protocol]
         schema = response_schema if model.structured_output else None
         digest = request_hash(model, messages, schema)
+        # answers paid for during an outage go into the ledger before anything is bought
+        await self.paid.replay()
         stored = await find_completed(self._engine, digest)
         if stored is not None:
             observe(model.key, stage, "cached")
@@ -365,8 +376,15 @@ class Gateway:
                 await asyncio.sleep(delay)
             else:
                 latency = time.perf_counter() - started
-                await self._limiter.settle(pacing, usage=completion.usage)
-                return await self._record_ok(call, attempt, completion, latency)
+                # the answer is paid for: into the ledger first, whatever happens next
+                output = await self._record_ok(call, attempt, completion, latency)
+                try:
+                    await self._limiter.settle(pacing, usage=completion.usage)
+                except Exception as error:
+                    if not database_unreachable(error):
+                        raise
+                    log.warning("%s: rate-limit row not updated: %s", model.key, error)
+                return output
 
     async def _send(self, call: _Call) -> Completion:
         """One HTTP exchange: a Completion, or an LLMError of the right class."""
@@ -422,8 +440,7 @@ class Gateway:
         usage = completion.usage
         cost = call_cost(model.prices, usage)
         answer = stored_answer(completion)
-        recorded = await record_attempt(
-            self._engine,
+        recorded = await self.paid.record(
             AttemptRecord(
                 request_hash=digest,
                 stage=stage,

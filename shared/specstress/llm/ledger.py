@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import ReturningInsert
 
-from specstress.db.engine import reading
+from specstress.db.engine import database_unreachable, reading
 from specstress.db.schema import llm_calls
 from specstress.ids import advisory_lock_key
 from specstress.llm.traffic.store import add_spend
@@ -164,8 +164,14 @@ class CallLocks:
                 try:
                     yield
                 finally:
-                    await conn.execute(select(func.pg_advisory_unlock(key)))
-                    released = True
+                    try:
+                        await conn.execute(select(func.pg_advisory_unlock(key)))
+                        released = True
+                    except Exception as exc:
+                        # a session that died took its lock with it; failing here would
+                        # throw away the answer the block has just paid for
+                        if not database_unreachable(exc):
+                            raise
             finally:
                 if not released:
                     # Interrupted while taking or releasing the lock (cancelled, connection

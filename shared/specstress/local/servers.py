@@ -308,6 +308,12 @@ async def _jetstream_answers(url: str) -> bool:
     return True
 
 
+def jetstream_ready(url: str) -> bool:
+    """True when a NATS server answers at `url` and its JetStream does (in a cluster: once a
+    meta leader is elected)."""
+    return _run_sync(_jetstream_answers(url))
+
+
 def _nats_ready(port: int, login: str = "") -> bool:
     userinfo = f"{login}@" if login else ""
     return _port_accepts(port) and _run_sync(
@@ -575,6 +581,20 @@ def start_postgres(data_dir: Path, port: int | None = None, timeout: float = 60.
         )
     pid, _ = _postmaster(pgdata)
     return _postgres_server(pid, port, data_dir)
+
+
+def stop_postgres(
+    server: ManagedServer, mode: Literal["fast", "immediate"], timeout: float = 60.0
+) -> None:
+    """`pg_ctl stop -m mode` on a private server: "immediate" is a crash as far as the data is
+    concerned (no checkpoint; the next start recovers from the WAL). Start it again with
+    `start_postgres(server.data_dir, server.port)`."""
+    pgdata = server.data_dir / "pgdata"
+    pg_ctl = [str(postgres_bindir() / "pg_ctl"), "-D", str(pgdata), "-m", mode, "-t",
+              str(int(timeout)), "-w", "stop"]  # fmt: skip
+    done = _run_as(_server_user(), pg_ctl, server.data_dir, timeout + 5)
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_ctl stop -m {mode} failed in {pgdata}:\n{done.stdout}{done.stderr}")
 
 
 def _postmaster(pgdata: Path) -> tuple[int, int]:

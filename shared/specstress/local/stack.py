@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import nats.errors
 
 from specstress.config import Config
 from specstress.local.servers import ServerStartError, free_port
@@ -83,23 +84,23 @@ class Stack:
         return url
 
     def start_service(self, service: str, replica: int = 0) -> Process:
-        process = self._spawn_service(service, replica)
+        process = self._launch(service, replica)
         _wait_http(f"http://127.0.0.1:{process.metrics_port}/healthz", process)
         return process
 
-    def _spawn_service(self, service: str, replica: int = 0) -> Process:
+    def start_services(self, replicas: int = 1) -> None:
+        """`replicas` processes of every service, started together (their imports overlap)."""
+        launched = [self._launch(s, r) for s in STAGE_NAMES for r in range(replicas)]
+        for process in launched:
+            _wait_http(f"http://127.0.0.1:{process.metrics_port}/healthz", process)
+
+    def _launch(self, service: str, replica: int) -> Process:
         port = free_port()
         name = service if replica == 0 else f"{service}-{replica}"
         args = ["-m", manifest(service).module, "--config", str(self.config_path)]
         return self._spawn(
             name, [*args, "--metrics-port", str(port)], port, self.service_env.get(service)
         )
-
-    def start_services(self) -> None:
-        # all at once, then wait for each: their imports take seconds and overlap
-        started = [self._spawn_service(service) for service in STAGE_NAMES]
-        for process in started:
-            _wait_http(f"http://127.0.0.1:{process.metrics_port}/healthz", process)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(name)
@@ -151,7 +152,11 @@ async def wait_until_idle(
         while time.monotonic() < deadline:
             if stack is not None and stack.dead():
                 raise RuntimeError(f"process(es) died: {', '.join(stack.dead())}")
-            busy = any(p or a for p, a in (await backlog(js, config.bus)).values())
+            try:
+                busy = any(p or a for p, a in (await backlog(js, config.bus)).values())
+            except nats.errors.Error:
+                # no answer while a cluster elects a consumer's leader: not idle yet
+                busy = True
             now = time.monotonic()
             if busy:
                 quiet_since = None

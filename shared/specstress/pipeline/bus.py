@@ -88,11 +88,19 @@ def stream_config(bus: BusConfig) -> StreamConfig:
         retention=RetentionPolicy.LIMITS,
         discard=DiscardPolicy.OLD,
         duplicate_window=bus.duplicate_window_seconds,
+        num_replicas=bus.replicas,
     )
 
 
+def servers(url: str) -> list[str]:
+    """The server URLs of `nats_url`: one, or a cluster's nodes joined by commas."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 async def connect(url: str, name: str) -> NatsClient:
-    return await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=1)
+    return await nats.connect(
+        servers(url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=1
+    )
 
 
 async def ensure_topology(js: JetStreamContext, bus: BusConfig) -> None:

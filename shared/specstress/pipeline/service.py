@@ -13,6 +13,9 @@ Failures are sorted here, once, for every stage:
   return is recorded in Postgres and subtracted from JetStream's delivery count, whose
   MaxDeliver leaves room for them (max_deliver + max_deferrals), so waiting never
   dead-letters work;
+- a handler that fails because Postgres or the stream is unreachable (a restart, a cluster
+  electing a leader) waits for it and runs again within the same delivery (up to
+  `llm.ledger.hold_seconds`), so an outage spends no deliveries;
 - anything else naks with backoff until MaxDeliver, then becomes a dead letter with its reason.
 Each dead letter carries a reason code and the completeness unit it holds back; a dead-lettered
 answer is announced as responses.abandoned so the classifier goes on without it.
@@ -37,21 +40,23 @@ from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 from prometheus_client import make_asgi_app
 from pydantic import ValidationError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
 from specstress.config import BusConfig, Config, load_config
 from specstress.contracts import Event, ResponseAbandoned, ResponseRequested
 from specstress.db import store
-from specstress.db.engine import create_engine
+from specstress.db.engine import create_engine, database_unreachable
 from specstress.errors import InputError, RetryLater
 from specstress.llm.errors import LLMError
 from specstress.llm.gateway import Gateway
 from specstress.llm.redact import RedactSecrets
 from specstress.pipeline import deferrals
-from specstress.pipeline.bus import Consumer, check_consumers, consumers, publish
+from specstress.pipeline.bus import Consumer, check_consumers, consumers, publish, servers
 from specstress.pipeline.progress import reasons
 from specstress.pipeline.progress.reasons import Reason
 from specstress.pipeline.prompts import PromptLibrary
@@ -78,6 +83,9 @@ MAX_NAK_DELAY_SECONDS = 300.0
 # how long one fetch waits for a message before asking again
 FETCH_WAIT_SECONDS = 2.0
 SERVICE_POOL_SIZE = 20
+DATABASE_POLL_SECONDS = 1.0
+BUS_FIRST_WAIT_SECONDS = 0.5
+BUS_MAX_WAIT_SECONDS = 5.0
 
 
 class Unprocessable(Exception):
@@ -166,10 +174,11 @@ class Service:
             defer_seconds=config.bus.defer_seconds,
             batch=config.batch,
             models=config.models,
+            ledger=config.llm.ledger,
         )
         # The broker is the connection, health route and lifecycle; the consumers are pulled
         # by `_pull`, which keeps messages flowing instead of fetching in lockstep batches.
-        broker = NatsBroker(config.nats_url, logger=None, max_reconnect_attempts=-1)
+        broker = NatsBroker(servers(config.nats_url), logger=None, max_reconnect_attempts=-1)
         stage_holder: list[Stage] = []
         tasks: list[asyncio.Task[None]] = []
 
@@ -177,6 +186,7 @@ class Service:
             await broker.connect()
             js = broker.config.connection_state.stream
             await check_consumers(js, config.bus, self.name)
+            await _replay_spill(gateway)
             stage_holder.append(
                 Stage(
                     name=self.name,
@@ -267,7 +277,7 @@ class Service:
                 heartbeat.cancel()
                 return
             try:
-                await handler(stage, event)
+                await _handle(stage, handler, event)
             except RetryLater as exc:
                 if last_delivery:
                     code = "budget_exhausted" if exc.cause == "budget" else "deferred_too_long"
@@ -401,6 +411,71 @@ async def _dead_letter(  # noqa: PLR0917 (one call shape for six call sites)
         )
     await raw.ack()
     await deferrals.forget_deferrals(stage.engine, consumer.durable, raw.metadata.sequence.stream)
+
+
+async def _replay_spill(gateway: Gateway) -> None:
+    """Answers paid for while Postgres was away, before new work; if it is still away, the
+    gateway replays them before its first paid call instead."""
+    try:
+        await gateway.paid.replay()
+    except Exception as exc:
+        if not database_unreachable(exc):
+            raise
+        log.warning("spilled answers not replayed yet (database unreachable): %s", exc)
+
+
+async def _handle(stage: Stage, handler: Handler, event: Event) -> None:
+    """Run the handler; while Postgres or the stream is unreachable, wait for it and run it
+    again in this same delivery (handlers look up before they call, so a rerun repeats no
+    paid work), up to the ledger's hold time, rather than spend deliveries on an outage."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + stage.config.llm.ledger.hold_seconds
+    pause = BUS_FIRST_WAIT_SECONDS
+    while True:
+        try:
+            await handler(stage, event)
+            return
+        except Exception as exc:
+            outage = _outage(exc)
+            if outage is None or loop.time() >= deadline:
+                raise
+            log.warning("%s: %s unreachable (%s); waiting for it", stage.name, outage, exc)
+        if outage == "database":
+            await _wait_for_database(stage.engine, deadline)
+        else:
+            # a cluster electing a stream leader answers again within seconds
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+            pause = min(2 * pause, BUS_MAX_WAIT_SECONDS)
+
+
+def _outage(error: BaseException) -> str | None:
+    """ "database" or "stream" when `error` says that one could not be reached, else None."""
+    if isinstance(error, nats.errors.Error):
+        # no stream leader, nobody answering, or the connection is being re-made
+        transient = (NoStreamResponseError, nats.errors.NoRespondersError,
+                     nats.errors.TimeoutError, nats.errors.ConnectionClosedError,
+                     nats.errors.ConnectionReconnectingError, ServiceUnavailableError)  # fmt: skip
+        return "stream" if isinstance(error, transient) else None
+    return "database" if database_unreachable(error) else None
+
+
+async def _wait_for_database(engine: AsyncEngine, until: float) -> None:
+    loop = asyncio.get_running_loop()
+    while loop.time() < until:
+        if await _database_answers(engine):
+            return
+        await asyncio.sleep(DATABASE_POLL_SECONDS)
+
+
+async def _database_answers(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        if database_unreachable(exc):
+            return False
+        raise
+    return True
 
 
 async def _pull(

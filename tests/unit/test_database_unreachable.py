@@ -1,0 +1,36 @@
+"""Which errors mean "Postgres is away" (wait and retry) and which mean "it refused" (fail)."""
+
+from __future__ import annotations
+
+import nats.errors
+import pytest
+from sqlalchemy import exc
+
+from specstress.db.engine import database_unreachable
+
+
+class _Orig(Exception):
+    def __init__(self, sqlstate: str | None) -> None:
+        super().__init__("driver error")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("error", "unreachable"),
+    [
+        (ConnectionRefusedError(111, "refused"), True),
+        (TimeoutError(), True),  # asyncpg's connect timeout
+        (nats.errors.TimeoutError(), False),  # a bus timeout is no database outage
+        (exc.TimeoutError("pool"), True),
+        (exc.DBAPIError("SELECT 1", None, _Orig(None), connection_invalidated=True), True),
+        (exc.OperationalError("SELECT 1", None, _Orig(None)), True),
+        (exc.DBAPIError("SELECT 1", None, _Orig("57P01")), True),  # admin shutdown
+        (exc.DBAPIError("SELECT 1", None, _Orig("57P03")), True),  # starting up
+        (exc.DBAPIError("SELECT 1", None, _Orig("08006")), True),  # connection failure
+        (exc.IntegrityError("INSERT", None, _Orig("23505")), False),
+        (exc.DBAPIError("INSERT", None, _Orig("22021")), False),  # bad bytes: refused, not away
+        (ValueError("no"), False),
+    ],
+)
+def test_database_unreachable(error: BaseException, unreachable: bool) -> None:
+    assert database_unreachable(error) is unreachable
