@@ -102,7 +102,7 @@ async def data_date(engine: AsyncEngine) -> datetime | None:
     """When the newest fact was stored (answer, classification, score or verdict); None when
     the database holds none."""
     async with engine.connect() as conn:
-        return await conn.scalar(
+        found: datetime | None = await conn.scalar(
             text(
                 "SELECT greatest((SELECT max(created_at) FROM responses), "
                 "(SELECT max(created_at) FROM classifications), "
@@ -110,3 +110,4 @@ async def data_date(engine: AsyncEngine) -> datetime | None:
                 "(SELECT max(created_at) FROM verdicts))"
             )
         )
+    return found

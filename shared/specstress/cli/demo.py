@@ -15,8 +15,10 @@ from specstress.analysis import summary as reports
 from specstress.api import database, initialise, start_run
 from specstress.cli.common import ConfigOption, console, load, run_async
 from specstress.config import Config
+from specstress.explorer.cli import DEFAULT_PORT
 from specstress.local.servers import ensure_database, resolve_infra
 from specstress.local.stack import Stack, wait_until_idle
+from specstress.report.html import describe, write_report
 
 __all__ = ["demo", "print_summary"]
 
@@ -123,7 +125,16 @@ def demo(
         console.print(f"published {published} pairs ({new} new)")
         run_async(_watch_until_idle(cfg, timeout))
         run_async(print_summary(cfg))
+        report = state_dir / "report.html"
+        page = run_async(write_report(cfg, report, config_name=config.name))
         console.print(f"done in {time.monotonic() - started:.0f} s")
+        console.print(
+            f"Look at the results:\n"
+            f"  {report}: every figure and table, one file that opens offline ({describe(page)})\n"
+            f"  make view: starts the servers again on this data and the explorer at "
+            f"http://127.0.0.1:{DEFAULT_PORT}/ (Ctrl-C stops both)\n"
+            f"  specstress report TABLE -c {config}: one table as text, CSV or JSON"
+        )
     finally:
         stack.stop()
         infra.close()

@@ -76,7 +76,10 @@ class Explorer:
                 from specstress.report.html import collect, render_html  # noqa: PLC0415
 
                 page = await collect(
-                    self.engine, self.config, config_name=self.config_name, filters=Filters(),
+                    self.engine,
+                    self.config,
+                    config_name=self.config_name,
+                    filters=Filters(),
                     explorer_url="",
                 )
                 self._report = render_html(page)
@@ -120,9 +123,7 @@ def _page(explorer: Explorer, template: str, status: int = 200, **context: Any) 
             **context,
         )
     )
-    return HTMLResponse(
-        html, status_code=status, headers={"Content-Security-Policy": PAGE_POLICY}
-    )
+    return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": PAGE_POLICY})
 
 
 def _text(request: Request, name: str) -> str | None:

@@ -61,6 +61,7 @@ async def _serve(
 
 
 def serve(
+    *,
     config: ConfigOption = DEFAULT_CONFIG,
     port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = DEFAULT_PORT,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -116,4 +117,3 @@ def serve(
         except OSError as exc:
             raise fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     console.print("explorer stopped")
-

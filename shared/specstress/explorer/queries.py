@@ -379,4 +379,3 @@ async def model_profile(engine: AsyncEngine, model_key: str, selection: str) -> 
             params,
         ),
     }
-

@@ -21,9 +21,7 @@ report_app = typer.Typer(
     "or every figure in one HTML file (`report html`).",
 )
 
-ModelSetOption = Annotated[
-    str | None, typer.Option("--model-set", help="only this model set")
-]
+ModelSetOption = Annotated[str | None, typer.Option("--model-set", help="only this model set")]
 SelectionOption = Annotated[
     str, typer.Option("--selection", help="a named selection of scenarios; * = every one")
 ]
@@ -33,6 +31,7 @@ SampleOption = Annotated[int, typer.Option("--n", min=1, help="Table 2 sample si
 
 def _table_command(name: str) -> Callable[..., None]:
     def command(
+        *,
         config: ConfigOption = DEFAULT_CONFIG,
         model_set: ModelSetOption = None,
         selection: SelectionOption = ALL_SCENARIOS,
@@ -57,6 +56,7 @@ for _name, _report in REPORTS.items():
 
 @report_app.command("html")
 def html(
+    *,
     out: Annotated[Path, typer.Option("--out", help="the HTML file to write")],
     config: ConfigOption = DEFAULT_CONFIG,
     model_set: ModelSetOption = None,

@@ -118,7 +118,9 @@ def d_histogram_figure(rows: Rows, threshold: float) -> Figure:
                 "width": 0.1,
                 "yaxis": axis,
                 "marker": {
-                    "color": ["#d62728" if r["lower_bound"] >= threshold else _colour(i) for r in set_rows]
+                    "color": [
+                        "#d62728" if r["lower_bound"] >= threshold else _colour(i) for r in set_rows
+                    ]
                 },
                 "hovertemplate": "D %{x:.2f}: %{y} scenarios<extra>" + model_set + "</extra>",
             }
@@ -167,7 +169,9 @@ def d_histogram_figure(rows: Rows, threshold: float) -> Figure:
     for r in rows:
         per_set[r["model_set"]] += r["scenarios"]
     n = ", ".join(f"{s}: {v}" for s, v in per_set.items())
-    return Figure(key, title, guide, f"n = scenarios scored ({n})", plot={"data": traces, "layout": layout})
+    return Figure(
+        key, title, guide, f"n = scenarios scored ({n})", plot={"data": traces, "layout": layout}
+    )
 
 
 def d_counts_figure(rows: Rows, threshold: float) -> Figure:
@@ -382,7 +386,10 @@ def figure6_figure(rows: Rows) -> Figure:
         title,
         guide,
         f"n = up to {n} scenarios per model",
-        plot={"data": traces, "layout": _layout(title, "model", "outlier scenarios", barmode="group")},
+        plot={
+            "data": traces,
+            "layout": _layout(title, "model", "outlier scenarios", barmode="group"),
+        },
     )
 
 
@@ -520,7 +527,12 @@ def table2_figure(rows: Rows) -> Figure:
     )
     n = sum(int(r["judged"]) for r in rows)
     return Figure(
-        key, title, guide, f"n = {n} judged scenarios", plot={"data": traces, "layout": layout}, table=table
+        key,
+        title,
+        guide,
+        f"n = {n} judged scenarios",
+        plot={"data": traces, "layout": layout},
+        table=table,
     )
 
 
@@ -569,7 +581,10 @@ def judge_pairs_figure(rows: Rows) -> Figure:
     agreement = {(r["judge_a"], r["judge_b"]): r for r in rows}
     agreement.update({(r["judge_b"], r["judge_a"]): r for r in rows})
     z = [
-        [1.0 if a == b else agreement[(a, b)]["flag_agreement"] if (a, b) in agreement else None for b in judges]
+        [
+            1.0 if a == b else agreement[(a, b)]["flag_agreement"] if (a, b) in agreement else None
+            for b in judges
+        ]
         for a in judges
     ]
     trace = {
@@ -594,7 +609,10 @@ def judge_pairs_figure(rows: Rows) -> Figure:
 
 
 def judge_agreement_table(rows: Rows) -> Figure:
-    key, title = "judge-agreement", "Judges: ensemble agreement (Fleiss' kappa, Krippendorff's alpha)"
+    key, title = (
+        "judge-agreement",
+        "Judges: ensemble agreement (Fleiss' kappa, Krippendorff's alpha)",
+    )
     guide = (
         "Agreement beyond chance on flagged-or-not and on the three decisions: 1 is perfect, 0 is "
         "chance level; flag rates under the majority and any-judge rules for comparison."

@@ -147,7 +147,7 @@ def _excerpt(query: str, limit: int = 160) -> str:
 def plot_json(spec: dict[str, Any]) -> str:
     """The figure as JSON that is safe inside a script element: plotly validates every
     property, and <, > and & are escaped so no stored text can end the element."""
-    encoded = plotly.io.to_json(go.Figure(spec), validate=True)
+    encoded = str(plotly.io.to_json(go.Figure(spec), validate=True))
     return encoded.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
