@@ -39,7 +39,9 @@ async def photograph(state_dir: Path, out: Path) -> list[Path]:
 
                 await page.locator("a.scenario-link").first.click()
                 await page.wait_for_url("**/scenario/**")
-                await page.set_viewport_size({"width": WIDTH, "height": 1500})
+                await page.set_viewport_size({"width": WIDTH, "height": 1300})
+                # the answers side by side, with the scores above them
+                await page.locator("h2", has_text="Answers").evaluate("e => e.scrollIntoView()")
                 written.append(out / "explorer-scenario.png")
                 await page.screenshot(path=written[-1])
 

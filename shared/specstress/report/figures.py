@@ -37,7 +37,8 @@ Spec = dict[str, Any]
 
 # one colour per refusal type, from full compliance (green) to complete rejection (red)
 REFUSAL_COLOURS = ("#1a9850", "#66bd63", "#a6d96a", "#fee08b", "#fdae61", "#f46d43", "#d73027")
-COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d")
+# series colours; no red, which marks high disagreement and refusals
+COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#72b7b2", "#9d755d", "#eeca3b", "#bab0ac")
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,11 @@ def d_histogram_figure(rows: Rows, threshold: float) -> Figure:
         per_set[r["model_set"]] += r["scenarios"]
     n = ", ".join(f"{s}: {v}" for s, v in per_set.items())
     return Figure(
-        key, title, guide, f"n = scenarios scored ({n})", plot={"data": traces, "layout": layout}
+        key,
+        title,
+        guide,
+        f"n = scored scenarios per set: {n}",
+        plot={"data": traces, "layout": layout},
     )
 
 
