@@ -1,10 +1,10 @@
-# specstress: make demo | make test | make lint | make bench | make clean
+# specstress: make demo | make view | make test | make lint | make bench | make clean
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-faults lint bench bench-ratelimit bench-aggregation bench-kcenter clean test-ops demo-least-privilege stack-env nats-config
+.PHONY: install demo view test test-faults lint bench bench-ratelimit bench-aggregation bench-kcenter clean test-ops demo-least-privilege stack-env nats-config
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
@@ -17,6 +17,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/specstress demo --config specstress.demo.yaml --pairs 20
+
+# the explorer on the demo's data: starts its private servers again, stops them on Ctrl-C
+view: $(STAMP)
+	$(BIN)/specstress serve --config specstress.demo.yaml --state-dir .specstress
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -302,6 +302,50 @@ async def disagreement_summary(engine: AsyncEngine, filters: Filters) -> list[di
     )
 
 
+# D histogram bins: 0.1 wide over 0..3 (D is at most 3, which lands in the last bin)
+D_HISTOGRAM_STEP = 0.1
+D_HISTOGRAM_BINS = 30
+
+
+async def disagreement_histogram(engine: AsyncEngine, filters: Filters) -> list[dict[str, Any]]:
+    """Scenarios per 0.1-wide D bin of each model set, and how many of them are high."""
+    where = "sc.selection = :selection"
+    params: dict[str, Any] = {
+        "selection": filters.selection,
+        "step": D_HISTOGRAM_STEP,
+        "bins": D_HISTOGRAM_BINS,
+    }
+    if filters.model_set is not None:
+        where += " AND d.model_set = :model_set"
+        params["model_set"] = filters.model_set
+    return await _rows(
+        engine,
+        "SELECT sc.selection, d.model_set, b.bin, "
+        "round((b.bin * :step)::numeric, 1)::float8 AS lower_bound, "
+        "round(((b.bin + 1) * :step)::numeric, 1)::float8 AS upper_bound, "
+        "count(*) AS scenarios, count(*) FILTER (WHERE d.high) AS high "
+        "FROM disagreement d JOIN scenario_scopes sc ON sc.scenario_id = d.scenario_id "
+        "CROSS JOIN LATERAL (SELECT least(floor(d.disagreement / :step)::int, :bins - 1) AS bin) b "
+        f"WHERE {where} GROUP BY sc.selection, d.model_set, b.bin ORDER BY d.model_set, b.bin",
+        params,
+    )
+
+
+async def llm_costs(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Calls, tokens and cost per pipeline stage and model, from the call ledger (every call,
+    whatever the selection: a selection is made after the calls are paid for)."""
+    return await _rows(
+        engine,
+        "SELECT stage, model_key, count(*) AS calls, "
+        "count(*) FILTER (WHERE status <> 'ok') AS failed_calls, "
+        "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
+        "sum(cached_tokens) AS cached_tokens, sum(reasoning_tokens) AS reasoning_tokens, "
+        "sum(cost_usd) AS cost_usd "
+        "FROM llm_calls GROUP BY stage, model_key ORDER BY stage, model_key",
+        {},
+    )
+
+
 async def judge_profiles(
     engine: AsyncEngine, filters: Filters
 ) -> dict[tuple[str, str], tuple[int, dict[Profile, int]]]:

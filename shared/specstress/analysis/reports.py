@@ -42,7 +42,6 @@ __all__ = [
     "build_report",
     "judge_sample",
     "render",
-    "report",
     "request_sample_verdicts",
 ]
 
@@ -109,6 +108,14 @@ async def _disagreement(engine: AsyncEngine, filters: Filters, _n: int) -> Rows:
     return await analysis.disagreement_summary(engine, filters)
 
 
+async def _histogram(engine: AsyncEngine, filters: Filters, _n: int) -> Rows:
+    return await analysis.disagreement_histogram(engine, filters)
+
+
+async def _costs(engine: AsyncEngine, _filters: Filters, _n: int) -> Rows:
+    return await analysis.llm_costs(engine)
+
+
 REPORTS: dict[str, Report] = {
     "table2": Report(
         "all-family-fail rate (frequent non-compliance) on deterministic samples of n scenarios "
@@ -128,6 +135,14 @@ REPORTS: dict[str, Report] = {
     "disagreement": Report(
         "scenarios scored, high-disagreement scenarios and mean D per model set", _disagreement
     ),
+    "d-histogram": Report(
+        "scenarios per 0.1-wide bin of D for each model set, and how many are high-disagreement",
+        _histogram,
+    ),
+    "costs": Report(
+        "LLM calls, failed calls, tokens and cost per pipeline stage and model (every call)",
+        _costs,
+    ),
     "compliance": _view("compliance"),
     "judges": _view("judges"),
     "judge-pairs": _view("judge-pairs"),
@@ -143,6 +158,41 @@ REPORTS: dict[str, Report] = {
 }
 
 
+def check_filters(config: Config, name: str, filters: Filters) -> Report:
+    """The report called `name`; InputError names a bad report, model set or spec."""
+    report = REPORTS.get(name)
+    if report is None:
+        raise InputError(f"unknown report {name!r}; choose one of: {', '.join(REPORTS)}")
+    if filters.model_set is not None and filters.model_set not in config.model_sets:
+        raise InputError(
+            f"no model set {filters.model_set!r} in the config; "
+            f"known: {', '.join(config.model_sets)}"
+        )
+    if filters.spec_id is not None and filters.spec_id not in {s.id for s in config.specs}:
+        raise InputError(f"no spec {filters.spec_id!r} in the config")
+    return report
+
+
+async def read_report(
+    engine: AsyncEngine, config: Config, name: str, filters: Filters, n: int = 1000
+) -> Rows:
+    """One report as the config defines it, without mirroring the config first (so a
+    SELECT-only role can read it once `specstress init` or `report` has mirrored it)."""
+    report = check_filters(config, name, filters)
+    if not await analysis.known_selection(engine, filters.selection):
+        raise InputError(f"no selection named {filters.selection!r} (or it holds no scenarios)")
+    rows = await report.read(engine, filters, n)
+    if name == "figure2" and filters.model_set is None:
+        # the paper bins by the D of the spec's own family: that set, when the config has one
+        family_sets = _spec_family_sets(config)
+        rows = [
+            r
+            for r in rows
+            if not family_sets.get(r["spec_id"]) or r["model_set"] in family_sets[r["spec_id"]]
+        ]
+    return rows
+
+
 async def build_report(
     config: Config,
     name: str,
@@ -153,34 +203,14 @@ async def build_report(
     n: int = 1000,
 ) -> Rows:
     """Mirror the config, then read one report; InputError names a bad argument."""
-    report = REPORTS.get(name)
-    if report is None:
-        raise InputError(f"unknown report {name!r}; choose one of: {', '.join(REPORTS)}")
-    if model_set is not None and model_set not in config.model_sets:
-        raise InputError(
-            f"no model set {model_set!r} in the config; known: {', '.join(config.model_sets)}"
-        )
-    if spec_id is not None and spec_id not in {s.id for s in config.specs}:
-        raise InputError(f"no spec {spec_id!r} in the config")
+    filters = Filters(selection=selection, model_set=model_set, spec_id=spec_id)
+    check_filters(config, name, filters)
     engine = create_engine(config.database_url, pool_size=2)
     try:
         await analysis.sync_config(engine, config)
-        if not await analysis.known_selection(engine, selection):
-            raise InputError(f"no selection named {selection!r} (or it holds no scenarios)")
-        rows = await report.read(
-            engine, Filters(selection=selection, model_set=model_set, spec_id=spec_id), n
-        )
+        return await read_report(engine, config, name, filters, n)
     finally:
         await engine.dispose()
-    if name == "figure2" and model_set is None:
-        # the paper bins by the D of the spec's own family: that set, when the config has one
-        family_sets = _spec_family_sets(config)
-        rows = [
-            r
-            for r in rows
-            if not family_sets.get(r["spec_id"]) or r["model_set"] in family_sets[r["spec_id"]]
-        ]
-    return rows
 
 
 def _spec_family_sets(config: Config) -> dict[str, set[str]]:
@@ -223,37 +253,6 @@ def render(rows: Rows, output: OutputFormat, title: str = "") -> str:
         table.add_row(*(_cell(v) for v in r.values()))
     console.print(table)
     return heading + console.export_text()
-
-
-def report(
-    table: Annotated[str, typer.Argument(help=f"one of: {', '.join(REPORTS)}")],
-    *,
-    config: Annotated[
-        Path, typer.Option("--config", "-c", envvar="SPECSTRESS_CONFIG", help="YAML config file")
-    ] = Path("specstress.yaml"),
-    model_set: Annotated[
-        str | None, typer.Option("--model-set", help="only this model set")
-    ] = None,
-    selection: Annotated[
-        str, typer.Option("--selection", help="a named selection of scenarios; * = every one")
-    ] = ALL_SCENARIOS,
-    spec: Annotated[str | None, typer.Option("--spec", help="only this spec id")] = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="Table 2 sample size per subset")] = 1000,
-    output: Annotated[
-        OutputFormat, typer.Option("--format", help="table, csv or json")
-    ] = OutputFormat.table,
-) -> None:
-    """Print a paper table or figure, or a judge-ensemble statistic, from the database."""
-    try:
-        cfg = load_config(config)
-        rows = asyncio.run(
-            build_report(cfg, table, selection=selection, model_set=model_set, spec_id=spec, n=n)
-        )
-    except InputError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    title = f"{table}: {REPORTS[table].description}"
-    typer.echo(render(rows, output, title), nl=False)
 
 
 async def request_sample_verdicts(

@@ -4,6 +4,7 @@ owes, and whether a run is complete, is the completeness model's (specstress.pip
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -95,3 +96,18 @@ async def compliance(engine: AsyncEngine) -> list[dict[str, object]]:
     async with engine.connect() as conn:
         rows = (await conn.execute(text(_COMPLIANCE))).all()
     return [dict(r._mapping) for r in rows]
+
+
+async def data_date(engine: AsyncEngine) -> datetime | None:
+    """When the newest fact was stored (answer, classification, score or verdict); None when
+    the database holds none."""
+    async with engine.connect() as conn:
+        found: datetime | None = await conn.scalar(
+            text(
+                "SELECT greatest((SELECT max(created_at) FROM responses), "
+                "(SELECT max(created_at) FROM classifications), "
+                "(SELECT max(computed_at) FROM disagreement), "
+                "(SELECT max(created_at) FROM verdicts))"
+            )
+        )
+    return found

@@ -19,9 +19,11 @@ from specstress.cli.commands import state_line
 from specstress.cli.common import ConfigOption, console, load, run_async
 from specstress.cli.watch import print_comparison
 from specstress.config import Config
+from specstress.explorer.cli import DEFAULT_PORT
 from specstress.local.servers import ensure_database, resolve_infra
 from specstress.local.stack import Stack
 from specstress.pipeline.progress import Completeness, completeness
+from specstress.report.html import describe, write_report
 from specstress.watch import Comparison
 from specstress.watch import store as discoveries
 
@@ -168,6 +170,8 @@ def demo(
         done = run_async(watch_until_settled(cfg, timeout))
         run_async(print_summary(cfg))
         print_comparison(release)
+        report = state_dir / "report.html"
+        page = run_async(write_report(cfg, report, config_name=config.name))
         console.print(f"done in {time.monotonic() - started:.0f} s")
         console.print(f"run {state_line(done)}")
         if not done.settled:
@@ -175,6 +179,13 @@ def demo(
                 f"stopped after the {timeout:.0f} s timeout; the work left waits on the bus "
                 "for the next start"
             )
+        console.print(
+            f"Look at the results:\n"
+            f"  {report}: every figure and table, one file that opens offline ({describe(page)})\n"
+            f"  make view: starts the servers again on this data and the explorer at "
+            f"http://127.0.0.1:{DEFAULT_PORT}/ (Ctrl-C stops both)\n"
+            f"  specstress report TABLE -c {config}: one table as text, CSV or JSON"
+        )
     finally:
         stack.stop()
         infra.close()

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from specstress.analysis.reports import judge_sample, report
+from specstress.analysis.reports import judge_sample
 from specstress.cli.commands import app, models_app
 from specstress.cli.common import describe_error, print_error
 from specstress.cli.dataset import export_command, import_command
@@ -15,12 +15,15 @@ from specstress.cli.dead_letters import dead_letters_app
 from specstress.cli.demo import demo
 from specstress.cli.ops import ops_app
 from specstress.cli.watch import models_compare, models_discovered
+from specstress.explorer.cli import serve
+from specstress.report.cli import report_app
 
 __all__ = ["app", "main"]
 
 app.add_typer(ops_app, name="ops")
 app.add_typer(dead_letters_app, name="dead-letters")
-app.command()(report)
+app.add_typer(report_app, name="report")
+app.command()(serve)
 app.command("judge-sample")(judge_sample)
 app.command()(demo)
 app.command("export")(export_command)

@@ -111,6 +111,9 @@ value_pairs = Table(
     Column("seed", BigInteger, nullable=False),
     Column("run_index", Integer, nullable=False),
     _created_at(),
+    # the explorer filters scenarios by a value on either side
+    Index("ix_value_pairs_value1", "value1"),
+    Index("ix_value_pairs_value2", "value2"),
 )
 
 scenarios = Table(
@@ -125,6 +128,13 @@ scenarios = Table(
     _created_at(),
     UniqueConstraint("pair_id", "variant", name="uq_scenarios_pair_variant"),
     CheckConstraint("variant IN ('neutral', 'value1', 'value2')", name="variant"),
+    # the explorer's text search (pg_trgm)
+    Index(
+        "ix_scenarios_query_trgm",
+        "query",
+        postgresql_using="gin",
+        postgresql_ops={"query": "gin_trgm_ops"},
+    ),
 )
 
 scenario_drops = Table(
@@ -211,6 +221,8 @@ disagreement = Table(
     Column("disagreement", Float, nullable=False),
     Column("high", Boolean, nullable=False),
     Column("computed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # the explorer pages through one set's scenarios in D order (keyset)
+    Index("ix_disagreement_set_d", "model_set", "disagreement", "scenario_id"),
 )
 
 verdicts = Table(

@@ -1,0 +1,148 @@
+"""The explorer's scenario list at the paper's scale: page times and query plans.
+
+Run with `python -m bench.explorer` (see --help). It loads the same synthetic facts as
+`bench.aggregation` (411k scenarios x 12 models by default) into a private PostgreSQL, then for
+each filter of the list times the first page and the tenth (following the keyset cursor) and
+prints the plan of the first page (EXPLAIN ANALYZE). A page that is fast only because the data
+is small shows here as a plan with a Seq Scan or a Sort over the whole set. It appends one JSON
+line to bench/results.jsonl. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import text
+
+from bench.aggregation import Facts, load
+from bench.recording import RESULTS, git_commit
+from specstress.db.engine import create_engine
+from specstress.db.migrate import upgrade
+from specstress.explorer.cli import READ_ONLY_SETTINGS
+from specstress.explorer.queries import ScenarioFilter, explain_list, list_scenarios
+from specstress.local.servers import ensure_database, start_postgres
+
+PAGES = 10
+CASES: dict[str, ScenarioFilter] = {
+    "every scenario, highest D first": ScenarioFilter(model_set="all_models"),
+    "lowest D first": ScenarioFilter(model_set="all_models", order="asc"),
+    "high disagreement": ScenarioFilter(model_set="claude_models", level="high"),
+    "D between 1 and 1.2": ScenarioFilter(model_set="all_models", d_min=1.0, d_max=1.2),
+    "one value, either side": ScenarioFilter(model_set="all_models", value="value a1234"),
+    "generator": ScenarioFilter(model_set="all_models", generator="o3"),
+    "every family answer flagged (majority)": ScenarioFilter(
+        model_set="openai_models", verdicts="family-all-majority"
+    ),
+    "refusal type": ScenarioFilter(model_set="all_models", refusal_type="Complete Rejection"),
+    "text search": ScenarioFilter(model_set="all_models", search="query 12345"),
+}
+
+
+async def time_cases(database_url: str) -> list[dict[str, Any]]:
+    engine = create_engine(database_url, pool_size=1, server_settings=READ_ONLY_SETTINGS)
+    results = []
+    try:
+        for name, f in CASES.items():
+            started = time.perf_counter()
+            page = await list_scenarios(engine, f)
+            first = time.perf_counter() - started
+            cursor = page.next_cursor
+            started = time.perf_counter()
+            pages = 1
+            while cursor is not None and pages < PAGES:
+                page = await list_scenarios(engine, f, cursor=cursor)
+                cursor = page.next_cursor
+                pages += 1
+            rest = time.perf_counter() - started
+            sql, params = explain_list(f)
+            async with engine.connect() as conn:
+                plan = [
+                    r[0]
+                    for r in await conn.execute(
+                        text(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}"), params
+                    )
+                ]
+            results.append(
+                {
+                    "case": name,
+                    "first_page_seconds": round(first, 4),
+                    "pages": pages,
+                    "mean_next_page_seconds": round(rest / max(pages - 1, 1), 4),
+                    "plan": plan,
+                }
+            )
+    finally:
+        await engine.dispose()
+    return results
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="specstress-bench-explorer-"))
+    os.chmod(folder, 0o711)  # the private Postgres runs as another user and must enter it
+    postgres = start_postgres(folder / "postgres")
+    try:
+        database_url = await ensure_database(postgres.url, "bench")
+        await upgrade(database_url)
+        facts = Facts(args.scenarios, args.seed)
+        loaded = await load(database_url, facts)
+        cases = await time_cases(database_url)
+    finally:
+        postgres.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "benchmark": "explorer",
+        "commit": git_commit(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "parameters": {"scenarios": args.scenarios, "seed": args.seed, "page": 50},
+        "load_seconds": loaded.get("load_seconds"),
+        "cases": cases,
+    }
+
+
+def show(result: dict[str, Any]) -> None:
+    console = Console(width=160)
+    table = Table(
+        "filter",
+        "first page s",
+        "pages",
+        "next page s",
+        title=f"explorer list @ {result['commit']}: {result['parameters']['scenarios']:,} scenarios",
+    )
+    for case in result["cases"]:
+        table.add_row(
+            case["case"],
+            str(case["first_page_seconds"]),
+            str(case["pages"]),
+            str(case["mean_next_page_seconds"]),
+        )
+    console.print(table)
+    for case in result["cases"]:
+        console.print(f"\n[bold]{case['case']}[/bold]")
+        console.print("\n".join(case["plan"]), markup=False, highlight=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--scenarios", type=int, default=411_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-record", action="store_true", help="do not append to results.jsonl")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    show(result)
+    if not args.no_record:
+        with RESULTS.open("a") as out:
+            out.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
