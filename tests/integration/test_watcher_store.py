@@ -50,6 +50,8 @@ def watch_config(
         model["base_url"] = f"{sim_url}/v1"
     raw["embedding"]["base_url"] = f"{sim_url}/v1"
     raw["nats_url"], raw["database_url"] = nats_url, database_url
+    # the file's ${...} defaults are read by load_config, not by Config itself
+    raw["bus"].pop("replicas", None)
     account = raw["watch"]["providers"][0]
     account["base_url"] = f"{sim_url}/v1"
     account["rules"][0].update(rule)
