@@ -26,9 +26,9 @@ from sqlalchemy import text
 
 from bench.aggregation import Facts, load
 from bench.recording import RESULTS, git_commit
+from specstress.cli.serve import READ_ONLY_SETTINGS
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
-from specstress.explorer.cli import READ_ONLY_SETTINGS
 from specstress.explorer.queries import ScenarioFilter, explain_list, list_scenarios
 from specstress.local.servers import ensure_database, start_postgres
 
