@@ -15,21 +15,24 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
+from specstress.analysis.queries import Filters
 from specstress.analysis.reports import build_report
 from specstress.api import start_run
 from specstress.cli.main import app
+from specstress.cli.serve import READ_ONLY_SETTINGS
 from specstress.config import Config
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
-from specstress.explorer import ScenarioFilter, list_scenarios
-from specstress.explorer.cli import READ_ONLY_SETTINGS
+from specstress.explorer import ScenarioFilter, list_scenarios, model_profile, scenario_detail
 from specstress.local.servers import Infra, drop_database, ensure_database, start_nats
 from specstress.local.stack import wait_until_idle
 from specstress.method.labels import TOPIC_COLUMNS
-from specstress.report.html import DEFAULT_EXPLORER_URL, write_report
+from specstress.pipeline.access import COMPONENTS, DASHBOARDS, apply_access, role_name
+from specstress.report.html import DEFAULT_EXPLORER_URL, collect, write_report
 from tests.browser import CHROMIUM, chromium, explorer
 from tests.pipeline_harness import DEMO_CONFIG, rows, running_stack
 
@@ -384,3 +387,27 @@ def test_report_commands_answer_and_refuse_bad_input(
     refused = runner.invoke(app, ["serve", "-c", str(DEMO_CONFIG), "--port", "1"])
     assert refused.exit_code == 2
     assert "cannot read scenarios from" in refused.output
+
+
+async def test_the_dashboards_role_can_read_every_page(study: Study) -> None:
+    """With authentication on, the explorer connects as the SELECT-only dashboards role."""
+    owner = create_engine(study.database_url, pool_size=1)
+    try:
+        await apply_access(owner, {c: "explorer-test" for c in COMPONENTS})
+    finally:
+        await owner.dispose()
+    url = make_url(study.database_url).set(username=role_name(DASHBOARDS), password="explorer-test")
+    engine = create_engine(
+        url.render_as_string(hide_password=False), pool_size=1, server_settings=READ_ONLY_SETTINGS
+    )
+    try:
+        page = await list_scenarios(engine, ScenarioFilter("all", level="high"))
+        assert page.rows
+        detail = await scenario_detail(engine, page.rows[0]["scenario_id"])
+        assert detail is not None and len(detail["answers"]) == 6
+        profile = await model_profile(engine, "aurora-cautious", "*")
+        assert profile is not None and profile["compliance"]
+        report = await collect(engine, study.config, config_name="demo", filters=Filters())
+        assert report.with_data >= 7
+    finally:
+        await engine.dispose()

@@ -17,9 +17,9 @@ from specstress.analysis import summary as reports
 from specstress.api import database, initialise, start_run
 from specstress.cli.commands import state_line
 from specstress.cli.common import ConfigOption, console, load, run_async
+from specstress.cli.serve import DEFAULT_PORT
 from specstress.cli.watch import print_comparison
 from specstress.config import Config
-from specstress.explorer.cli import DEFAULT_PORT
 from specstress.local.servers import ensure_database, resolve_infra
 from specstress.local.stack import Stack
 from specstress.pipeline.progress import Completeness, completeness

@@ -14,9 +14,9 @@ from specstress.cli.dataset import export_command, import_command
 from specstress.cli.dead_letters import dead_letters_app
 from specstress.cli.demo import demo
 from specstress.cli.ops import ops_app
+from specstress.cli.report import report_app
+from specstress.cli.serve import serve
 from specstress.cli.watch import models_compare, models_discovered
-from specstress.explorer.cli import serve
-from specstress.report.cli import report_app
 
 __all__ = ["app", "main"]
 

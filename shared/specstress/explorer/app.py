@@ -20,6 +20,7 @@ from typing import Any, get_args
 from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -189,9 +190,18 @@ def create_app(
             try:
                 return await handler(request)
             except InputError as exc:
-                if api:
-                    return _json({"error": str(exc)}, status=400)
-                return _page(explorer, "error.html.j2", status=400, message=str(exc))
+                message = str(exc)
+            except DBAPIError as exc:
+                if "statement timeout" not in str(exc.orig):
+                    raise
+                # a rare filter over a wide D range can walk most of the set before a page fills
+                message = (
+                    "this page took longer than the explorer allows: narrow the filters (a D range, "
+                    "high or low disagreement, a value) so fewer scenarios are walked"
+                )
+            if api:
+                return _json({"error": message}, status=400)
+            return _page(explorer, "error.html.j2", status=400, message=message)
 
         return run
 

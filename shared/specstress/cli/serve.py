@@ -26,7 +26,7 @@ DEFAULT_PORT = 8780
 # hold the database for long
 READ_ONLY_SETTINGS = {
     "default_transaction_read_only": "on",
-    "statement_timeout": "60000",
+    "statement_timeout": "30000",
     "application_name": "specstress-explorer",
 }
 
