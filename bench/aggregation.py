@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from bench.paper_shape import FAMILIES, JUDGES, MODELS, SETS
 from bench.recording import header, record
 from specstress.analysis import queries as analysis
 from specstress.analysis.queries import Filters
@@ -40,30 +41,6 @@ from specstress.local.servers import ensure_database, start_postgres
 from specstress.method.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
-FAMILIES = {
-    "claude_opus_4": "anthropic",
-    "claude_sonnet_4": "anthropic",
-    "claude_3_7_sonnet": "anthropic",
-    "claude_3_5_sonnet": "anthropic",
-    "claude_opus_3": "anthropic",
-    "gpt_4_1": "openai",
-    "gpt_4_1_mini": "openai",
-    "gpt_4o": "openai",
-    "o3": "openai",
-    "o4_mini": "openai",
-    "gemini_2_5_pro": "google",
-    "grok_4": "xai",
-}
-MODELS = list(FAMILIES)
-SETS = {
-    "all_models": ["*"],
-    "claude_models": ["family:anthropic"],
-    "openai_models": ["family:openai"],
-    "opus4_vs_sonnet4": ["claude_opus_4", "claude_sonnet_4"],
-    "gpt41_vs_mini": ["gpt_4_1", "gpt_4_1_mini"],
-    "o3_vs_o4mini": ["o3", "o4_mini"],
-}
-JUDGES = {"claude_sonnet_4": -0.2, "o3": -0.6, "gemini_2_5_pro": -0.55}
 VARIANTS = ("neutral", "value1", "value2")
 SELECTION = "kcenter"
 

@@ -26,35 +26,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from bench.paper_shape import FAMILIES, MODELS, SETS
 from bench.recording import header, record
 from specstress.config import Config
 from specstress.dataset import ExportFormat, export_dataset, import_dataset
 from specstress.db.migrate import upgrade
 from specstress.local.servers import ensure_database, start_postgres
 
-FAMILIES = {
-    "claude_opus_4": "anthropic",
-    "claude_sonnet_4": "anthropic",
-    "claude_3_7_sonnet": "anthropic",
-    "claude_3_5_sonnet": "anthropic",
-    "claude_opus_3": "anthropic",
-    "gpt_4_1": "openai",
-    "gpt_4_1_mini": "openai",
-    "gpt_4o": "openai",
-    "o3": "openai",
-    "o4_mini": "openai",
-    "gemini_2_5_pro": "google",
-    "grok_4": "xai",
-}
-MODELS = list(FAMILIES)
-SETS = {
-    "all_models": ["*"],
-    "claude_models": ["family:anthropic"],
-    "openai_models": ["family:openai"],
-    "opus4_vs_sonnet4": ["claude_opus_4", "claude_sonnet_4"],
-    "gpt41_vs_mini": ["gpt_4_1", "gpt_4_1_mini"],
-    "o3_vs_o4mini": ["o3", "o4_mini"],
-}
 GENERATORS = ["claude_opus_4", "claude_3_7_sonnet", "o3"]
 ANSWER_CHARS = 1500
 

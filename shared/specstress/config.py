@@ -67,6 +67,16 @@ MAX_CONFIG_BYTES = 1_000_000
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+def _key_from_env(owner: str, variable: str | None) -> SecretStr | None:
+    """The API key in `variable`, None when no variable is named; an unset one is an error."""
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if value is None:
+        raise InputError(f"{owner}: environment variable {variable} is not set")
+    return SecretStr(value)
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -271,14 +281,7 @@ class ModelConfig(Strict):
         return {**self.params, "reasoning": self.reasoning.model_dump(exclude={"protocol"})}
 
     def api_key(self) -> SecretStr | None:
-        if self.api_key_env is None:
-            return None
-        value = os.environ.get(self.api_key_env)
-        if value is None:
-            raise InputError(
-                f"model {self.key!r}: environment variable {self.api_key_env} is not set"
-            )
-        return SecretStr(value)
+        return _key_from_env(f"model {self.key!r}", self.api_key_env)
 
 
 class EmbeddingConfig(Strict):
@@ -322,14 +325,7 @@ class EmbeddingConfig(Strict):
         return self
 
     def api_key(self) -> SecretStr | None:
-        if self.api_key_env is None:
-            return None
-        value = os.environ.get(self.api_key_env)
-        if value is None:
-            raise InputError(
-                f"embedding {self.key!r}: environment variable {self.api_key_env} is not set"
-            )
-        return SecretStr(value)
+        return _key_from_env(f"embedding {self.key!r}", self.api_key_env)
 
 
 class WeightedModel(Strict):
@@ -546,14 +542,7 @@ class WatchProvider(Strict):
         return self
 
     def api_key(self) -> SecretStr | None:
-        if self.api_key_env is None:
-            return None
-        value = os.environ.get(self.api_key_env)
-        if value is None:
-            raise InputError(
-                f"watch provider {self.key!r}: environment variable {self.api_key_env} is not set"
-            )
-        return SecretStr(value)
+        return _key_from_env(f"watch provider {self.key!r}", self.api_key_env)
 
 
 class Watch(Strict):

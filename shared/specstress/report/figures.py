@@ -398,6 +398,17 @@ def figure6_figure(rows: Rows) -> Figure:
     )
 
 
+_UNMAPPED = (
+    "distinctive values have not been mapped to categories yet (run `specstress map-values`)"
+)
+
+
+def _latest_mapping(rows: Rows) -> tuple[tuple[str, str], Rows]:
+    """The newest (taxonomy version, embedding key) of a category view, and its rows alone."""
+    latest = (rows[0]["taxonomy_version"], rows[0]["embedding_key"])
+    return latest, [r for r in rows if (r["taxonomy_version"], r["embedding_key"]) == latest]
+
+
 def figure10_figure(rows: Rows) -> Figure:
     key, title = "figure10", "Figure 10: value categories each model prioritises"
     guide = (
@@ -405,15 +416,8 @@ def figure10_figure(rows: Rows) -> Figure:
         "their distinctive values); darker = more answers."
     )
     if not rows:
-        return _empty(
-            key,
-            title,
-            guide,
-            "distinctive values have not been mapped to categories yet "
-            "(run `specstress map-values`)",
-        )
-    latest = (rows[0]["taxonomy_version"], rows[0]["embedding_key"])
-    rows = [r for r in rows if (r["taxonomy_version"], r["embedding_key"]) == latest]
+        return _empty(key, title, guide, _UNMAPPED)
+    latest, rows = _latest_mapping(rows)
     models = sorted({r["model_key"] for r in rows})
     totals: dict[str, int] = {}
     for r in rows:
@@ -445,15 +449,8 @@ def figure11_figure(rows: Rows) -> Figure:
         "for the most frequent categories; darker = the two go together more often."
     )
     if not rows:
-        return _empty(
-            key,
-            title,
-            guide,
-            "distinctive values have not been mapped to categories yet "
-            "(run `specstress map-values`)",
-        )
-    latest = (rows[0]["taxonomy_version"], rows[0]["embedding_key"])
-    rows = [r for r in rows if (r["taxonomy_version"], r["embedding_key"]) == latest]
+        return _empty(key, title, guide, _UNMAPPED)
+    _, rows = _latest_mapping(rows)
     sums: dict[tuple[str, str], list[float]] = {}
     for r in rows:
         sums.setdefault((r["category_x"], r["category_y"]), []).append(float(r["probability"]))
