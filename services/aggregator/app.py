@@ -28,6 +28,7 @@ async def aggregate(stage: Stage, event: ClassificationsCreated) -> None:
             model_set=r["model_set"],
             disagreement=round(r["disagreement"], 6),
             members=r["members"],
+            answers=len(positions),
         )
         for r in rows
         if r["high"]

@@ -114,6 +114,10 @@ class DisagreementFlagged(Event):
     disagreement: float
     # the classified responses the flag was computed over; a new model re-flags
     members: int = Field(ge=2)
+    # every classified answer on the scenario when it was flagged: a late answer of a model
+    # outside this set re-flags too (otherwise the event repeats word for word, the bus drops
+    # it as a duplicate, and the late answer is never judged)
+    answers: int = Field(0, ge=0)
 
 
 class VerdictRequested(Event):
