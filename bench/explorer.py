@@ -27,10 +27,10 @@ from sqlalchemy.exc import DBAPIError
 
 from bench.aggregation import Facts, load
 from bench.recording import RESULTS, git_commit
+from specstress.analysis.scenarios import ScenarioFilter, explain_list, list_scenarios
 from specstress.cli.serve import READ_ONLY_SETTINGS
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
-from specstress.explorer.queries import ScenarioFilter, explain_list, list_scenarios
 from specstress.local.servers import ensure_database, start_postgres
 
 PAGES = 10

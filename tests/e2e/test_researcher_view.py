@@ -21,13 +21,18 @@ from typer.testing import CliRunner
 
 from specstress.analysis.queries import Filters
 from specstress.analysis.reports import build_report
+from specstress.analysis.scenarios import (
+    ScenarioFilter,
+    list_scenarios,
+    model_profile,
+    scenario_detail,
+)
 from specstress.api import start_run
 from specstress.cli.main import app
 from specstress.cli.serve import READ_ONLY_SETTINGS
 from specstress.config import Config
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
-from specstress.explorer import ScenarioFilter, list_scenarios, model_profile, scenario_detail
 from specstress.local.servers import Infra, drop_database, ensure_database, start_nats
 from specstress.local.stack import wait_until_idle
 from specstress.method.labels import TOPIC_COLUMNS

@@ -1,22 +1,7 @@
-"""The read-only web explorer (`specstress serve`): scenarios, answers, verdicts and models."""
+"""The read-only web explorer (`specstress serve`): scenarios, answers, verdicts and models.
+
+Its reads live in `specstress.analysis.scenarios`, which the HTML report shares."""
 
 from specstress.explorer.app import PAGE_POLICY, create_app
-from specstress.explorer.queries import (
-    VERDICT_PATTERNS,
-    Page,
-    ScenarioFilter,
-    list_scenarios,
-    model_profile,
-    scenario_detail,
-)
 
-__all__ = [
-    "PAGE_POLICY",
-    "VERDICT_PATTERNS",
-    "Page",
-    "ScenarioFilter",
-    "create_app",
-    "list_scenarios",
-    "model_profile",
-    "scenario_detail",
-]
+__all__ = ["PAGE_POLICY", "create_app"]

@@ -29,9 +29,7 @@ from starlette.routing import Route
 
 from specstress.analysis.queries import ALL_SCENARIOS, Filters
 from specstress.analysis.reports import REPORTS, read_report
-from specstress.config import Config
-from specstress.errors import InputError
-from specstress.explorer.queries import (
+from specstress.analysis.scenarios import (
     VERDICT_PATTERNS,
     Level,
     Order,
@@ -40,7 +38,10 @@ from specstress.explorer.queries import (
     model_profile,
     scenario_detail,
 )
+from specstress.config import Config
+from specstress.errors import InputError
 from specstress.method.labels import REFUSAL_TYPES, TOPICS
+from specstress.report.html import collect, render_html
 
 __all__ = ["PAGE_POLICY", "create_app"]
 
@@ -73,9 +74,6 @@ class Explorer:
             return self.report_file.read_text(encoding="utf-8")
         async with self._report_lock:
             if self._report is None:
-                # the report reads the explorer's list, so it is imported when first needed
-                from specstress.report.html import collect, render_html  # noqa: PLC0415
-
                 page = await collect(
                     self.engine,
                     self.config,

@@ -1,5 +1,6 @@
-"""The explorer's reads: a keyset-paginated scenario list, one scenario with every answer, and a
-model's profile next to its family. Every statement only reads.
+"""Scenario-level reads, shared by the explorer and the report: a keyset-paginated scenario
+list, one scenario with every answer, and a model's profile next to its family. Every statement
+only reads.
 
 The list walks `ix_disagreement_set_d` (model set, D, scenario id) in D order and stops after
 one page, so a page costs the same at 400k scenarios as at 40: no OFFSET, no count(*). Filters
