@@ -1,4 +1,4 @@
-"""Migration 0013 creates exactly the explorer's indexes that db/schema.py declares."""
+"""The migrations create exactly the explorer's indexes that db/schema.py declares."""
 
 from __future__ import annotations
 
