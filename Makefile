@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo view test test-faults lint bench bench-ratelimit bench-aggregation bench-kcenter clean test-ops demo-least-privilege stack-env nats-config
+.PHONY: install demo view test test-faults lint bench bench-peers bench-ratelimit bench-aggregation bench-kcenter clean test-ops demo-least-privilege stack-env nats-config
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
@@ -38,6 +38,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.pipeline
+
+# the pipeline, then Inspect and promptfoo with mock models on the same machine, and the ratios
+# (the peers install once into .bench-peers/, a few minutes; the runs about 5 minutes)
+bench-peers: $(STAMP)
+	$(BIN)/python -m bench.pipeline --peers
 
 # share of a 300 RPM limit two gateway processes use against the simulator (about 3 minutes)
 bench-ratelimit: $(STAMP)

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -35,7 +33,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
-from bench.recording import RESULTS, git_commit
+from bench import peers
+from bench.recording import CLOCK_TICKS, cpu_seconds, header, proc_stat, record
 from specstress.api import initialise, start_run
 from specstress.config import load_config
 from specstress.db.engine import create_engine
@@ -52,7 +51,6 @@ PERSONAS = (
     "borealis-contrarian",
     "borealis-literal",
 )
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 PAIR_LATENCY = """
 WITH finished AS (
@@ -84,6 +82,12 @@ SELECT count(*) AS calls, extract(epoch FROM max(created_at) - min(created_at)) 
 FROM llm_calls WHERE status = 'ok' AND created_at >= :since
 """
 
+# every paid call from the run's start, like the peers' figures (bench/peers.py)
+WHOLE_RUN = """
+SELECT count(*) AS calls, extract(epoch FROM max(created_at)) AS last
+FROM llm_calls WHERE status = 'ok'
+"""
+
 CHECKS = """
 SELECT (SELECT count(*) FROM responses) - (SELECT count(DISTINCT (scenario_id, model_key))
         FROM responses) AS duplicate_responses,
@@ -101,6 +105,7 @@ SELECT (SELECT count(*) FROM responses) - (SELECT count(DISTINCT (scenario_id, m
 FIGURES = (
     "llm_calls_per_second",
     "llm_calls_measured",
+    "llm_calls_per_second_whole_run",
     "per_stage_calls_per_second",
     "pair_latency_seconds",
     "processes",
@@ -125,26 +130,16 @@ class ProcessUsage:
     peak_rss_mib: float
 
 
-def _stat(pid: int) -> list[str]:
-    # the split starts at field 3 of the line, so field n of proc(5) is at index n - 3
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = _stat(pid)
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 def _server_cpu_seconds(pid: int) -> float:
     """A server with its children: Postgres runs a backend process per connection, and the
     CPU of backends that already exited is in the postmaster's children's time (cutime, cstime)."""
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     total = sum(int(f) for f in fields[11:15])
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            child = _stat(int(entry.name))
+            child = proc_stat(int(entry.name))
         except (OSError, IndexError):
             continue  # gone meanwhile
         if int(child[1]) == pid:
@@ -238,7 +233,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for replica in range(args.replicas):
                 stack.start_service(service, replica)
         servers = {"postgres": _postmaster_pid(folder), "nats": nats.pid}
-        cpu_start = {name: _cpu_seconds(p.popen.pid) for name, p in stack.processes.items()}
+        cpu_start = {name: cpu_seconds(p.popen.pid) for name, p in stack.processes.items()}
         cpu_start |= {name: _server_cpu_seconds(pid) for name, pid in servers.items()}
         started = time.time()
         await start_run(config, args.pairs, args.seed)
@@ -247,7 +242,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         usage = [
             ProcessUsage(
                 name,
-                _cpu_seconds(p.popen.pid) - cpu_start[name],
+                cpu_seconds(p.popen.pid) - cpu_start[name],
                 _peak_rss_mib(p.popen.pid),
             )
             for name, p in stack.processes.items()
@@ -258,6 +253,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ]
         since = datetime.fromtimestamp(started + elapsed * args.warmup_share, tz=UTC)
         total = (await _query(database_url, TOTAL_RATE, since=since))[0]
+        whole = (await _query(database_url, WHOLE_RUN))[0]
         stages = await _query(database_url, CALL_RATES, since=since)
         latency = (await _query(database_url, PAIR_LATENCY))[0]
         checks = (await _query(database_url, CHECKS))[0]
@@ -284,14 +280,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     postgres_cpu = sum(u.cpu_seconds for u in usage if u.name == "postgres")
     span = float(total["span"] or 0.0)
     return {
-        "benchmark": "pipeline",
-        "commit": git_commit(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        **header("pipeline"),
         "parameters": {
             "pairs": args.pairs,
             "targets": args.targets,
@@ -303,6 +292,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "wall_seconds": round(elapsed, 2),
         "llm_calls_per_second": round(total["calls"] / span, 1) if span else None,
         "llm_calls_measured": total["calls"],
+        # from the first pair's publication to the last paid answer, warm-up included
+        "llm_calls_per_second_whole_run": round(
+            whole["calls"] / (float(whole["last"]) - started), 1
+        ),
         "per_stage_calls_per_second": {
             s["stage"]: round(s["calls"] / float(s["span"]), 1) if s["span"] else None
             for s in stages
@@ -332,6 +325,7 @@ def report(result: dict[str, Any]) -> None:
     console = Console(width=120)
     table = Table("figure", "value", title=f"pipeline benchmark @ {result['commit']}")
     table.add_row("LLM calls/s end to end", str(result["llm_calls_per_second"]))
+    table.add_row("LLM calls/s, whole run", str(result["llm_calls_per_second_whole_run"]))
     for stage, rate in result["per_stage_calls_per_second"].items():
         table.add_row(f"  {stage} calls/s", str(rate))
     table.add_row(
@@ -354,6 +348,18 @@ def report(result: dict[str, Any]) -> None:
     for p in result["processes"]:
         processes.add_row(p["name"], str(p["cpu_seconds"]), str(p["peak_rss_mib"]))
     console.print(processes)
+    if "peers" in result:
+        beside = Table("peer", "LLM calls/s", "calls", "s", "CPU s", "specstress / peer")
+        for name, figures in result["peers"].items():
+            beside.add_row(
+                name,
+                str(figures["llm_calls_per_second"]),
+                str(figures["llm_calls"]),
+                str(figures["seconds"]),
+                str(figures["cpu_seconds"]),
+                str(result["ratios"][name]),
+            )
+        console.print(beside)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -365,16 +371,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--warmup-share", type=float, default=0.1, help="share of the run skipped")
     parser.add_argument("--no-record", action="store_true", help="do not append to results.jsonl")
+    parser.add_argument(
+        "--peers", action="store_true", help="then run Inspect and promptfoo (bench/peers.py)"
+    )
+    parser.add_argument(
+        "--peer-samples", type=int, default=2000, help="samples (tests) of each peer's run"
+    )
     return parser.parse_args(argv)
 
 
 def main() -> None:
     args = parse_args()
+    if args.peers:
+        peers.install()  # before the runs: installing is no part of anything measured
     result = asyncio.run(run(args))
+    if args.peers:
+        result["peers"] = peers.measure(args.peer_samples)
+        ours = result["llm_calls_per_second_whole_run"]
+        result["ratios"] = {
+            name: round(ours / figures["llm_calls_per_second"], 2)
+            for name, figures in result["peers"].items()
+        }
     report(result)
     if not args.no_record:
-        with RESULTS.open("a") as out:
-            out.write(json.dumps(result) + "\n")
+        record(result)
     sys.exit(1 if any(result["checks"][key] for key in PROBLEMS) else 0)
 
 

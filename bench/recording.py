@@ -12,6 +12,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results.jsonl"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _git(*args: str) -> str:
@@ -43,6 +44,17 @@ def header(benchmark: str, **machine: object) -> dict[str, Any]:
             **machine,
         },
     }
+
+
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: field n of proc(5) is at n - 3."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a running process has used so far."""
+    fields = proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def record(result: dict[str, Any]) -> None:
