@@ -5,15 +5,13 @@ verdict both peers' graders can parse: promptfoo's llm-rubric reads the JSON obj
 same text ends with Inspect's `GRADE: C`. It counts the requests it answered (`GET /count`), so
 a peer's grader calls are counted where they arrive rather than taken from the peer's report.
 
-Run as `python -m bench.mock_grader --port 0`: the first line on stdout names the port.
+Run as `python -m bench.mock_grader --port PORT`; it stops on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import signal
 
 from aiohttp import web
 
@@ -56,25 +54,10 @@ def build_app() -> web.Application:
     return app
 
 
-async def _serve(port: int) -> None:
-    runner = web.AppRunner(build_app(), access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        print(f"mock grader listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    asyncio.run(_serve(parser.parse_args().port))
+    parser.add_argument("--port", type=int, required=True)
+    web.run_app(build_app(), host="127.0.0.1", port=parser.parse_args().port, print=None)
 
 
 if __name__ == "__main__":

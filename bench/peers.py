@@ -20,9 +20,11 @@ from __future__ import annotations
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Any
 
 import httpx
@@ -115,16 +117,32 @@ def measure_inspect(samples: int) -> dict[str, Any]:
     )
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url).raise_for_status()
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def measure_promptfoo(tests: int) -> dict[str, Any]:
+    base_url = f"http://127.0.0.1:{_free_port()}"
     grader = subprocess.Popen(
-        [sys.executable, "-m", "bench.mock_grader", "--port", "0"],
+        [sys.executable, "-m", "bench.mock_grader", "--port", base_url.rsplit(":", 1)[1]],
         cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
     )
     try:
-        assert grader.stdout is not None
-        base_url = grader.stdout.readline().strip().rsplit(" ", 1)[1]
+        _wait_for(f"{base_url}/count")
         with tempfile.TemporaryDirectory() as config_dir:
             out, cpu = _run(
                 [
