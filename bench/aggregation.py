@@ -16,8 +16,6 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,15 +27,14 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from bench.database import private_database
 from bench.paper_shape import FAMILIES, JUDGES, MODELS, SETS
-from bench.recording import header, record
+from bench.recording import header, measure_and_record
 from specstress.analysis import queries as analysis
 from specstress.analysis.queries import Filters
 from specstress.analysis.reports import REPORTS
 from specstress.config import Config
 from specstress.db.engine import create_engine
-from specstress.db.migrate import upgrade
-from specstress.local.servers import ensure_database, start_postgres
 from specstress.method.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -431,12 +428,8 @@ async def time_reports(config: Config, n: int) -> list[dict[str, Any]]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix="specstress-bench-aggregation-"))
-    os.chmod(folder, 0o711)  # the private Postgres runs as another user and must enter it
-    postgres = start_postgres(folder / "postgres")
-    try:
-        database_url = await ensure_database(postgres.url, "bench")
-        await upgrade(database_url)
+    async with private_database("aggregation") as scratch:
+        database_url = scratch.database_url
         started = time.perf_counter()
         facts = Facts(args.scenarios, args.seed)
         generate_seconds = time.perf_counter() - started
@@ -454,9 +447,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         load_before = os.getloadavg()[0]
         reports = await time_reports(bench_config(database_url), args.n)
         load_after = os.getloadavg()[0]
-    finally:
-        postgres.stop()
-        shutil.rmtree(folder, ignore_errors=True)
     return {
         **header("aggregation", load_average_1min=[round(load_before, 2), round(load_after, 2)]),
         "parameters": {
@@ -503,12 +493,7 @@ def main() -> None:
     parser.add_argument("--scenarios", type=int, default=411_000)
     parser.add_argument("--n", type=int, default=1000, help="Table 2 sample size")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--no-record", action="store_true", help="do not append to results.jsonl")
-    args = parser.parse_args()
-    result = asyncio.run(run(args))
-    show(result)
-    if not args.no_record:
-        record(result)
+    measure_and_record(parser, lambda args: asyncio.run(run(args)), show)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import resource
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,13 +29,12 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from bench.database import private_database
 from bench.recording import header, record
 from specstress.config import BatchMode, ModelConfig, StageBatches
 from specstress.db.engine import create_engine
-from specstress.db.migrate import upgrade
 from specstress.llm import ChatMessage, Gateway
 from specstress.llm.errors import BatchPending
-from specstress.local.servers import ensure_database, start_postgres
 from specstress.local.stack import Stack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,22 +137,18 @@ async def measure(database_url: str, sim_url: str, args: argparse.Namespace) -> 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
-    folder = Path(tempfile.mkdtemp(prefix="specstress-bench-batches-"))
-    os.chmod(folder, 0o711)  # a private Postgres running as another user must enter it
-    postgres = start_postgres(folder / "postgres")
-    stack = Stack(config_path=folder / "unused.yaml", log_dir=folder / "logs", env={})
-    try:
-        database_url = await ensure_database(postgres.url, "bench")
-        await upgrade(database_url)
-        conditions = folder / "conditions.yaml"
-        conditions.write_text(
-            yaml.safe_dump({"batches": {"processing_seconds": PROCESSING_SECONDS}})
-        )
-        sim_url = stack.start_simulator(conditions=conditions)
-        figures = await measure(database_url, sim_url, args)
-    finally:
-        stack.stop()
-        postgres.stop()
+    async with private_database("batches", keep=True) as scratch:
+        folder, database_url = scratch.folder, scratch.database_url
+        stack = Stack(config_path=folder / "unused.yaml", log_dir=folder / "logs", env={})
+        try:
+            conditions = folder / "conditions.yaml"
+            conditions.write_text(
+                yaml.safe_dump({"batches": {"processing_seconds": PROCESSING_SECONDS}})
+            )
+            sim_url = stack.start_simulator(conditions=conditions)
+            figures = await measure(database_url, sim_url, args)
+        finally:
+            stack.stop()
     return {
         # other work on the machine, before and after: the figures move with it
         **header(

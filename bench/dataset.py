@@ -15,8 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,12 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from bench.database import private_database
 from bench.paper_shape import FAMILIES, MODELS, SETS
-from bench.recording import header, record
+from bench.recording import header, measure_and_record
 from specstress.config import Config
 from specstress.dataset import ExportFormat, export_dataset, import_dataset
-from specstress.db.migrate import upgrade
-from specstress.local.servers import ensure_database, start_postgres
 
 GENERATORS = ["claude_opus_4", "claude_3_7_sonnet", "o3"]
 ANSWER_CHARS = 1500
@@ -96,17 +93,13 @@ def bench_config(database_url: str) -> Config:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix="specstress-bench-dataset-"))
-    os.chmod(folder, 0o711)  # the private Postgres runs as another user and must enter it
-    source = folder / "all_models-00000-of-00001.parquet"
-    started = time.perf_counter()
-    write_release(source, args.rows, args.seed)
-    write_seconds = time.perf_counter() - started
-    file_mb = round(source.stat().st_size / 1e6, 1)
-    postgres = start_postgres(folder / "postgres")
-    try:
-        database_url = await ensure_database(postgres.url, "bench")
-        await upgrade(database_url)
+    async with private_database("dataset") as scratch:
+        folder, database_url = scratch.folder, scratch.database_url
+        source = folder / "all_models-00000-of-00001.parquet"
+        started = time.perf_counter()
+        write_release(source, args.rows, args.seed)
+        write_seconds = time.perf_counter() - started
+        file_mb = round(source.stat().st_size / 1e6, 1)
         config = bench_config(database_url)
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
@@ -119,9 +112,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await export_dataset(config, folder / "export", ExportFormat.hf)
         export_seconds = time.perf_counter() - started
         load_after = os.getloadavg()[0]
-    finally:
-        postgres.stop()
-        shutil.rmtree(folder, ignore_errors=True)
     return {
         **header(
             "dataset",
@@ -150,12 +140,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--no-record", action="store_true", help="do not append to results.jsonl")
-    args = parser.parse_args()
-    result = asyncio.run(run(args))
-    Console().print_json(json.dumps(result))
-    if not args.no_record:
-        record(result)
+    measure_and_record(
+        parser,
+        lambda args: asyncio.run(run(args)),
+        lambda figures: Console().print_json(json.dumps(figures)),
+    )
 
 
 if __name__ == "__main__":

@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -26,12 +21,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from bench.aggregation import Facts, load
-from bench.recording import RESULTS, git_commit
+from bench.database import private_database
+from bench.recording import header, measure_and_record
 from specstress.analysis.scenarios import ScenarioFilter, explain_list, list_scenarios
 from specstress.cli.serve import READ_ONLY_SETTINGS
 from specstress.db.engine import create_engine
-from specstress.db.migrate import upgrade
-from specstress.local.servers import ensure_database, start_postgres
 
 PAGES = 10
 CASES: dict[str, ScenarioFilter] = {
@@ -93,22 +87,13 @@ async def time_cases(database_url: str) -> list[dict[str, Any]]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix="specstress-bench-explorer-"))
-    os.chmod(folder, 0o711)  # the private Postgres runs as another user and must enter it
-    postgres = start_postgres(folder / "postgres")
-    try:
-        database_url = await ensure_database(postgres.url, "bench")
-        await upgrade(database_url)
+    async with private_database("explorer") as scratch:
+        database_url = scratch.database_url
         facts = Facts(args.scenarios, args.seed)
         loaded = await load(database_url, facts)
         cases = await time_cases(database_url)
-    finally:
-        postgres.stop()
-        shutil.rmtree(folder, ignore_errors=True)
     return {
-        "benchmark": "explorer",
-        "commit": git_commit(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **header("explorer"),
         "parameters": {"scenarios": args.scenarios, "seed": args.seed, "page": 50},
         "load_seconds": loaded.get("load_seconds"),
         "cases": cases,
@@ -144,13 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--scenarios", type=int, default=411_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--no-record", action="store_true", help="do not append to results.jsonl")
-    args = parser.parse_args()
-    result = asyncio.run(run(args))
-    show(result)
-    if not args.no_record:
-        with RESULTS.open("a") as out:
-            out.write(json.dumps(result) + "\n")
+    measure_and_record(parser, lambda args: asyncio.run(run(args)), show)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
 
-from bench.recording import header, record
+from bench.recording import header, measure_and_record
 from specstress.method.selection import DEFAULT_DELTA, DEFAULT_WEIGHTED_STOP, select_kcenter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,12 +230,7 @@ def main() -> None:
         help="METHOD (auto, exact, partitioned), or METHOD:weighted for the D-weighted variant",
     )
     parser.add_argument("--check-sample", type=int, default=2000)
-    parser.add_argument("--no-record", action="store_true", help="do not append to results.jsonl")
-    args = parser.parse_args()
-    result = run(args)
-    show(result)
-    if not args.no_record:
-        record(result)
+    measure_and_record(parser, run, show)
 
 
 if __name__ == "__main__":

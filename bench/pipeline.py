@@ -40,6 +40,7 @@ from specstress.config import load_config
 from specstress.db.engine import create_engine
 from specstress.local.servers import ensure_database, start_nats, start_postgres
 from specstress.local.stack import SIM_URL_ENV, Stack, wait_until_idle
+from specstress.pipeline.bus import connect, consumers
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "specstress.demo.yaml"
@@ -112,6 +113,7 @@ FIGURES = (
     "simulator_cpu_share",
     "postgres_cpu_share",
     "replica_messages",
+    "bus",
     "checks",
 )
 PROBLEMS = (
@@ -210,6 +212,21 @@ async def _query(url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
         await engine.dispose()
 
 
+async def _bus_counts(url: str, stream: str) -> dict[str, int]:
+    """Messages the run put on the stream, and deliveries to all consumers (redeliveries too)."""
+    client = await connect(url, "bench")
+    try:
+        js = client.jetstream()
+        info = await js.stream_info(stream)
+        delivered = 0
+        for consumer in consumers():
+            state = await js.consumer_info(stream, consumer.durable)
+            delivered += state.delivered.consumer_seq if state.delivered else 0
+        return {"messages": info.state.messages, "deliveries": delivered}
+    finally:
+        await client.close()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_at_start = os.getloadavg()
     folder = Path(tempfile.mkdtemp(prefix="specstress-bench-"))
@@ -257,6 +274,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stages = await _query(database_url, CALL_RATES, since=since)
         latency = (await _query(database_url, PAIR_LATENCY))[0]
         checks = (await _query(database_url, CHECKS))[0]
+        bus_counts = await _bus_counts(nats.url, config.bus.stream)
         async with httpx.AsyncClient() as client:
             reply = await client.get(stack.env[SIM_URL_ENV].removesuffix("/v1") + "/sim/stats")
             reply.raise_for_status()
@@ -315,6 +333,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "simulator_cpu_share": round(sim_cpu / total_cpu, 3),
         "postgres_cpu_share": round(postgres_cpu / total_cpu, 3),
         "replica_messages": replica_messages,
+        "bus": bus_counts,
         # other work on the machine moves every figure: the 1-minute load before and after
         "load_average": [round(load_at_start[0], 2), round(os.getloadavg()[0], 2)],
         "checks": checks,

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,13 +29,12 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
-from bench.recording import header, record
+from bench.database import private_database
+from bench.recording import conclude, header
 from specstress.config import ModelConfig, RateLimits
 from specstress.db.engine import create_engine
-from specstress.db.migrate import upgrade
 from specstress.llm import ChatMessage, Gateway
 from specstress.llm.traffic import store as limits
-from specstress.local.servers import ensure_database, start_postgres
 from specstress.local.stack import Stack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,69 +130,67 @@ async def _row_throughput(database_url: str, clients: int, seconds: float) -> di
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix="specstress-bench-ratelimit-"))
-    os.chmod(folder, 0o711)  # a private Postgres running as another user must enter it
-    postgres = start_postgres(folder / "postgres")
-    stack = Stack(config_path=folder / "unused.yaml", log_dir=folder / "logs", env={})
-    workers: list[asyncio.subprocess.Process] = []
-    try:
-        database_url = await ensure_database(postgres.url, "bench")
-        await upgrade(database_url)
-        conditions = folder / "conditions.yaml"
-        conditions.write_text(
-            yaml.safe_dump(
-                {
-                    "latency": {"fixed_ms": args.latency_ms},
-                    "limits": {
-                        "requests_per_minute": args.rpm,
-                        "burst_seconds": args.burst_seconds,
-                    },
-                }
-            )
-        )
-        sim_url = stack.start_simulator(conditions=conditions)
-        seconds = args.warmup + args.window
-        for worker_id in range(args.processes):
-            command = [
-                sys.executable,
-                "-m",
-                "bench.ratelimit",
-                "worker",
-                "--worker-id",
-                str(worker_id),
-            ]
-            command += ["--database-url", database_url, "--sim-url", sim_url]
-            command += ["--rpm", str(args.rpm), "--concurrency", str(args.concurrency)]
-            command += ["--seconds", str(seconds + 5)]
-            with (folder / "logs" / f"worker-{worker_id}.log").open("wb") as log:
-                workers.append(
-                    await asyncio.create_subprocess_exec(
-                        *command, stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=REPO
-                    )
-                )
-        await asyncio.sleep(args.warmup)
-        start, ok_start, refused_start = await _sim_counts(sim_url)
-        await asyncio.sleep(args.window)
-        end, ok_end, refused_end = await _sim_counts(sim_url)
-        for worker in workers:
-            await asyncio.wait_for(worker.wait(), timeout=60 + args.latency_ms / 1000)
-        engine = create_engine(database_url, pool_size=1)
+    async with private_database("ratelimit", keep=True) as scratch:
+        folder, database_url = scratch.folder, scratch.database_url
+        stack = Stack(config_path=folder / "unused.yaml", log_dir=folder / "logs", env={})
+        workers: list[asyncio.subprocess.Process] = []
         try:
-            async with engine.connect() as conn:
-                paid = int(await conn.scalar(text(PAID_IN_WINDOW), {"start": start, "end": end}))
+            conditions = folder / "conditions.yaml"
+            conditions.write_text(
+                yaml.safe_dump(
+                    {
+                        "latency": {"fixed_ms": args.latency_ms},
+                        "limits": {
+                            "requests_per_minute": args.rpm,
+                            "burst_seconds": args.burst_seconds,
+                        },
+                    }
+                )
+            )
+            sim_url = stack.start_simulator(conditions=conditions)
+            seconds = args.warmup + args.window
+            for worker_id in range(args.processes):
+                command = [
+                    sys.executable,
+                    "-m",
+                    "bench.ratelimit",
+                    "worker",
+                    "--worker-id",
+                    str(worker_id),
+                ]
+                command += ["--database-url", database_url, "--sim-url", sim_url]
+                command += ["--rpm", str(args.rpm), "--concurrency", str(args.concurrency)]
+                command += ["--seconds", str(seconds + 5)]
+                with (folder / "logs" / f"worker-{worker_id}.log").open("wb") as log:
+                    workers.append(
+                        await asyncio.create_subprocess_exec(
+                            *command, stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=REPO
+                        )
+                    )
+            await asyncio.sleep(args.warmup)
+            start, ok_start, refused_start = await _sim_counts(sim_url)
+            await asyncio.sleep(args.window)
+            end, ok_end, refused_end = await _sim_counts(sim_url)
+            for worker in workers:
+                await asyncio.wait_for(worker.wait(), timeout=60 + args.latency_ms / 1000)
+            engine = create_engine(database_url, pool_size=1)
+            try:
+                async with engine.connect() as conn:
+                    paid = int(
+                        await conn.scalar(text(PAID_IN_WINDOW), {"start": start, "end": end})
+                    )
+            finally:
+                await engine.dispose()
+            rows = [
+                await _row_throughput(database_url, clients, args.row_seconds)
+                for clients in args.row_clients
+            ]
         finally:
-            await engine.dispose()
-        rows = [
-            await _row_throughput(database_url, clients, args.row_seconds)
-            for clients in args.row_clients
-        ]
-    finally:
-        for worker in workers:
-            if worker.returncode is None:
-                worker.kill()
-                await worker.wait()
-        stack.stop()
-        postgres.stop()
+            for worker in workers:
+                if worker.returncode is None:
+                    worker.kill()
+                    await worker.wait()
+            stack.stop()
     minutes = (end - start) / 60
     achieved = (ok_end - ok_start) / minutes
     return {
@@ -266,9 +261,7 @@ def main() -> None:
         asyncio.run(_worker(args))
         return
     result = asyncio.run(run(args))
-    report(result)
-    if not args.no_record:
-        record(result)
+    conclude(args, result, report)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +63,25 @@ def record(result: dict[str, Any]) -> None:
     """Append one result to bench/results.jsonl."""
     with RESULTS.open("a") as out:
         out.write(json.dumps(result) + "\n")
+
+
+def conclude(
+    args: argparse.Namespace, result: dict[str, Any], show: Callable[[dict[str, Any]], None]
+) -> None:
+    """Show a run's figures, then record them unless the run was told `--no-record`."""
+    show(result)
+    if not args.no_record:
+        record(result)
+
+
+def measure_and_record(
+    parser: argparse.ArgumentParser,
+    measure: Callable[[argparse.Namespace], dict[str, Any]],
+    show: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """A benchmark's command line: parse it (with `--no-record`), measure, show and record."""
+    parser.add_argument("--no-record", action="store_true", help="do not append to results.jsonl")
+    args = parser.parse_args()
+    result = measure(args)
+    conclude(args, result, show)
+    return result
