@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -55,6 +56,8 @@ def install() -> None:
     wanted = {"inspect": INSPECT_AI, "promptfoo": PROMPTFOO}
     if STAMP.exists() and json.loads(STAMP.read_text()) == wanted:
         return
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        raise SystemExit("bench-peers needs Node.js 20.20+ with npm on PATH for promptfoo")
     PEERS_DIR.mkdir(exist_ok=True)
     print(f"installing {INSPECT_AI} and {PROMPTFOO} into {PEERS_DIR} (a few minutes)", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
