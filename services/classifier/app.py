@@ -32,7 +32,8 @@ from specstress.db import store
 from specstress.errors import BadModelOutput, RetryLater
 from specstress.llm.structured import OutputSchema
 from specstress.method.parsing import json_object
-from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.pipeline.service import Service
+from specstress.pipeline.stage import Stage, Unprocessable
 from specstress.text import Cuts, block, quote
 
 service = Service("classifier")

@@ -33,7 +33,7 @@ from specstress.llm.errors import BatchPending, LLMError
 from specstress.llm.structured import OutputSchema
 from specstress.method.labels import MAX_DISTINCTIVE_VALUES, REFUSAL_TYPES, TOPICS
 from specstress.method.parsing import canonical, json_object
-from specstress.pipeline.service import Stage
+from specstress.pipeline.stage import Stage
 from specstress.text import Cuts, block, quote
 
 LabelRole = Literal["topic", "refusal", "distinctive_values"]

@@ -21,7 +21,8 @@ from specstress.llm.structured import OutputSchema
 from specstress.method.parsing import canonical_field, json_object
 from specstress.method.spec import Spec, load_spec
 from specstress.pipeline.compliance import verdict_requests
-from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.pipeline.service import Service
+from specstress.pipeline.stage import Stage, Unprocessable
 from specstress.text import Cuts, quote
 
 service = Service("compliance_judge")

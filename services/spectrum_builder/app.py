@@ -12,7 +12,8 @@ from specstress.db import store
 from specstress.errors import BadModelOutput
 from specstress.llm.structured import OutputSchema
 from specstress.method.parsing import canonical_field, json_object
-from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.pipeline.service import Service
+from specstress.pipeline.stage import Stage, Unprocessable
 from specstress.text import block
 
 service = Service("spectrum_builder")

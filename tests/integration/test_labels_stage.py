@@ -30,7 +30,7 @@ from specstress.db.engine import create_engine
 from specstress.llm.gateway import Gateway
 from specstress.local.stack import SIM_URL_ENV
 from specstress.pipeline.prompts import PromptLibrary
-from specstress.pipeline.service import Stage
+from specstress.pipeline.stage import Stage
 
 DEMO = Path(__file__).resolve().parents[2] / "specstress.demo.yaml"
 VALUE1, VALUE2 = "honesty", "loyalty"
