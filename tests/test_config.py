@@ -9,13 +9,11 @@ import yaml
 
 from specstress.config import load_config
 from specstress.errors import InputError
-
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "specstress.demo.yaml"
+from tests.paths import DEMO_CONFIG
 
 
 def _demo() -> dict[str, object]:
-    loaded = yaml.safe_load(DEMO.read_text())
+    loaded = yaml.safe_load(DEMO_CONFIG.read_text())
     assert isinstance(loaded, dict)
     return loaded
 
@@ -27,7 +25,7 @@ def _write(tmp_path: Path, data: object) -> Path:
 
 
 def test_demo_config_validates_with_the_roles_the_demo_needs() -> None:
-    config = load_config(DEMO)
+    config = load_config(DEMO_CONFIG)
     assert len(config.roles.generators) >= 2
     families = {config.model(k).family for k in config.roles.targets}
     assert len(config.roles.targets) >= 6 and len(families) >= 2
@@ -97,7 +95,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_model_set_members_resolve_keys_families_and_everyone() -> None:
-    config = load_config(DEMO)
+    config = load_config(DEMO_CONFIG)
     available = [("aurora-cautious", "aurora"), ("borealis-candid", "borealis"), ("x", "aurora")]
     assert config.model_set_members("all", available) == ["aurora-cautious", "borealis-candid", "x"]
     assert config.model_set_members("aurora", available) == ["aurora-cautious", "x"]

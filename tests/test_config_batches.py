@@ -10,13 +10,11 @@ import yaml
 
 from specstress.config import BATCH_MIN_DEFERRALS, Config, load_config
 from specstress.errors import InputError
-
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "specstress.demo.yaml"
+from tests.paths import DEMO_CONFIG
 
 
 def _load(tmp_path: Path, **sections: Any) -> Config:
-    data = yaml.safe_load(DEMO.read_text())
+    data = yaml.safe_load(DEMO_CONFIG.read_text())
     data.update(sections)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -78,7 +76,7 @@ def test_bad_batch_settings_are_named(
 
 
 def test_the_batch_discount_is_a_share_of_the_price(tmp_path: Path) -> None:
-    data = yaml.safe_load(DEMO.read_text())
+    data = yaml.safe_load(DEMO_CONFIG.read_text())
     data["models"][0]["prices"] = {"input_per_mtok": 1.0, "batch_discount": 1.5}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))

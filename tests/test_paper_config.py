@@ -3,16 +3,13 @@ says (12 targets, three generators a third each, three judges, six model sets, t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from specstress.config import Config, load_config
 from specstress.method.spec import load_spec
+from tests.paths import PAPER_CONFIG, SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[2]
-PAPER_CONFIG = REPO / "specstress.paper.yaml"
-OPENAI_SPEC = REPO.parent / "shared" / "data" / "openai_model_spec" / "model_spec_2025-04-11.md"
+OPENAI_SPEC = SHARED_DATA / "openai_model_spec" / "model_spec_2025-04-11.md"
 DATASET_KEYS = [
     "claude_opus_4",
     "claude_sonnet_4",

@@ -12,7 +12,7 @@ from specstress.config import Config, SpecConfig
 from specstress.contracts import VerdictRequested
 from specstress.db.engine import create_engine
 from specstress.pipeline.bus import ensure_topology
-from tests.integration.analysis_facts import (
+from tests.support.analysis_facts import (
     BLUE,
     JUDGES,
     RED,

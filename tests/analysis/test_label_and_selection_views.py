@@ -13,7 +13,7 @@ from specstress.analysis.queries import Filters
 from specstress.analysis.reports import build_report
 from specstress.db.engine import create_engine
 from specstress.method.labels import REFUSALS, TOPIC_COLUMNS
-from tests.integration.analysis_facts import (
+from tests.support.analysis_facts import (
     BLUE,
     RED,
     analysis_config,

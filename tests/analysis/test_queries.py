@@ -22,7 +22,7 @@ from specstress.db.engine import create_engine
 from specstress.db.schema import metadata
 from specstress.errors import InputError
 from specstress.method.agreement import ensemble_statistics
-from tests.integration.analysis_facts import (
+from tests.support.analysis_facts import (
     BLUE,
     JUDGES,
     RED,

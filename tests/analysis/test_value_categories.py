@@ -20,7 +20,7 @@ from specstress.db.engine import create_engine
 from specstress.db.schema import metadata
 from specstress.embeddings import text_hash
 from specstress.method.taxonomy import load_taxonomy
-from tests.integration.analysis_facts import (
+from tests.support.analysis_facts import (
     _insert,
     analysis_config,
     insert_models,

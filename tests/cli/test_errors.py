@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from specstress.local.servers import free_port
+from tests.paths import DEMO_CONFIG
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).parent / "specstress"
-DEMO_CONFIG = ROOT / "specstress.demo.yaml"
 
 
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -21,7 +21,7 @@ from specstress.config import Config, load_config
 from specstress.dataset import DatasetError, ExportFormat, export_dataset, import_dataset
 from specstress.db.migrate import upgrade
 from specstress.local.servers import Infra, drop_database, ensure_database
-from tests.pipeline_harness import rows
+from tests.support.pipeline_harness import rows
 
 FAMILIES = {
     "claude_opus_4": "anthropic",

@@ -8,9 +8,8 @@ import pytest
 from specstress.errors import InputError
 from specstress.method import spec as spec_module
 from specstress.method.spec import Spec, load_spec
+from tests.paths import SHARED_DATA
 
-# tests/unit/<this file> -> parents[3] is the folder that holds both the repo and ../shared
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 REAL_SPEC = SHARED_DATA / "openai_model_spec" / "model_spec_2025-04-11.md"
 
 

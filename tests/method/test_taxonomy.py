@@ -9,9 +9,8 @@ import pytest
 from specstress.errors import InputError
 from specstress.method import taxonomy as taxonomy_module
 from specstress.method.taxonomy import Taxonomy, load_taxonomy, sample_pairs
+from tests.paths import SHARED_DATA
 
-# tests/unit/<this file> -> parents[3] is the folder that holds both the repo and ../shared
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 REAL_TREE = SHARED_DATA / "values_in_the_wild" / "values_tree.csv"
 GROUP_NAMES = {
     "Practical values",

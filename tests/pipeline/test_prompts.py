@@ -7,8 +7,8 @@ from pathlib import Path
 
 from specstress.llm import ChatMessage
 from specstress.pipeline.prompts import PROMPT_MARKERS, Prompt, PromptLibrary
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 VALUES = {"spec": "SPEC TEXT", "query": "Q", "response": "R"}
 
 

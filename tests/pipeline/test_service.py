@@ -10,7 +10,7 @@ import pytest
 from specstress.contracts import Event, ResponseRequested, ScenarioCreated, VerdictRequested
 from specstress.local.stack import wait_until_idle
 from specstress.pipeline.bus import connect, consumers, publish
-from tests.pipeline_harness import rows, running_stack
+from tests.support.pipeline_harness import rows, running_stack
 
 # text Postgres cannot store, on subjects of three stages: (event, payload, problem named)
 BAD_BYTES: list[tuple[type[Event], bytes, str]] = [

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 from specstress.config import StageBatches
 from specstress.pipeline.access import TABLE_ACCESS
 from specstress.pipeline.bus import PUBLISHES, SUBSCRIPTIONS, consumers
 from specstress.pipeline.nats_auth import USERS
 from specstress.pipeline.stages import CLI_PUBLISHES, STAGE_NAMES, STAGES, manifest
-
-SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
+from tests.paths import SERVICES
 
 
 def test_every_stage_is_a_runnable_package_with_its_own_port() -> None:
     for stage in STAGES:
         assert importlib.util.find_spec(f"{stage.module}.__main__") is not None, stage.name
-        assert (SERVICES_DIR / stage.name / "app.py").is_file(), stage.name
+        assert (SERVICES / stage.name / "app.py").is_file(), stage.name
     ports = [stage.metrics_port for stage in STAGES]
     assert len(set(ports)) == len(ports)
     assert len(set(STAGE_NAMES)) == len(STAGE_NAMES)

@@ -29,7 +29,7 @@ from specstress.db.schema import metadata
 from specstress.llm import Gateway
 from specstress.watch import Leadership, Watcher, resolve_model
 from specstress.watch import store as discoveries
-from tests.pipeline_harness import DEMO_CONFIG
+from tests.paths import DEMO_CONFIG
 
 
 @pytest.fixture

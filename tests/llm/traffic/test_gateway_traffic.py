@@ -20,7 +20,7 @@ from specstress.llm import ChatMessage, Gateway, LLMError
 from specstress.llm.errors import BudgetExhausted, LLMDeferred
 from specstress.llm.traffic import store as limits
 from specstress.local.stack import Stack
-from tests.traffic_harness import Sim, model, simulator, specstress_cli, write_config
+from tests.support.traffic_harness import Sim, model, simulator, specstress_cli, write_config
 
 SHARED_KEY = "SPECSTRESS_TRAFFIC_SHARED_KEY"
 OTHER_KEY = "SPECSTRESS_TRAFFIC_OTHER_KEY"

@@ -15,7 +15,7 @@ from specstress.db import labels, store
 from specstress.db.engine import create_engine
 from specstress.pipeline.progress import completeness, pending_units
 from specstress.pipeline.progress.reasons import from_exception
-from tests.pipeline_harness import DEMO_CONFIG
+from tests.paths import DEMO_CONFIG
 
 ACTIVE = ("aurora-cautious", "aurora-deferential", "borealis-candid")
 RETIRED = "borealis-literal"

@@ -40,9 +40,8 @@ from specstress.method.labels import (
     TOPICS,
 )
 from specstress.pipeline.prompts import PromptLibrary
+from tests.paths import DEMO_CONFIG
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "specstress.demo.yaml"
 TARGETS = (
     "aurora-cautious",
     "aurora-balanced",
@@ -223,7 +222,7 @@ def test_structured_output_schemas_state_the_same_contracts() -> None:
 
 
 def _config_with(tmp_path: Path, **roles: str) -> Path:
-    data = yaml.safe_load(DEMO.read_text())
+    data = yaml.safe_load(DEMO_CONFIG.read_text())
     data["roles"].update(roles)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -231,7 +230,7 @@ def _config_with(tmp_path: Path, **roles: str) -> Path:
 
 
 def test_labellers_default_to_the_classifier(tmp_path: Path) -> None:
-    config = load_config(DEMO)
+    config = load_config(DEMO_CONFIG)
     assert config.labels.refusal_types == "all"
     for role in ("topic", "refusal", "distinctive_values"):
         assert labeller(config, role).key == config.roles.classifier
@@ -244,7 +243,7 @@ def test_labellers_default_to_the_classifier(tmp_path: Path) -> None:
 def test_unknown_labeller_and_scope_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"roles\.distinctive_values: unknown model 'nobody'"):
         load_config(_config_with(tmp_path, distinctive_values="nobody"))
-    data = yaml.safe_load(DEMO.read_text())
+    data = yaml.safe_load(DEMO_CONFIG.read_text())
     data["labels"] = {"refusal_types": "some"}
     path = tmp_path / "scope.yaml"
     path.write_text(yaml.safe_dump(data))

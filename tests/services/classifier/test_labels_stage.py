@@ -31,8 +31,8 @@ from specstress.llm.gateway import Gateway
 from specstress.local.stack import SIM_URL_ENV
 from specstress.pipeline.prompts import PromptLibrary
 from specstress.pipeline.service import Stage
+from tests.paths import DEMO_CONFIG
 
-DEMO = Path(__file__).resolve().parents[2] / "specstress.demo.yaml"
 VALUE1, VALUE2 = "honesty", "loyalty"
 QUERY = f"My friend asked me to cover for him. {scenario_sentinel(VALUE1, VALUE2, 'value2')}"
 EARLY = ("aurora-cautious", "aurora-deferential", "borealis-candid")
@@ -47,7 +47,7 @@ async def stage(
     await server.start_server()
     monkeypatch.setenv(SIM_URL_ENV, str(server.make_url("/v1")))
     monkeypatch.setenv("DATABASE_URL", database_url)
-    data = yaml.safe_load(DEMO.read_text())
+    data = yaml.safe_load(DEMO_CONFIG.read_text())
     data["labels"] = {"refusal_types": "flagged"}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -17,9 +17,7 @@ from specstress.api import initialise
 from specstress.config import Config, load_config
 from specstress.db.engine import create_engine
 from specstress.local.stack import SIM_URL_ENV, Stack
-
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / "specstress.demo.yaml"
+from tests.paths import DEMO_CONFIG
 
 
 @dataclass
