@@ -32,6 +32,9 @@ from specstress.local.servers import (
     stop_servers_under,
 )
 
+# these tests start private NATS and Postgres servers of their own
+pytestmark = pytest.mark.integration
+
 
 def _processes_using(folder: Path) -> list[int]:
     """Pids whose command line mentions `folder` or that work inside it (Postgres backends
