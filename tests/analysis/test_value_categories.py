@@ -7,12 +7,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.llm_sim.server import build_app
 from specstress.analysis import queries as analysis
 from specstress.analysis.value_mapping import run_value_mapping
 from specstress.config import EmbeddingConfig
@@ -42,16 +40,6 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     created = create_engine(database_url, pool_size=2)
     yield created
     await created.dispose()
-
-
-@pytest.fixture
-async def simulator_url() -> AsyncIterator[str]:
-    runner = web.AppRunner(build_app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}/v1"
-    await runner.cleanup()
 
 
 async def _distinctive(engine: AsyncEngine, rows: list[tuple[str, str, list[str]]]) -> None:

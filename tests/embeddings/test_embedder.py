@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.llm_sim.embeddings import embed_text
 from services.llm_sim.server import build_app
 from specstress.config import EmbeddingConfig, RetryPolicy
-from specstress.db.engine import create_engine
 from specstress.db.schema import embedding_cache, llm_calls, metadata
 from specstress.embeddings import Embedder, open_embedder
 from specstress.llm.errors import LLMError
@@ -53,13 +52,6 @@ async def _serve(app: web.Application) -> AsyncIterator[str]:
 async def simulator() -> AsyncIterator[str]:
     async for url in _serve(build_app()):
         yield url
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    created = create_engine(database_url, pool_size=4)
-    yield created
-    await created.dispose()
 
 
 async def _ledger(engine: AsyncEngine) -> list[tuple[str, str | None, int | None]]:

@@ -12,14 +12,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from aiohttp.test_utils import TestServer
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from services.llm_sim import build_app
 from specstress.api import add_discovered, initialise
 from specstress.cli.main import app
 from specstress.config import Config
@@ -30,16 +28,13 @@ from specstress.llm import Gateway
 from specstress.watch import Leadership, Watcher, resolve_model
 from specstress.watch import store as discoveries
 from tests.paths import DEMO_CONFIG
+from tests.support.simulator import served_simulator
 
 
 @pytest.fixture
 async def sim_url() -> AsyncIterator[str]:
-    server = TestServer(build_app())
-    await server.start_server()
-    try:
-        yield str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
+    async with served_simulator() as url:
+        yield url
 
 
 def watch_config(
