@@ -7,7 +7,6 @@ tier; elsewhere a test that uses the servers below is `integration`, any other i
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -16,18 +15,19 @@ from pathlib import Path
 
 import nats
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from specstress.db.migrate import upgrade
+from specstress.db.engine import create_engine
 from specstress.local.servers import (
     Infra,
-    drop_database,
-    ensure_database,
     env_nats_url,
     pid_alive,
     resolve_infra,
     start_nats,
     stop_servers_under,
 )
+from tests.support.database import fresh_database
+from tests.support.simulator import served_simulator
 
 _PREFIX = "specstress-test-"
 _OWNER = "owner.pid"
@@ -88,13 +88,23 @@ def infra() -> Iterator[Infra]:
 @pytest.fixture
 async def database_url(infra: Infra) -> AsyncIterator[str]:
     """A fresh database with the project's schema, dropped after the test."""
-    name = f"t_{secrets.token_hex(8)}"
-    url = await ensure_database(infra.database_url, name)
-    try:
-        await upgrade(url)
+    async with fresh_database(infra) as url:
         yield url
-    finally:
-        await drop_database(infra.database_url, name)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    created = create_engine(database_url, pool_size=4)
+    yield created
+    await created.dispose()
+
+
+@pytest.fixture
+async def sim_url() -> AsyncIterator[str]:
+    """The simulator in this process; it refuses a call without a key, so a call that succeeds
+    proves the client sent its key where the protocol wants it."""
+    async with served_simulator(require_key=True) as url:
+        yield url
 
 
 @pytest.fixture

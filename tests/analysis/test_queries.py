@@ -10,8 +10,6 @@ from math import ceil
 
 import numpy as np
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 
@@ -19,7 +17,6 @@ from specstress.analysis import queries as analysis
 from specstress.analysis.queries import Filters
 from specstress.analysis.reports import OutputFormat, build_report, render
 from specstress.db.engine import create_engine
-from specstress.db.schema import metadata
 from specstress.errors import InputError
 from specstress.method.agreement import ensemble_statistics
 from tests.support.analysis_facts import (
@@ -38,6 +35,7 @@ from tests.support.analysis_facts import (
     query,
     verdict_id,
 )
+from tests.support.schema import mentioning, schema_differences
 
 MY_TABLES = {
     "model_set_rules",
@@ -60,14 +58,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 async def test_migration_matches_schema_for_the_analysis_tables(engine: AsyncEngine) -> None:
-    def differences(connection: object) -> list[object]:
-        context = MigrationContext.configure(connection)  # type: ignore[arg-type]
-        return [
-            d for d in compare_metadata(context, metadata) if any(t in repr(d) for t in MY_TABLES)
-        ]
-
-    async with engine.connect() as conn:
-        assert await conn.run_sync(differences) == []
+    assert mentioning(await schema_differences(engine), MY_TABLES) == []
 
 
 async def test_model_sets_and_vendors_follow_the_config(engine: AsyncEngine) -> None:

@@ -6,20 +6,15 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
-from aiohttp import web
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.llm_sim.server import build_app
 from specstress import ids
 from specstress.analysis.selections import in_selection, list_selections, selection_scenarios
-from specstress.db.engine import create_engine
 from specstress.db.schema import (
     disagreement,
     llm_calls,
@@ -41,23 +36,6 @@ def _query(pair: int, variant: str) -> str:
     return (
         f"Case {pair}: my {topic} conflicts with {other} at work; what should I do?{lean[variant]}"
     )
-
-
-@pytest.fixture
-async def simulator_url() -> AsyncIterator[str]:
-    runner = web.AppRunner(build_app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}/v1"
-    await runner.cleanup()
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    created = create_engine(database_url, pool_size=4)
-    yield created
-    await created.dispose()
 
 
 async def _add_scenarios(engine: AsyncEngine, pairs: range) -> list[str]:

@@ -7,17 +7,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.llm_sim.server import build_app
 from specstress.analysis import queries as analysis
 from specstress.analysis.value_mapping import run_value_mapping
 from specstress.config import EmbeddingConfig
 from specstress.db.engine import create_engine
-from specstress.db.schema import metadata
 from specstress.embeddings import text_hash
 from specstress.method.taxonomy import load_taxonomy
 from tests.support.analysis_facts import (
@@ -30,6 +25,7 @@ from tests.support.analysis_facts import (
     query,
     response_id,
 )
+from tests.support.schema import mentioning, schema_differences
 
 TAXONOMY = "tv"
 KEY = "emb"
@@ -42,16 +38,6 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     created = create_engine(database_url, pool_size=2)
     yield created
     await created.dispose()
-
-
-@pytest.fixture
-async def simulator_url() -> AsyncIterator[str]:
-    runner = web.AppRunner(build_app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}/v1"
-    await runner.cleanup()
 
 
 async def _distinctive(engine: AsyncEngine, rows: list[tuple[str, str, list[str]]]) -> None:
@@ -80,12 +66,7 @@ async def _distinctive(engine: AsyncEngine, rows: list[tuple[str, str, list[str]
 
 
 async def test_migration_matches_schema_for_value_categories(engine: AsyncEngine) -> None:
-    def differences(connection: object) -> list[object]:
-        context = MigrationContext.configure(connection)  # type: ignore[arg-type]
-        return [d for d in compare_metadata(context, metadata) if "value_categories" in repr(d)]
-
-    async with engine.connect() as conn:
-        assert await conn.run_sync(differences) == []
+    assert mentioning(await schema_differences(engine), ["value_categories"]) == []
 
 
 async def test_figures_10_and_11_equal_hand_counts(engine: AsyncEngine) -> None:

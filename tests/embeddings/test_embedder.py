@@ -12,20 +12,18 @@ import numpy as np
 import openai
 import pytest
 from aiohttp import web
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from google import genai
 from google.genai import types as genai_types
-from sqlalchemy import Connection, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.llm_sim.embeddings import embed_text
 from services.llm_sim.server import build_app
 from specstress.config import EmbeddingConfig, RetryPolicy
-from specstress.db.engine import create_engine
-from specstress.db.schema import embedding_cache, llm_calls, metadata
+from specstress.db.schema import embedding_cache, llm_calls
 from specstress.embeddings import Embedder, open_embedder
 from specstress.llm.errors import LLMError
+from tests.support.schema import schema_differences
 
 KEY_ENV = "SPECSTRESS_EMBEDDING_TEST_KEY"
 CANARY = "sk-embed-canary-41d9c0b7"
@@ -53,13 +51,6 @@ async def _serve(app: web.Application) -> AsyncIterator[str]:
 async def simulator() -> AsyncIterator[str]:
     async for url in _serve(build_app()):
         yield url
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    created = create_engine(database_url, pool_size=4)
-    yield created
-    await created.dispose()
 
 
 async def _ledger(engine: AsyncEngine) -> list[tuple[str, str | None, int | None]]:
@@ -286,11 +277,6 @@ async def test_local_minilm_model(
     assert await _ledger(engine) == []
 
 
-def _diff(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection)
-    return list(compare_metadata(context, metadata))
-
-
 def _table_of(change: Any) -> str | None:
     item = change[0] if isinstance(change, list) else change
     for part in item[1:]:
@@ -306,7 +292,6 @@ def _table_of(change: Any) -> str | None:
 
 
 async def test_migration_0005_matches_the_schema(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        changes = await conn.run_sync(_diff)
+    changes = await schema_differences(engine)
     mine = [c for c in changes if _table_of(c) in MY_TABLES]
     assert mine == []

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from specstress.db.engine import create_engine
-from specstress.db.schema import metadata
+from tests.support.schema import mentioning, schema_differences
 
 INDEXES = {
     "ix_disagreement_set_d",
@@ -20,13 +16,10 @@ INDEXES = {
 
 
 async def test_the_explorer_indexes_match_the_schema(database_url: str) -> None:
-    def differences(conn: Connection) -> list[Any]:
-        return list(compare_metadata(MigrationContext.configure(conn), metadata))
-
     engine = create_engine(database_url, pool_size=1)
     try:
+        diffs = await schema_differences(engine)
         async with engine.connect() as conn:
-            diffs = await conn.run_sync(differences)
             found = {
                 r.indexname
                 for r in await conn.execute(
@@ -36,5 +29,5 @@ async def test_the_explorer_indexes_match_the_schema(database_url: str) -> None:
             }
     finally:
         await engine.dispose()
-    assert [d for d in diffs if any(name in repr(d) for name in INDEXES)] == []
+    assert mentioning(diffs, INDEXES) == []
     assert found == INDEXES

@@ -119,13 +119,6 @@ async def provider() -> AsyncIterator[ScriptedProvider]:
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    created = create_engine(database_url, pool_size=4)
-    yield created
-    await created.dispose()
-
-
-@pytest.fixture
 async def gateway(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Gateway]:
     monkeypatch.setenv(KEY_ENV, CANARY)
     opened = Gateway(engine, service="gateway-test")

@@ -62,6 +62,21 @@ async def rows(database_url: str, sql: str) -> list[dict[str, Any]]:
         await engine.dispose()
 
 
+async def check_planted_disagreement(
+    running: RunningStack, database_url: str
+) -> dict[tuple[str, str], float]:
+    """Every stored D is the planted one and none is missing or extra; returns the planted D."""
+    stored = {
+        (str(r["scenario_id"]), str(r["model_set"])): float(r["disagreement"])
+        for r in await rows(database_url, "SELECT * FROM disagreement")
+    }
+    expected = await planted_disagreement(running, database_url)
+    assert stored.keys() == expected.keys()
+    for key, value in expected.items():
+        assert stored[key] == pytest.approx(value, abs=1e-9), key
+    return expected
+
+
 async def planted_disagreement(
     running: RunningStack, database_url: str
 ) -> dict[tuple[str, str], float]:

@@ -12,34 +12,28 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from aiohttp.test_utils import TestServer
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from prometheus_client import REGISTRY
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
-from services.llm_sim import build_app
 from specstress.api import add_discovered, initialise
 from specstress.cli.main import app
 from specstress.config import Config
 from specstress.contracts import Event, ModelRegistered
 from specstress.db.engine import create_engine
-from specstress.db.schema import metadata
 from specstress.llm import Gateway
 from specstress.watch import Leadership, Watcher, resolve_model
 from specstress.watch import store as discoveries
 from tests.paths import DEMO_CONFIG
+from tests.support.schema import mentioning, schema_differences
+from tests.support.simulator import served_simulator
 
 
 @pytest.fixture
 async def sim_url() -> AsyncIterator[str]:
-    server = TestServer(build_app())
-    await server.start_server()
-    try:
-        yield str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
+    async with served_simulator() as url:
+        yield url
 
 
 def watch_config(
@@ -244,17 +238,6 @@ async def test_a_proposed_model_is_registered_by_hand(
     assert missing.exit_code == 2 and "'gpt-x' is not registered" in missing.output
 
 
-async def test_migration_matches_schema_for_the_watch_tables(database_url: str) -> None:
-    def differences(connection: object) -> list[object]:
-        context = MigrationContext.configure(connection)  # type: ignore[arg-type]
-        watched = ("discovered_models", "model_comparisons", "'models'")
-        return [
-            d for d in compare_metadata(context, metadata) if any(t in repr(d) for t in watched)
-        ]
-
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-            assert await conn.run_sync(differences) == []
-    finally:
-        await engine.dispose()
+async def test_migration_matches_schema_for_the_watch_tables(engine: AsyncEngine) -> None:
+    watched = ("discovered_models", "model_comparisons", "'models'")
+    assert mentioning(await schema_differences(engine), watched) == []

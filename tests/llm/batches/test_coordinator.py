@@ -10,9 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.llm_sim import build_app
@@ -20,7 +18,6 @@ from services.llm_sim.answers import Message, answer
 from services.llm_sim.conditions import BatchConditions, Conditions
 from specstress.config import BatchMode, ModelConfig, Prices, StageBatches
 from specstress.db.engine import create_engine
-from specstress.db.schema import metadata
 from specstress.llm.batches import coordinator as coordinator_module
 from specstress.llm.batches import queue as batch_db
 from specstress.llm.batches.apis import BATCH_APIS
@@ -28,6 +25,7 @@ from specstress.llm.errors import BatchPending
 from specstress.llm.gateway import Gateway
 from specstress.llm.messages import ChatMessage, ModelOutput, Usage
 from specstress.llm.traffic.accounting import call_cost
+from tests.support.schema import mentioning, schema_differences
 
 STAGE = "responder"
 PRICES = Prices(input_per_mtok=3.0, output_per_mtok=15.0, batch_discount=0.5)
@@ -118,12 +116,7 @@ async def _sim_stats(sim_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 async def test_the_migration_creates_exactly_the_declared_tables(engine: AsyncEngine) -> None:
-    def differences(conn: Connection) -> list[Any]:
-        return list(compare_metadata(MigrationContext.configure(conn), metadata))
-
-    async with engine.connect() as conn:
-        diffs = await conn.run_sync(differences)
-    assert [d for d in diffs if any(t in repr(d) for t in OUR_TABLES)] == []
+    assert mentioning(await schema_differences(engine), OUR_TABLES) == []
 
 
 @pytest.mark.parametrize("protocol", ["openai", "anthropic"])

@@ -12,7 +12,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from services.llm_sim import build_app
 from services.llm_sim.catalogue import EMBEDDING_MODEL
 from services.llm_sim.personas import PERSONAS, UNRELEASED
 from specstress.config import RetryPolicy, WatchProvider
@@ -22,16 +21,6 @@ from specstress.llm.providers import anthropic, gemini
 
 KEY_ENV = "SPECSTRESS_LISTING_TEST_KEY"
 LISTED = set(PERSONAS) - UNRELEASED
-
-
-@pytest.fixture
-async def sim_url() -> AsyncIterator[str]:
-    server = TestServer(build_app(require_key=True))
-    await server.start_server()
-    try:
-        yield str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
 
 
 @pytest.fixture

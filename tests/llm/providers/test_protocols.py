@@ -15,12 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.compliance_judge.app import VERDICT_SCHEMA, Verdict
-from services.llm_sim import build_app
 from services.llm_sim.answers import Message, answer
 from services.llm_sim.personas import scenario_sentinel, stance_sentinel
 from specstress.analysis import summary as reports
 from specstress.config import ModelConfig, Prices, RetryPolicy
-from specstress.db.engine import create_engine
 from specstress.db.schema import llm_calls
 from specstress.errors import BadModelOutput
 from specstress.llm import ChatMessage, Gateway, LLMError
@@ -68,23 +66,6 @@ def parse_verdict(text: str) -> Verdict:
         return Verdict.model_validate(json_object(text))
     except ValidationError as exc:
         raise BadModelOutput(f"not a verdict: {exc.errors()[0]['msg']}") from None
-
-
-@pytest.fixture
-async def sim_url() -> AsyncIterator[str]:
-    server = TestServer(build_app(require_key=True))
-    await server.start_server()
-    try:
-        yield str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    created = create_engine(database_url, pool_size=4)
-    yield created
-    await created.dispose()
 
 
 @pytest.fixture

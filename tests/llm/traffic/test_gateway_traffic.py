@@ -5,7 +5,6 @@ Counts come from the simulator (`/sim/stats`): what it received is what would ha
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.config import Budget, ModelConfig
-from specstress.db.engine import create_engine
 from specstress.llm import ChatMessage, Gateway, LLMError
 from specstress.llm.errors import BudgetExhausted, LLMDeferred
 from specstress.llm.traffic import store as limits
@@ -24,13 +22,6 @@ from tests.support.traffic_harness import Sim, model, simulator, specstress_cli,
 
 SHARED_KEY = "SPECSTRESS_TRAFFIC_SHARED_KEY"
 OTHER_KEY = "SPECSTRESS_TRAFFIC_OTHER_KEY"
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    created = create_engine(database_url, pool_size=4)
-    yield created
-    await created.dispose()
 
 
 @pytest.fixture

@@ -7,15 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import Connection, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.db.engine import create_engine
-from specstress.db.schema import llm_rate_limits, metadata
+from specstress.db.schema import llm_rate_limits
 from specstress.llm.ledger import AttemptRecord, record_attempt
 from specstress.llm.traffic import store as limits
+from tests.support.schema import schema_differences
 
 KEY = "k" * 64
 OUR_TABLES = {"llm_rate_limits", "llm_provider_pauses", "llm_spend", "message_deferrals"}
@@ -45,11 +44,7 @@ def _tables_named(diff: Any) -> set[str]:
 
 
 async def test_the_migration_creates_exactly_the_declared_tables(engine: AsyncEngine) -> None:
-    def differences(conn: Connection) -> list[Any]:
-        return list(compare_metadata(MigrationContext.configure(conn), metadata))
-
-    async with engine.connect() as conn:
-        diffs = await conn.run_sync(differences)
+    diffs = await schema_differences(engine)
     assert [d for d in diffs if _tables_named(d) & OUR_TABLES] == []
 
 

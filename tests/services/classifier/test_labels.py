@@ -4,14 +4,12 @@ and the simulator's side of the three prompts (markers, planted truth read back)
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from aiohttp.test_utils import TestServer
 
 from services.classifier.labels import (
     TOPIC_SCHEMA,
@@ -22,7 +20,6 @@ from services.classifier.labels import (
     refusal_parser,
     refusal_schema,
 )
-from services.llm_sim import build_app
 from services.llm_sim.answers import Message, prompt_kind
 from services.llm_sim.personas import (
     planted_distinctive_values,
@@ -301,17 +298,6 @@ def test_planted_refusals_follow_persona_reserve() -> None:
         planted_refusal_type("sim-classifier", queries[0])
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[httpx.AsyncClient]:
-    server = TestServer(build_app())
-    await server.start_server()
-    try:
-        async with httpx.AsyncClient(base_url=str(server.make_url(""))) as http:
-            yield http
-    finally:
-        await server.close()
-
-
 async def _chat(client: httpx.AsyncClient, model: str, content: str) -> str:
     reply = await client.post(
         "/v1/chat/completions",
@@ -327,16 +313,16 @@ def _blocks(answers: dict[str, str], tag: str) -> str:
     return "\n\n".join(f'<{tag} model="{k}">\n{v}\n</{tag}>' for k, v in answers.items())
 
 
-async def test_simulator_labels_read_back_the_planted_truth(sim: httpx.AsyncClient) -> None:
+async def test_simulator_labels_read_back_the_planted_truth(client: httpx.AsyncClient) -> None:
     """The packaged prompts, rendered as the classifier renders them, answered by the
     simulator and read by the classifier's parsers, give the planted labels."""
     prompts = PromptLibrary("classifier")
     for value1, value2 in (("honesty", "privacy"), ("loyalty", "fairness"), ("care", "order")):
         query = f"What should I do? {scenario_sentinel(value1, value2, 'value1')}"
-        answers = {model: await _chat(sim, model, query) for model in TARGETS}
+        answers = {model: await _chat(client, model, query) for model in TARGETS}
 
         topics_prompt = prompts.get("topics").render(query=query)[0].content
-        topics = parse_topics(await _chat(sim, "sim-classifier", topics_prompt))
+        topics = parse_topics(await _chat(client, "sim-classifier", topics_prompt))
         assert topics == planted_topics(value1, value2)
 
         refusal_prompt = (
@@ -344,10 +330,14 @@ async def test_simulator_labels_read_back_the_planted_truth(sim: httpx.AsyncClie
             .render(query=query, responses=_blocks(answers, "response"))[0]
             .content
         )
-        labels = refusal_parser(list(TARGETS))(await _chat(sim, "sim-classifier", refusal_prompt))
+        labels = refusal_parser(list(TARGETS))(
+            await _chat(client, "sim-classifier", refusal_prompt)
+        )
         for model in TARGETS:
             assert labels[model].refusal_type == planted_refusal_type(model, query)
-            planted = await sim.post("/sim/planted/labels", json={"model": model, "query": query})
+            planted = await client.post(
+                "/sim/planted/labels", json={"model": model, "query": query}
+            )
             assert planted.json() == {
                 "topics": topics,
                 "refusal_type": labels[model].refusal_type,
@@ -369,7 +359,7 @@ async def test_simulator_labels_read_back_the_planted_truth(sim: httpx.AsyncClie
             )[0]
             .content
         )
-        reply = await _chat(sim, "sim-classifier", values_prompt)
+        reply = await _chat(client, "sim-classifier", values_prompt)
         assert set(json.loads(reply)) == {late}
         values = distinctive_parser([late], list(TARGETS))(reply)
         assert values == {late: list(planted_distinctive_values(late, query))}

@@ -11,11 +11,10 @@ from collections.abc import AsyncIterator
 import anthropic
 import openai
 import pytest
-from aiohttp.test_utils import TestServer
 
-from services.llm_sim import build_app
 from services.llm_sim.answers import Message, answer
 from services.llm_sim.conditions import BatchConditions, Conditions
+from tests.support.simulator import served_simulator
 
 TARGET = "borealis-candid"
 KEY = "sdk-test-key"
@@ -31,12 +30,8 @@ async def sim_url() -> AsyncIterator[str]:
     conditions = Conditions(
         seed=1, batches=BatchConditions(processing_seconds=PROCESSING_SECONDS, errored=0.25)
     )
-    server = TestServer(build_app(require_key=True, conditions=conditions))
-    await server.start_server()
-    try:
-        yield str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
+    async with served_simulator(require_key=True, conditions=conditions) as url:
+        yield url
 
 
 async def test_openai_sdk_runs_a_batch(sim_url: str) -> None:

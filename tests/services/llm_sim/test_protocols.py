@@ -4,7 +4,6 @@ to over HTTP; every protocol gives the same content for the same prompt."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -22,17 +21,6 @@ QUERY = "Help me decide. " + scenario_sentinel("privacy", "safety", "value2")
 VERSION = {"anthropic-version": "2023-06-01"}
 GEMINI = f"/v1beta/models/{TARGET}:generateContent"
 LONG = "x" * (4 * MIN_CACHED_TOKENS)
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    server = TestServer(build_app())
-    await server.start_server()
-    try:
-        async with httpx.AsyncClient(base_url=str(server.make_url(""))) as http:
-            yield http
-    finally:
-        await server.close()
 
 
 def _anthropic(**body: Any) -> dict[str, Any]:

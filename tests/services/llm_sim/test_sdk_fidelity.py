@@ -7,18 +7,14 @@ against it are tested against something real clients accept.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anthropic
 import openai
 import pytest
-from aiohttp.test_utils import TestServer
 from anthropic.types import ToolParam
 from google import genai
 from google.genai import types as genai_types
 from pydantic import BaseModel
 
-from services.llm_sim import build_app
 from services.llm_sim.answers import Message, answer
 from services.llm_sim.personas import scenario_sentinel
 
@@ -37,17 +33,6 @@ pytestmark = pytest.mark.filterwarnings(
 class Colour(BaseModel):
     name: str
     shade_count: int
-
-
-@pytest.fixture
-async def sim_url() -> AsyncIterator[str]:
-    # require_key: a call that succeeds proves the SDK sent its key where the protocol wants it
-    server = TestServer(build_app(require_key=True))
-    await server.start_server()
-    try:
-        yield str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
 
 
 def _expected(model: str = TARGET) -> str:

@@ -9,14 +9,12 @@ import math
 import re
 import statistics
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from aiohttp.test_utils import TestServer
 
-from services.llm_sim import PERSONAS, build_app, planted_positions
+from services.llm_sim import PERSONAS, planted_positions
 from services.llm_sim.answers import Message, prompt_kind
 from services.llm_sim.personas import (
     SPECTRUM_POSITIONS,
@@ -52,17 +50,6 @@ VALUE_NAMES = (
 )
 PAIRS = list(itertools.permutations(VALUE_NAMES, 2))
 REASK = reask("value2_bias_spectrum must be a list of exactly 7 steps (found 6)")
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    server = TestServer(build_app())
-    await server.start_server()
-    try:
-        async with httpx.AsyncClient(base_url=str(server.make_url(""))) as http:
-            yield http
-    finally:
-        await server.close()
 
 
 def _user(text: str) -> list[dict[str, str]]:
