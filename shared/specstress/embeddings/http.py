@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import random
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 from httpx_aiohttp import AiohttpTransport
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
@@ -32,8 +31,8 @@ from specstress.config import EmbeddingConfig
 from specstress.llm import http
 from specstress.llm.errors import LLMError
 from specstress.llm.ledger import AttemptRecord, record_attempt
-from specstress.llm.protocol import ProviderError
-from specstress.llm.providers.gemini import GeminiGenerate
+from specstress.llm.protocol import MAX_ERROR_CHARS, LenientModel, ProviderError
+from specstress.llm.providers.gemini import GeminiGenerate, api_root
 from specstress.llm.providers.openai import OpenAIChat
 from specstress.llm.retry import backoff_seconds
 
@@ -48,7 +47,6 @@ __all__ = [
 
 STAGE = "embedding"
 _MAX_CONNECTIONS = 64
-_MAX_ERROR_CHARS = 500
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +57,25 @@ class EmbeddingAnswer:
     input_tokens: int
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class _OpenAIItem(_Lenient):
+class _OpenAIItem(LenientModel):
     index: int
     embedding: list[float]
 
 
-class _OpenAIUsage(_Lenient):
+class _OpenAIUsage(LenientModel):
     prompt_tokens: int = 0
 
 
-class _OpenAIAnswer(_Lenient):
+class _OpenAIAnswer(LenientModel):
     data: list[_OpenAIItem]
     usage: _OpenAIUsage | None = None
 
 
-class _GeminiItem(_Lenient):
+class _GeminiItem(LenientModel):
     values: list[float]
 
 
-class _GeminiAnswer(_Lenient):
+class _GeminiAnswer(LenientModel):
     embeddings: list[_GeminiItem]
 
 
@@ -105,7 +99,7 @@ class OpenAIEmbeddingsWire:
         return f"{config.base_url.rstrip('/')}/embeddings"
 
     def headers(self, api_key: SecretStr | None) -> dict[str, str]:
-        return {} if api_key is None else {"Authorization": f"Bearer {api_key.get_secret_value()}"}
+        return OpenAIChat.api_headers(api_key)
 
     def body(self, config: EmbeddingConfig, texts: Sequence[str]) -> dict[str, Any]:
         return {
@@ -134,13 +128,10 @@ class OpenAIEmbeddingsWire:
 class GeminiEmbeddingsWire:
     def url(self, config: EmbeddingConfig) -> str:
         assert config.base_url is not None
-        base = config.base_url.rstrip("/")
-        if not re.search(r"/v1(beta|alpha)?$", base):
-            base = f"{base}/v1beta"
-        return f"{base}/models/{_gemini_model(config)}:batchEmbedContents"
+        return f"{api_root(config.base_url)}/models/{_gemini_model(config)}:batchEmbedContents"
 
     def headers(self, api_key: SecretStr | None) -> dict[str, str]:
-        return {} if api_key is None else {"x-goog-api-key": api_key.get_secret_value()}
+        return GeminiGenerate.api_headers(api_key)
 
     def body(self, config: EmbeddingConfig, texts: Sequence[str]) -> dict[str, Any]:
         model = f"models/{_gemini_model(config)}"
@@ -250,7 +241,7 @@ class HttpEmbeddings:
                     raise ValueError("success status with a non-JSON body")
                 return wire.answer(payload, len(texts))
             except ValueError as exc:
-                message = http.scrub(str(exc), api_key)[:_MAX_ERROR_CHARS]
+                message = http.scrub(str(exc), api_key)[:MAX_ERROR_CHARS]
                 raise LLMError("retryable", message, http_status=status) from None
         raise http.reply_error(response, wire.error(payload, response.text), api_key)
 
