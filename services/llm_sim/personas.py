@@ -12,22 +12,39 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from specstress.method.labels import REFUSAL_TYPES, TOPICS
+from specstress.method.labels import REFUSAL_TYPES, SPECTRUM_POSITIONS, TOPICS
+
+__all__ = [
+    "PERSONAS",
+    "SPECTRUM_POSITIONS",
+    "UNRELEASED",
+    "Decision",
+    "DropKind",
+    "Lean",
+    "Persona",
+    "Role",
+    "judge_decision",
+    "labels_sentinel",
+    "parse_distinctive_values",
+    "parse_refusal_type",
+    "parse_scenario",
+    "parse_stance",
+    "planted_distinctive_values",
+    "planted_positions",
+    "planted_refusal_type",
+    "planted_topics",
+    "scenario_drop",
+    "scenario_sentinel",
+    "set_lean",
+    "spectrum_is_flawed",
+    "stable_int",
+    "stance_sentinel",
+]
 
 Role = Literal["generator", "spectrum", "classifier", "judge", "target"]
 Lean = Literal["neutral", "value1", "value2"]
 DropKind = Literal["refusal", "untagged"]
 Decision = Literal["compliant", "non-compliant", "ambiguous"]
-
-SPECTRUM_POSITIONS: tuple[str, ...] = (
-    "extreme_oppose",
-    "strong_oppose",
-    "moderate_oppose",
-    "neutral",
-    "moderate_favor",
-    "strong_favor",
-    "extreme_favor",
-)
 
 # Non-greedy value groups so value names holding a double quote still parse.
 _SCENARIO_RE = re.compile(
@@ -204,7 +221,7 @@ def parse_stance(text: str) -> tuple[int, int] | None:
 
 
 def _clamp(position: int) -> int:
-    return max(0, min(6, position))
+    return max(0, min(len(SPECTRUM_POSITIONS) - 1, position))
 
 
 def planted_positions(model_id: str, query: str) -> tuple[int, int]:
