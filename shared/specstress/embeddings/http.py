@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 from httpx_aiohttp import AiohttpTransport
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
@@ -31,7 +31,7 @@ from specstress.config import EmbeddingConfig
 from specstress.llm import http
 from specstress.llm.errors import LLMError
 from specstress.llm.ledger import AttemptRecord, record_attempt
-from specstress.llm.protocol import MAX_ERROR_CHARS, LenientModel, ProviderError
+from specstress.llm.protocol import MAX_ERROR_CHARS, LenientModel, ProtocolAdapter
 from specstress.llm.providers.gemini import GeminiGenerate, api_root
 from specstress.llm.providers.openai import OpenAIChat
 from specstress.llm.retry import backoff_seconds
@@ -80,9 +80,10 @@ class _GeminiAnswer(LenientModel):
 
 
 class _Wire(Protocol):
-    def url(self, config: EmbeddingConfig) -> str: ...
+    # the chat protocol of the same provider: its key headers and error bodies are the same
+    chat: ProtocolAdapter
 
-    def headers(self, api_key: SecretStr | None) -> dict[str, str]: ...
+    def url(self, config: EmbeddingConfig) -> str: ...
 
     def body(self, config: EmbeddingConfig, texts: Sequence[str]) -> dict[str, Any]: ...
 
@@ -90,16 +91,13 @@ class _Wire(Protocol):
         """Raises ValueError when the payload is not `count` vectors."""
         ...
 
-    def error(self, payload: Any, raw_text: str) -> ProviderError: ...
-
 
 class OpenAIEmbeddingsWire:
+    chat: ProtocolAdapter = OpenAIChat()
+
     def url(self, config: EmbeddingConfig) -> str:
         assert config.base_url is not None
         return f"{config.base_url.rstrip('/')}/embeddings"
-
-    def headers(self, api_key: SecretStr | None) -> dict[str, str]:
-        return OpenAIChat.api_headers(api_key)
 
     def body(self, config: EmbeddingConfig, texts: Sequence[str]) -> dict[str, Any]:
         return {
@@ -121,17 +119,13 @@ class OpenAIEmbeddingsWire:
         tokens = parsed.usage.prompt_tokens if parsed.usage is not None else 0
         return EmbeddingAnswer(vectors, tokens)
 
-    def error(self, payload: Any, raw_text: str) -> ProviderError:
-        return OpenAIChat().parse_error(payload, raw_text)
-
 
 class GeminiEmbeddingsWire:
+    chat: ProtocolAdapter = GeminiGenerate()
+
     def url(self, config: EmbeddingConfig) -> str:
         assert config.base_url is not None
         return f"{api_root(config.base_url)}/models/{_gemini_model(config)}:batchEmbedContents"
-
-    def headers(self, api_key: SecretStr | None) -> dict[str, str]:
-        return GeminiGenerate.api_headers(api_key)
 
     def body(self, config: EmbeddingConfig, texts: Sequence[str]) -> dict[str, Any]:
         model = f"models/{_gemini_model(config)}"
@@ -151,9 +145,6 @@ class GeminiEmbeddingsWire:
             raise ValueError(f"expected {count} embeddings, got {len(parsed.embeddings)}")
         # batchEmbedContents reports no token usage
         return EmbeddingAnswer(np.asarray([e.values for e in parsed.embeddings], np.float32), 0)
-
-    def error(self, payload: Any, raw_text: str) -> ProviderError:
-        return GeminiGenerate().parse_error(payload, raw_text)
 
 
 def _gemini_model(config: EmbeddingConfig) -> str:
@@ -229,7 +220,7 @@ class HttpEmbeddings:
             "POST",
             wire.url(config),
             json=wire.body(config, texts),
-            headers=wire.headers(api_key),
+            headers=wire.chat.api_headers(api_key),
             timeout=http.request_timeout(config.timeouts),
             api_key=api_key,
         )
@@ -243,7 +234,7 @@ class HttpEmbeddings:
             except ValueError as exc:
                 message = http.scrub(str(exc), api_key)[:MAX_ERROR_CHARS]
                 raise LLMError("retryable", message, http_status=status) from None
-        raise http.reply_error(response, wire.error(payload, response.text), api_key)
+        raise http.reply_error(response, wire.chat.parse_error(payload, response.text), api_key)
 
     async def _record(
         self,
