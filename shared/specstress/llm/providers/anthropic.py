@@ -190,16 +190,12 @@ class _ModelList(protocol.LenientModel):
     last_id: str | None = None
 
 
-def models_url(base_url: str) -> str:
-    return f"{_api_root(base_url)}/models"
-
-
 def list_models_request(
     base_url: str, api_key: SecretStr | None, cursor: str | None = None
 ) -> protocol.HttpRequest:
     """One page of the listing; `cursor` is the previous page's `last_id`."""
     return protocol.listing_request(
-        models_url(base_url),
+        f"{_api_root(base_url)}/models",
         AnthropicMessages.api_headers(api_key),
         {"limit": str(MODELS_PAGE_LIMIT), "after_id": cursor},
     )

@@ -222,16 +222,12 @@ class _ModelList(_Lenient):
     next_page_token: str | None = None
 
 
-def models_url(base_url: str) -> str:
-    return f"{api_root(base_url)}/models"
-
-
 def list_models_request(
     base_url: str, api_key: SecretStr | None, cursor: str | None = None
 ) -> protocol.HttpRequest:
     """One page of the listing; `cursor` is the previous page's `nextPageToken`."""
     return protocol.listing_request(
-        models_url(base_url),
+        f"{api_root(base_url)}/models",
         GeminiGenerate.api_headers(api_key),
         {"pageSize": str(MODELS_PAGE_SIZE), "pageToken": cursor},
     )
