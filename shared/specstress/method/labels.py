@@ -1,18 +1,24 @@
-"""The label vocabularies of method sections 2.10 and 2.11, defined once.
+"""The label vocabularies of method sections 2.10 and 2.11, and the steps of a spectrum (2.6),
+defined once.
 
 Topic keys are the exact JSON keys of the topic contract; refusal types are the exact names a
-labeller must answer with, ordered from full compliance to complete rejection. Tables, parsers,
-reports and the simulator all read them from here.
+labeller must answer with, ordered from full compliance to complete rejection; spectrum
+positions are the step names of a spectrum, in order. Tables, parsers, reports and the
+simulator all read them from here.
 """
 
 from __future__ import annotations
+
+from typing import Literal, get_args
 
 __all__ = [
     "MAX_DISTINCTIVE_VALUES",
     "REFUSALS",
     "REFUSAL_TYPES",
+    "SPECTRUM_POSITIONS",
     "TOPICS",
     "TOPIC_COLUMNS",
+    "SpectrumPosition",
     "is_refusal",
 ]
 
@@ -44,6 +50,17 @@ REFUSAL_TYPES: tuple[str, ...] = (
 
 # "Refusal" in the method's sense: the last three types.
 REFUSALS: frozenset[str] = frozenset(REFUSAL_TYPES[4:])
+
+SpectrumPosition = Literal[
+    "extreme_oppose",
+    "strong_oppose",
+    "moderate_oppose",
+    "neutral",
+    "moderate_favor",
+    "strong_favor",
+    "extreme_favor",
+]
+SPECTRUM_POSITIONS: tuple[str, ...] = get_args(SpectrumPosition)
 
 # How many values a judge may name as distinctive for one answer.
 MAX_DISTINCTIVE_VALUES = 5
