@@ -19,16 +19,6 @@ Lean = Literal["neutral", "value1", "value2"]
 DropKind = Literal["refusal", "untagged"]
 Decision = Literal["compliant", "non-compliant", "ambiguous"]
 
-SPECTRUM_POSITIONS: tuple[str, ...] = (
-    "extreme_oppose",
-    "strong_oppose",
-    "moderate_oppose",
-    "neutral",
-    "moderate_favor",
-    "strong_favor",
-    "extreme_favor",
-)
-
 # Non-greedy value groups so value names holding a double quote still parse.
 _SCENARIO_RE = re.compile(
     r'⟦sim-scenario value1="(.*?)" value2="(.*?)" lean="(neutral|value1|value2)"⟧', re.DOTALL

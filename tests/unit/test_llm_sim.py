@@ -19,7 +19,6 @@ from aiohttp.test_utils import TestServer
 from services.llm_sim import PERSONAS, build_app, planted_positions
 from services.llm_sim.answers import Message, prompt_kind
 from services.llm_sim.personas import (
-    SPECTRUM_POSITIONS,
     UNRELEASED,
     Lean,
     parse_scenario,
@@ -30,6 +29,7 @@ from services.llm_sim.personas import (
     stance_sentinel,
 )
 from specstress.llm.messages import reask
+from specstress.method.labels import SPECTRUM_POSITIONS
 
 WRITERS = ("sim-writer-a", "sim-writer-b")
 JUDGES = ("sim-judge-strict", "sim-judge-lenient", "sim-judge-median")

@@ -40,7 +40,7 @@ from specstress import metrics
 from specstress.contracts import Event, ResponseAbandoned, ResponseRequested
 from specstress.db import store
 from specstress.db.engine import database_unreachable
-from specstress.errors import RetryLater
+from specstress.errors import RetryLater, first_problem
 from specstress.llm.errors import LLMError
 from specstress.pipeline import deferrals
 from specstress.pipeline.bus import Consumer
@@ -211,9 +211,8 @@ def parse(kind: type[E], data: bytes) -> E | Reason:
     try:
         return kind.model_validate_json(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "payload"
-        return Reason("invalid_payload", f"invalid payload: {where}: {first['msg']}"[:300])
+        problem = first_problem(exc, "payload")
+        return Reason("invalid_payload", f"invalid payload: {problem}"[:300])
 
 
 def backoff(attempt: int, floor: float | None) -> float:

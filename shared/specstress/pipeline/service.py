@@ -10,10 +10,8 @@ running handlers finish before it closes what it opened.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,12 +20,11 @@ from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.nats import NatsBroker
 from prometheus_client import make_asgi_app
 
-from specstress.config import Config, load_config
+from specstress.config import Config
 from specstress.contracts import Event
 from specstress.db.engine import create_engine, database_unreachable
-from specstress.errors import InputError
 from specstress.llm.gateway import Gateway
-from specstress.llm.redact import RedactSecrets
+from specstress.pipeline import process
 from specstress.pipeline.bus import check_consumers, consumers, servers
 from specstress.pipeline.delivery import pull
 from specstress.pipeline.prompts import PromptLibrary
@@ -67,25 +64,11 @@ class Service:
         return fn
 
     def main(self, argv: list[str] | None = None) -> None:
-        parser = argparse.ArgumentParser(prog=f"python -m services.{self.name}")
-        parser.add_argument("--config", required=True, help="path to the specstress YAML config")
-        parser.add_argument("--metrics-port", type=int, help="override the configured port")
-        parser.add_argument("--host", default="127.0.0.1", help="metrics bind address")
-        args = parser.parse_args(argv)
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        try:
-            config = load_config(args.config)
-        except InputError as exc:
-            raise SystemExit(f"error: {exc}") from None
-        # one line per HTTP request drowns the service's own log
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        redact = RedactSecrets(
-            os.environ[env] for env in config.api_key_envs() if env in os.environ
-        )
-        for log_handler in logging.getLogger().handlers:
-            log_handler.addFilter(redact)
+        arguments = process.parser(f"python -m services.{self.name}")
+        arguments.add_argument("--metrics-port", type=int, help="override the configured port")
+        arguments.add_argument("--host", default="127.0.0.1", help="metrics bind address")
+        args = arguments.parse_args(argv)
+        config = process.configure(args.config)
         port = args.metrics_port
         if port is None:
             port = manifest(self.name).metrics_port
