@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.nats import NatsBroker
 from prometheus_client import make_asgi_app
 
-from specstress.config import Config
+from specstress.config import BusConfig, Config
 from specstress.contracts import Event
 from specstress.db.engine import create_engine, database_unreachable
 from specstress.llm.gateway import Gateway
@@ -31,10 +32,27 @@ from specstress.pipeline.prompts import PromptLibrary
 from specstress.pipeline.stage import E, Handler, Stage
 from specstress.pipeline.stages import manifest
 
-__all__ = ["SERVICE_POOL_SIZE", "Service"]
+__all__ = ["Service", "http_connections", "pool_size"]
 
 log = logging.getLogger("specstress.pipeline.service")
-SERVICE_POOL_SIZE = 20
+# A handler holds a connection only for its queries, a small share of its time in hand, so one
+# connection serves many handlers; the cap keeps every process of a fleet within the server's
+# max_connections (400 for the private servers).
+HANDLERS_PER_CONNECTION = 12
+MIN_POOL_SIZE = 10
+MAX_POOL_SIZE = 40
+
+
+def pool_size(bus: BusConfig) -> int:
+    """Postgres connections of one service process for the bus's in-flight target."""
+    wanted = math.ceil(bus.target_in_flight / HANDLERS_PER_CONNECTION)
+    return min(MAX_POOL_SIZE, max(MIN_POOL_SIZE, wanted))
+
+
+def http_connections(bus: BusConfig, service: str) -> int:
+    """The gateway's HTTP connections in one process of `service`: each message in hand makes
+    at most one call at a time (the models' `max_concurrency` may cap them lower)."""
+    return bus.target_in_flight * len(consumers(service))
 
 
 @dataclass
@@ -78,7 +96,7 @@ class Service:
         # A fixed pool, no overflow: a stage handles dozens of messages at once, and overflow
         # connections, closed on return, cost a new Postgres backend per message under load
         # (the pipeline profile's largest avoidable cost); waiting for a pooled one is cheaper.
-        engine = create_engine(config.database_url, pool_size=SERVICE_POOL_SIZE, max_overflow=0)
+        engine = create_engine(config.database_url, pool_size=pool_size(config.bus), max_overflow=0)
         gateway = Gateway(
             engine,
             service=self.name,
@@ -87,6 +105,7 @@ class Service:
             batch=config.batch,
             models=config.models,
             ledger=config.llm.ledger,
+            max_connections=http_connections(config.bus, self.name),
         )
         # The broker is the connection, health route and lifecycle; the consumers are pulled
         # by `delivery.pull`, which keeps messages flowing instead of fetching in lockstep
