@@ -141,12 +141,12 @@ class Gateway:
         batch: StageBatches | None = None,
         models: Sequence[ModelConfig] = (),
         ledger: LedgerSettings | None = None,
+        # HTTP connections open at once (a service derives it from bus.target_in_flight)
         max_connections: int = _MAX_CONNECTIONS,
     ) -> None:
         """`batch` turns on batch mode for the stages it enables (`models` are the configured
         models, whose jobs `batches.run()` sends and polls for the stage named `service`);
-        `ledger` says where paid answers wait while Postgres is unreachable;
-        `max_connections` bounds the HTTP connections open at once."""
+        `ledger` says where paid answers wait while Postgres is unreachable."""
         self._engine = engine
         settings = ledger or LedgerSettings()
         self.paid = PaidLedger(engine, Path(settings.spill_dir) / f"{service}.jsonl", settings)
