@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo view test test-faults lint bench bench-inflight bench-ratelimit bench-aggregation bench-kcenter clean test-ops demo-least-privilege stack-env nats-config
+.PHONY: install demo view test test-faults lint bench bench-ratelimit bench-aggregation bench-kcenter clean test-ops demo-least-privilege stack-env nats-config
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
@@ -39,14 +39,15 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.pipeline
 
-# LLM calls in flight across the fleet with the simulator at 1 s and 5 s per call (about 10
-# minutes)
-bench-inflight: $(STAMP)
-	$(BIN)/python -m bench.inflight
-
 # share of a 300 RPM limit two gateway processes use against the simulator (about 3 minutes)
 bench-ratelimit: $(STAMP)
 	$(BIN)/python -m bench.ratelimit
+
+# LLM calls in flight across the fleet with the simulator at 1 s and 5 s per call (about 10
+# minutes)
+.PHONY: bench-inflight
+bench-inflight: $(STAMP)
+	$(BIN)/python -m bench.inflight
 
 # every `specstress report` read on 411k synthetic scenarios x 12 models (about 20 minutes)
 bench-aggregation: $(STAMP)
