@@ -1,5 +1,8 @@
 """Shared fixtures: one Postgres per session with a fresh database per test, and a fresh NATS
-per test. NATS_URL / DATABASE_URL point them at servers of your own instead."""
+per test. NATS_URL / DATABASE_URL point them at servers of your own instead.
+
+Every test gets one tier marker (see tests/README.md): the whole-system folders name their own
+tier; elsewhere a test that uses the servers below is `integration`, any other is `unit`."""
 
 from __future__ import annotations
 
@@ -29,6 +32,12 @@ from specstress.local.servers import (
 _PREFIX = "specstress-test-"
 _OWNER = "owner.pid"
 
+# the folders that test the whole system, each a tier (and a marker) of its own
+SYSTEM_TIERS = frozenset({"e2e", "faults", "ops"})
+# the fixtures that bring up Postgres or NATS
+INFRASTRUCTURE = frozenset({"infra", "database_url", "nats_url", "server_tmp_path"})
+TESTS = Path(__file__).parent
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Stop servers left by earlier runs that were killed before their teardown ran."""
@@ -40,6 +49,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         if not pid_alive(owner):
             stop_servers_under(folder)
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        if folder in SYSTEM_TIERS:
+            item.add_marker(folder)
+        elif item.get_closest_marker("integration") is None:
+            fixtures = item.fixturenames if isinstance(item, pytest.Function) else ()
+            uses_servers = not INFRASTRUCTURE.isdisjoint(fixtures)
+            item.add_marker("integration" if uses_servers else "unit")
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from specstress.api import database, start_run
 from specstress.cli.main import app
 from specstress.local.stack import wait_until_idle
 from specstress.pipeline.progress import completeness
-from tests.pipeline_harness import planted_disagreement, rows, running_stack
+from tests.support.pipeline_harness import planted_disagreement, rows, running_stack
 
 pytestmark = pytest.mark.e2e
 PAIRS = 4

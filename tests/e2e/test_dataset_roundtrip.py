@@ -17,7 +17,7 @@ from specstress.dataset import TABLES, ExportFormat, export_dataset, import_data
 from specstress.db.migrate import upgrade
 from specstress.local.servers import Infra, drop_database, ensure_database
 from specstress.local.stack import wait_until_idle
-from tests.pipeline_harness import rows, running_stack
+from tests.support.pipeline_harness import rows, running_stack
 
 pytestmark = pytest.mark.e2e
 PAIRS = 4

@@ -12,7 +12,7 @@ from specstress.analysis.reports import REPORTS, build_report
 from specstress.api import add_model, start_run
 from specstress.local.stack import wait_until_idle
 from specstress.method.spec import load_spec
-from tests.pipeline_harness import planted_disagreement, rows, running_stack
+from tests.support.pipeline_harness import planted_disagreement, rows, running_stack
 
 pytestmark = pytest.mark.e2e
 PAIRS = 12

@@ -22,7 +22,8 @@ from specstress.api import start_run
 from specstress.db.migrate import upgrade
 from specstress.local.servers import Infra, drop_database, ensure_database
 from specstress.local.stack import wait_until_idle
-from tests.pipeline_harness import DEMO_CONFIG, rows, running_stack
+from tests.paths import DEMO_CONFIG
+from tests.support.pipeline_harness import rows, running_stack
 
 pytestmark = pytest.mark.faults
 PAIRS = 4

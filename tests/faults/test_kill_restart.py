@@ -9,7 +9,7 @@ import pytest
 
 from specstress.api import start_run
 from specstress.local.stack import wait_until_idle
-from tests.pipeline_harness import planted_disagreement, rows, running_stack
+from tests.support.pipeline_harness import planted_disagreement, rows, running_stack
 
 pytestmark = pytest.mark.faults
 
