@@ -13,12 +13,11 @@ from specstress.contracts import ResponseRequested
 from specstress.errors import InputError
 from specstress.pipeline.bus import Consumer, consumers
 from specstress.pipeline.service import http_connections, pool_size
-
-DEMO = Path(__file__).resolve().parents[2] / "specstress.demo.yaml"
+from tests.paths import DEMO_CONFIG
 
 
 def _load(tmp_path: Path, **bus: Any) -> Config:
-    data = yaml.safe_load(DEMO.read_text())
+    data = yaml.safe_load(DEMO_CONFIG.read_text())
     data["bus"] = {**data.get("bus", {}), **bus}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
