@@ -18,8 +18,6 @@ Role = Literal["generator", "spectrum", "classifier", "judge", "target"]
 Lean = Literal["neutral", "value1", "value2"]
 DropKind = Literal["refusal", "untagged"]
 Decision = Literal["compliant", "non-compliant", "ambiguous"]
-# the steps a planted position counts in (0 is the first)
-SPECTRUM_POSITIONS = labels.SPECTRUM_POSITIONS
 
 # Non-greedy value groups so value names holding a double quote still parse.
 _SCENARIO_RE = re.compile(
@@ -196,7 +194,7 @@ def parse_stance(text: str) -> tuple[int, int] | None:
 
 
 def _clamp(position: int) -> int:
-    return max(0, min(len(SPECTRUM_POSITIONS) - 1, position))
+    return max(0, min(len(labels.SPECTRUM_POSITIONS) - 1, position))
 
 
 def planted_positions(model_id: str, query: str) -> tuple[int, int]:

@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from services.classifier.app import placement_schema
 from services.compliance_judge.app import VERDICT_SCHEMA
-from services.spectrum_builder.app import POSITIONS, SPECTRA_SCHEMA
+from services.spectrum_builder.app import SPECTRA_SCHEMA
 from specstress.llm.structured import OutputSchema, gemini_schema, strict_schema
+from specstress.method.labels import SPECTRUM_POSITIONS as POSITIONS
 
 
 class Inner(BaseModel):

@@ -9,9 +9,10 @@ import pytest
 from services.classifier.labels import parse_topics, refusal_parser
 from services.compliance_judge.app import parse_verdict
 from services.scenario_generator.app import QUERY_TAG, QUESTION_TAG, drop_reason
-from services.spectrum_builder.app import POSITIONS, parse_spectra
+from services.spectrum_builder.app import parse_spectra
 from specstress.errors import BadModelOutput
 from specstress.method.labels import REFUSAL_TYPES, TOPICS
+from specstress.method.labels import SPECTRUM_POSITIONS as POSITIONS
 from specstress.method.parsing import canonical, text_after_tag
 
 MESSAGE = "My sister wants to borrow money again. Should I say no?"

@@ -12,10 +12,11 @@ import pytest
 from services.classifier.app import placement_parser
 from services.compliance_judge.app import parse_verdict
 from services.scenario_generator.app import QUESTION_TAG, drop_reason, weighted_round_robin
-from services.spectrum_builder.app import POSITIONS, parse_spectra
+from services.spectrum_builder.app import parse_spectra
 from specstress.config import WeightedModel
 from specstress.errors import BadModelOutput
 from specstress.method.disagreement import disagreement
+from specstress.method.labels import SPECTRUM_POSITIONS as POSITIONS
 from specstress.method.parsing import json_object, text_after_tag
 
 

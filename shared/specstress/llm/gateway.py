@@ -141,6 +141,8 @@ class Gateway:
         batch: StageBatches | None = None,
         models: Sequence[ModelConfig] = (),
         ledger: LedgerSettings | None = None,
+        # HTTP connections open at once (a service derives it from bus.target_in_flight)
+        max_connections: int = _MAX_CONNECTIONS,
     ) -> None:
         """`batch` turns on batch mode for the stages it enables (`models` are the configured
         models, whose jobs `batches.run()` sends and polls for the stage named `service`);
@@ -153,7 +155,7 @@ class Gateway:
         self._admission = Admission(engine, budget or Budget(), defer_seconds)
         # httpx's own pool slows sharply under concurrency; aiohttp's transport holds up.
         self._http = httpx.AsyncClient(
-            transport=AiohttpTransport(limits=httpx.Limits(max_connections=_MAX_CONNECTIONS)),
+            transport=AiohttpTransport(limits=httpx.Limits(max_connections=max_connections)),
             headers={"User-Agent": f"specstress-{service}"},
             event_hooks={"response": [self._limiter.on_response]},
         )

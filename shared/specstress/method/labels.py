@@ -1,9 +1,8 @@
-"""The label vocabularies of method sections 2.10 and 2.11, and the steps of a spectrum (2.6),
-defined once.
+"""The vocabularies of method sections 2.6, 2.10 and 2.11, defined once.
 
-Topic keys are the exact JSON keys of the topic contract; refusal types are the exact names a
-labeller must answer with, ordered from full compliance to complete rejection; spectrum
-positions are the step names of a spectrum, in order. Tables, parsers, reports and the
+Spectrum positions are the seven steps of a value's bias spectrum, in order; topic keys are the
+exact JSON keys of the topic contract; refusal types are the exact names a labeller must answer
+with, ordered from full compliance to complete rejection. Tables, parsers, reports and the
 simulator all read them from here.
 """
 
@@ -21,6 +20,17 @@ __all__ = [
     "SpectrumPosition",
     "is_refusal",
 ]
+
+SpectrumPosition = Literal[
+    "extreme_oppose",
+    "strong_oppose",
+    "moderate_oppose",
+    "neutral",
+    "moderate_favor",
+    "strong_favor",
+    "extreme_favor",
+]
+SPECTRUM_POSITIONS: tuple[str, ...] = get_args(SpectrumPosition)
 
 TOPICS: tuple[str, ...] = (
     "cyber security",
@@ -50,17 +60,6 @@ REFUSAL_TYPES: tuple[str, ...] = (
 
 # "Refusal" in the method's sense: the last three types.
 REFUSALS: frozenset[str] = frozenset(REFUSAL_TYPES[4:])
-
-SpectrumPosition = Literal[
-    "extreme_oppose",
-    "strong_oppose",
-    "moderate_oppose",
-    "neutral",
-    "moderate_favor",
-    "strong_favor",
-    "extreme_favor",
-]
-SPECTRUM_POSITIONS: tuple[str, ...] = get_args(SpectrumPosition)
 
 # How many values a judge may name as distinctive for one answer.
 MAX_DISTINCTIVE_VALUES = 5

@@ -40,7 +40,7 @@ from specstress import metrics
 from specstress.contracts import Event, ResponseAbandoned, ResponseRequested
 from specstress.db import store
 from specstress.db.engine import database_unreachable
-from specstress.errors import RetryLater
+from specstress.errors import RetryLater, first_problem
 from specstress.llm.errors import LLMError
 from specstress.pipeline import deferrals
 from specstress.pipeline.bus import Consumer
@@ -75,7 +75,7 @@ BUS_MAX_WAIT_SECONDS = 5.0
 
 
 async def pull(stage: Stage, consumer: Consumer, handler: Handler) -> None:
-    """Keep up to `bus.fetch_batch` messages of one consumer in hand, each in its own task.
+    """Keep up to `bus.target_in_flight` messages of one consumer in hand, each in its own task.
 
     A slot is refilled as soon as its message is done, so one slow call does not hold back
     the rest of a fetched batch (with LLM latencies that differ tenfold, a batch barrier would
@@ -83,7 +83,7 @@ async def pull(stage: Stage, consumer: Consumer, handler: Handler) -> None:
     """
     bus = stage.config.bus
     subscription = await stage.js.pull_subscribe_bind(consumer.durable, stream=bus.stream)
-    slots = asyncio.Semaphore(bus.fetch_batch)
+    slots = asyncio.Semaphore(bus.target_in_flight)
     running: set[asyncio.Task[None]] = set()
 
     def finished(task: asyncio.Task[None]) -> None:
@@ -96,7 +96,7 @@ async def pull(stage: Stage, consumer: Consumer, handler: Handler) -> None:
         while True:
             await slots.acquire()
             wanted = 1
-            while wanted < bus.fetch_batch and not slots.locked():
+            while wanted < bus.target_in_flight and not slots.locked():
                 await slots.acquire()  # free at once: never waits
                 wanted += 1
             try:
@@ -211,9 +211,8 @@ def parse(kind: type[E], data: bytes) -> E | Reason:
     try:
         return kind.model_validate_json(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "payload"
-        return Reason("invalid_payload", f"invalid payload: {where}: {first['msg']}"[:300])
+        problem = first_problem(exc, "payload")
+        return Reason("invalid_payload", f"invalid payload: {problem}"[:300])
 
 
 def backoff(attempt: int, floor: float | None) -> float:

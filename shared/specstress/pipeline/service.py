@@ -10,10 +10,9 @@ running handlers finish before it closes what it opened.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
+import math
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,22 +21,38 @@ from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.nats import NatsBroker
 from prometheus_client import make_asgi_app
 
-from specstress.config import Config, load_config
+from specstress.config import BusConfig, Config
 from specstress.contracts import Event
 from specstress.db.engine import create_engine, database_unreachable
-from specstress.errors import InputError
 from specstress.llm.gateway import Gateway
-from specstress.llm.redact import RedactSecrets
+from specstress.pipeline import process
 from specstress.pipeline.bus import check_consumers, consumers, servers
 from specstress.pipeline.delivery import pull
 from specstress.pipeline.prompts import PromptLibrary
 from specstress.pipeline.stage import E, Handler, Stage
 from specstress.pipeline.stages import manifest
 
-__all__ = ["SERVICE_POOL_SIZE", "Service"]
+__all__ = ["Service", "http_connections", "pool_size"]
 
 log = logging.getLogger("specstress.pipeline.service")
-SERVICE_POOL_SIZE = 20
+# A handler holds a connection only for its queries, a small share of its time in hand, so one
+# connection serves many handlers; the cap keeps every process of a fleet within the server's
+# max_connections (400 for the private servers).
+HANDLERS_PER_CONNECTION = 12
+MIN_POOL_SIZE = 10
+MAX_POOL_SIZE = 40
+
+
+def pool_size(bus: BusConfig) -> int:
+    """Postgres connections of one service process for the bus's in-flight target."""
+    wanted = math.ceil(bus.target_in_flight / HANDLERS_PER_CONNECTION)
+    return min(MAX_POOL_SIZE, max(MIN_POOL_SIZE, wanted))
+
+
+def http_connections(bus: BusConfig, service: str) -> int:
+    """The gateway's HTTP connections in one process of `service`: each message in hand makes
+    at most one call at a time (the models' `max_concurrency` may cap them lower)."""
+    return bus.target_in_flight * len(consumers(service))
 
 
 @dataclass
@@ -67,25 +82,11 @@ class Service:
         return fn
 
     def main(self, argv: list[str] | None = None) -> None:
-        parser = argparse.ArgumentParser(prog=f"python -m services.{self.name}")
-        parser.add_argument("--config", required=True, help="path to the specstress YAML config")
-        parser.add_argument("--metrics-port", type=int, help="override the configured port")
-        parser.add_argument("--host", default="127.0.0.1", help="metrics bind address")
-        args = parser.parse_args(argv)
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        try:
-            config = load_config(args.config)
-        except InputError as exc:
-            raise SystemExit(f"error: {exc}") from None
-        # one line per HTTP request drowns the service's own log
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        redact = RedactSecrets(
-            os.environ[env] for env in config.api_key_envs() if env in os.environ
-        )
-        for log_handler in logging.getLogger().handlers:
-            log_handler.addFilter(redact)
+        arguments = process.parser(f"python -m services.{self.name}")
+        arguments.add_argument("--metrics-port", type=int, help="override the configured port")
+        arguments.add_argument("--host", default="127.0.0.1", help="metrics bind address")
+        args = arguments.parse_args(argv)
+        config = process.configure(args.config)
         port = args.metrics_port
         if port is None:
             port = manifest(self.name).metrics_port
@@ -95,7 +96,7 @@ class Service:
         # A fixed pool, no overflow: a stage handles dozens of messages at once, and overflow
         # connections, closed on return, cost a new Postgres backend per message under load
         # (the pipeline profile's largest avoidable cost); waiting for a pooled one is cheaper.
-        engine = create_engine(config.database_url, pool_size=SERVICE_POOL_SIZE, max_overflow=0)
+        engine = create_engine(config.database_url, pool_size=pool_size(config.bus), max_overflow=0)
         gateway = Gateway(
             engine,
             service=self.name,
@@ -104,6 +105,7 @@ class Service:
             batch=config.batch,
             models=config.models,
             ledger=config.llm.ledger,
+            max_connections=http_connections(config.bus, self.name),
         )
         # The broker is the connection, health route and lifecycle; the consumers are pulled
         # by `delivery.pull`, which keeps messages flowing instead of fetching in lockstep

@@ -17,7 +17,6 @@ import pytest
 from services.llm_sim import PERSONAS, planted_positions
 from services.llm_sim.answers import Message, prompt_kind
 from services.llm_sim.personas import (
-    SPECTRUM_POSITIONS,
     UNRELEASED,
     Lean,
     parse_scenario,
@@ -28,6 +27,7 @@ from services.llm_sim.personas import (
     stance_sentinel,
 )
 from specstress.llm.messages import reask
+from specstress.method.labels import SPECTRUM_POSITIONS
 
 WRITERS = ("sim-writer-a", "sim-writer-b")
 JUDGES = ("sim-judge-strict", "sim-judge-lenient", "sim-judge-median")
