@@ -1,9 +1,9 @@
 """The LLM gateway: the only way services reach models.
 
-A call is looked up in the ledger first and paid for only when no completed twin exists; a
-Postgres advisory lock on the request hash makes identical calls from different processes wait
-for one another instead of paying twice. Concurrent calls share their ledger lookups and ledger
-writes: each goes to Postgres as one statement for many calls. Around the HTTP exchange the gateway adds a per-model
+A call is looked up in the ledger first and paid for only when no completed twin exists; a claim
+on the request hash (`specstress.llm.claims`) makes identical calls, in one process or several,
+wait for one another instead of paying twice. Concurrent calls share their round trips to
+Postgres: lookups, claims and ledger rows each go as one statement for many calls. Around the HTTP exchange the gateway adds a per-model
 concurrency cap, full-jitter retries that honour retry-after, error classes, a ledger row and
 Prometheus observations for every attempt. Wire formats live in protocol adapters. A paid
 answer whose ledger row cannot be written (Postgres away) is held, then spilled to a local
@@ -34,8 +34,9 @@ from specstress.db.engine import database_unreachable
 from specstress.errors import BadModelOutput
 from specstress.llm import http
 from specstress.llm.batches.coordinator import BatchCoordinator
+from specstress.llm.claims import CallClaims
 from specstress.llm.errors import LLMDeferred, LLMError
-from specstress.llm.ledger import AttemptRecord, CallLocks, Ledger
+from specstress.llm.ledger import AttemptRecord, Ledger
 from specstress.llm.messages import ChatMessage, ModelOutput, Usage, reask
 from specstress.llm.protocol import (
     Completion,
@@ -151,7 +152,7 @@ class Gateway:
         self.paid = PaidLedger(
             engine, Path(settings.spill_dir) / f"{service}.jsonl", settings, ledger=self._ledger
         )
-        self._locks = CallLocks(engine)
+        self._claims = CallClaims(engine)
         self._limiter = RateLimiter(engine)
         self._admission = Admission(engine, budget or Budget(), defer_seconds)
         # httpx's own pool slows sharply under concurrency; aiohttp's transport holds up.
@@ -172,7 +173,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-        await self._locks.aclose()
+        await self._claims.aclose()
         await self._limiter.aclose()
 
     async def generate(
@@ -216,7 +217,7 @@ class Gateway:
             if batched is not None:
                 observe(model.key, stage, "cached")
                 return _output(model, digest, batched, from_cache=True, cost_usd=0.0)
-        async with self._slot(model), self._locks.hold(digest):
+        async with self._slot(model), self._claims.hold(digest):
             # the holder we waited for may have been making this very call
             stored = await self._ledger.find_completed(digest)
             if stored is not None:
