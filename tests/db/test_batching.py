@@ -4,6 +4,8 @@ own result or its own error."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -168,12 +170,16 @@ async def test_posted_items_run_without_a_waiter(engine: AsyncEngine) -> None:
     assert await _marks(engine) == [0, 1, 2]
 
 
-async def test_one_made_per_engine(engine: AsyncEngine, database_url: str) -> None:
-    other = create_engine(database_url, pool_size=1)
+async def test_one_made_per_engine_and_dropped_with_it(
+    engine: AsyncEngine, database_url: str
+) -> None:
     made = PerEngine(Doubler)
-    try:
-        assert made(engine) is made(engine)
-        assert made(other) is not made(engine)
-        assert made(other).engine is other
-    finally:
-        await other.dispose()
+    other = create_engine(database_url, pool_size=1)
+    assert made(engine) is made(engine)
+    assert made(other) is not made(engine)
+    assert await Coalescer(made(other), name="double").submit(21) == 42
+    await other.dispose()
+    gone = weakref.ref(made(other))
+    del other
+    gc.collect()
+    assert gone() is None

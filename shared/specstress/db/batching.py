@@ -19,7 +19,7 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -145,5 +145,8 @@ class PerEngine(Generic[Made]):
     def __call__(self, engine: AsyncEngine) -> Made:
         made = self._made.get(engine)
         if made is None:
-            made = self._made[engine] = self._make(engine)
+            # what is made sees the engine through a weak proxy: a strong reference from the
+            # value would keep the key, and the engine, alive for good
+            proxy = cast(AsyncEngine, weakref.proxy(engine))
+            made = self._made[engine] = self._make(proxy)
         return made
