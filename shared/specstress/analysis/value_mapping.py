@@ -2,7 +2,8 @@
 embedding (name and description) is nearest by cosine similarity (method 2.13).
 
 Figures 10 and 11 are views over the stored mapping (`figure10_value_categories`,
-`figure11_cooccurrence`).
+`figure11_cooccurrence`), both built on `answer_value_categories`: which answer shows which
+category.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from specstress.local.servers import ServerStartError
 __all__ = [
     "DEFAULT_CONFIG",
     "ConfigOption",
+    "SelectionOption",
     "console",
     "describe_error",
     "fail",
@@ -49,6 +50,9 @@ ConfigOption = Annotated[
     ),
 ]
 DEFAULT_CONFIG = Path("specstress.yaml")
+SelectionOption = Annotated[
+    str, typer.Option("--selection", help="a named selection of scenarios; * = every one")
+]
 
 
 def print_error(message: object) -> None:

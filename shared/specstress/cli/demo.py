@@ -188,4 +188,4 @@ def demo(
         )
     finally:
         stack.stop()
-        infra.close()
+        infra.stop()
