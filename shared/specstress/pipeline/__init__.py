@@ -1,4 +1,28 @@
-"""The event-driven pipeline: the stage table, the service runtime every stage runs, the bus
-topology, prompt templates, reconciliation, and the NATS users and Postgres grants derived from
-the stage table.
+"""The event-driven pipeline: the stage table (`stages`), the runtime every stage runs
+(`service`), the bus topology (`bus`), prompt templates and their markers, reconciliation, and
+the NATS users and Postgres grants derived from the stage table; `progress` says how far a run
+has come.
 """
+
+from specstress.pipeline.bus import connect, ensure_topology, publish
+from specstress.pipeline.prompts import PROMPT_MARKERS, Prompt, PromptLibrary
+from specstress.pipeline.reconcile import reconcile
+from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.pipeline.stages import STAGE_NAMES, STAGES, StageManifest, manifest
+
+__all__ = [
+    "PROMPT_MARKERS",
+    "STAGES",
+    "STAGE_NAMES",
+    "Prompt",
+    "PromptLibrary",
+    "Service",
+    "Stage",
+    "StageManifest",
+    "Unprocessable",
+    "connect",
+    "ensure_topology",
+    "manifest",
+    "publish",
+    "reconcile",
+]
