@@ -19,12 +19,10 @@ from specstress import ids
 from specstress.analysis import queries as analysis
 from specstress.config import Config, ModelConfig
 from specstress.contracts import Event, ModelRegistered
-from specstress.db import store
-from specstress.db.engine import create_engine
-from specstress.db.migrate import upgrade
+from specstress.db import create_engine, store, upgrade
 from specstress.errors import InputError
-from specstress.method.taxonomy import load_taxonomy, sample_pairs
-from specstress.pipeline.bus import ensure_topology, publish
+from specstress.method import load_taxonomy, sample_pairs
+from specstress.pipeline import ensure_topology, publish
 from specstress.pipeline.reconcile import pair_sampled, reconcile
 from specstress.watch import Comparison, Estimate, compare, estimate_backfill, register_discovered
 from specstress.watch import store as discoveries

@@ -23,8 +23,8 @@ from specstress.db.schema import (
     spec_sections,
 )
 from specstress.errors import InputError
+from specstress.method import Spec, load_spec
 from specstress.method.agreement import Profile
-from specstress.method.spec import Spec, load_spec
 
 __all__ = [
     "ALL_SCENARIOS",

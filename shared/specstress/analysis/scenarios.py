@@ -30,9 +30,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.analysis.queries import ALL_SCENARIOS
-from specstress.db.engine import reading
+from specstress.db import reading
 from specstress.errors import InputError
-from specstress.method.labels import REFUSAL_TYPES, TOPIC_COLUMNS
+from specstress.method import REFUSAL_TYPES, TOPIC_COLUMNS
 
 __all__ = [
     "VERDICT_PATTERNS",

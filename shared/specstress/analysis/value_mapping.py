@@ -18,10 +18,10 @@ from specstress.analysis.value_categories import (
     unmapped_values,
 )
 from specstress.config import Config
-from specstress.db.engine import create_engine
+from specstress.db import create_engine
 from specstress.embeddings import open_embedder, text_hash
 from specstress.errors import InputError
-from specstress.method.taxonomy import Value, load_taxonomy
+from specstress.method import Value, load_taxonomy
 
 __all__ = ["MappingSummary", "category_text", "run_value_mapping"]
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from specstress.config import Config, load_config
 from specstress.errors import InputError
-from specstress.local.servers import ServerStartError
+from specstress.local import ServerStartError
 
 __all__ = [
     "DEFAULT_CONFIG",

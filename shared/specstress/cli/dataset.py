@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from specstress.analysis.queries import ALL_SCENARIOS
+from specstress.analysis import ALL_SCENARIOS
 from specstress.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,

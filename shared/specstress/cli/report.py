@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from specstress.analysis.queries import ALL_SCENARIOS
-from specstress.analysis.reports import REPORTS, OutputFormat, build_report, render
+from specstress.analysis import ALL_SCENARIOS, REPORTS, OutputFormat, build_report, render
 from specstress.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,

@@ -40,7 +40,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from specstress.db.engine import async_url
+from specstress.db import async_url
 from specstress.errors import InputError
 
 __all__ = [

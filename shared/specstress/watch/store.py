@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Update, and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from specstress.db.engine import reading
+from specstress.db import reading
 from specstress.db.schema import discovered_models, model_comparisons, models
 
 __all__ = [

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
 from specstress.config import Config, load_config
-from specstress.db.engine import create_engine
+from specstress.db import create_engine
 from specstress.errors import InputError
 from specstress.pipeline.progress.completeness import STAGE_SERVICES, completeness
 
