@@ -43,6 +43,12 @@ bench: $(STAMP)
 bench-ratelimit: $(STAMP)
 	$(BIN)/python -m bench.ratelimit
 
+# LLM calls in flight across the fleet with the simulator at 1 s and 5 s per call (about 10
+# minutes)
+.PHONY: bench-inflight
+bench-inflight: $(STAMP)
+	$(BIN)/python -m bench.inflight
+
 # every `specstress report` read on 411k synthetic scenarios x 12 models (about 20 minutes)
 bench-aggregation: $(STAMP)
 	$(BIN)/python -m bench.aggregation

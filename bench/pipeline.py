@@ -175,7 +175,7 @@ def _peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def _bench_config(folder: Path, targets: int) -> Path:
+def bench_config(folder: Path, targets: int) -> Path:
     """The demo config with `targets` target models (personas reused with distinct seeds)."""
     config = yaml.safe_load(DEMO_CONFIG.read_text())
     base = next(m for m in config["models"] if m["key"] == PERSONAS[0])
@@ -226,7 +226,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         database_url = await ensure_database(postgres.url, "bench")
         env = {"NATS_URL": nats.url, "DATABASE_URL": database_url}
         os.environ.update(env)
-        config_path = _bench_config(folder, args.targets)
+        config_path = bench_config(folder, args.targets)
         stack = Stack(config_path=config_path, log_dir=folder / "logs", env=env)
         stack.start_simulator()
         os.environ[SIM_URL_ENV] = stack.env[SIM_URL_ENV]

@@ -1,10 +1,12 @@
 """Shared fixtures: one Postgres per session with a fresh database per test, and a fresh NATS
-per test. NATS_URL / DATABASE_URL point them at servers of your own instead."""
+per test. NATS_URL / DATABASE_URL point them at servers of your own instead.
+
+Every test gets one tier marker (see tests/README.md): the whole-system folders name their own
+tier; elsewhere a test that uses the servers below is `integration`, any other is `unit`."""
 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -13,21 +15,28 @@ from pathlib import Path
 
 import nats
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from specstress.db.migrate import upgrade
+from specstress.db.engine import create_engine
 from specstress.local.servers import (
     Infra,
-    drop_database,
-    ensure_database,
     env_nats_url,
     pid_alive,
     resolve_infra,
     start_nats,
     stop_servers_under,
 )
+from tests.support.database import fresh_database
+from tests.support.simulator import served_simulator
 
 _PREFIX = "specstress-test-"
 _OWNER = "owner.pid"
+
+# the folders that test the whole system, each a tier (and a marker) of its own
+SYSTEM_TIERS = frozenset({"e2e", "faults", "ops"})
+# the fixtures that bring up Postgres or NATS
+INFRASTRUCTURE = frozenset({"infra", "database_url", "nats_url", "server_tmp_path"})
+TESTS = Path(__file__).parent
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -40,6 +49,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         if not pid_alive(owner):
             stop_servers_under(folder)
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        if folder in SYSTEM_TIERS:
+            item.add_marker(folder)
+        elif item.get_closest_marker("integration") is None:
+            fixtures = item.fixturenames if isinstance(item, pytest.Function) else ()
+            uses_servers = not INFRASTRUCTURE.isdisjoint(fixtures)
+            item.add_marker("integration" if uses_servers else "unit")
 
 
 @contextmanager
@@ -68,13 +88,23 @@ def infra() -> Iterator[Infra]:
 @pytest.fixture
 async def database_url(infra: Infra) -> AsyncIterator[str]:
     """A fresh database with the project's schema, dropped after the test."""
-    name = f"t_{secrets.token_hex(8)}"
-    url = await ensure_database(infra.database_url, name)
-    try:
-        await upgrade(url)
+    async with fresh_database(infra) as url:
         yield url
-    finally:
-        await drop_database(infra.database_url, name)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    created = create_engine(database_url, pool_size=4)
+    yield created
+    await created.dispose()
+
+
+@pytest.fixture
+async def sim_url() -> AsyncIterator[str]:
+    """The simulator in this process; it refuses a call without a key, so a call that succeeds
+    proves the client sent its key where the protocol wants it."""
+    async with served_simulator(require_key=True) as url:
+        yield url
 
 
 @pytest.fixture

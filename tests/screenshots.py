@@ -16,8 +16,8 @@ from pathlib import Path
 from specstress.config import load_config
 from specstress.local.servers import ensure_database, resolve_infra
 from specstress.report.html import write_report
-from tests.browser import chromium, explorer
-from tests.pipeline_harness import DEMO_CONFIG, REPO
+from tests.paths import DEMO_CONFIG, REPO
+from tests.support.browser import chromium, explorer
 
 WIDTH = 1400
 

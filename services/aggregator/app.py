@@ -9,7 +9,8 @@ from __future__ import annotations
 from specstress.contracts import ClassificationsCreated, DisagreementFlagged
 from specstress.db import store
 from specstress.method.disagreement import disagreement_rows
-from specstress.pipeline.service import Service, Stage
+from specstress.pipeline.service import Service
+from specstress.pipeline.stage import Stage
 
 service = Service("aggregator")
 

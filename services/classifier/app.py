@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.classifier import labels
 from specstress.config import BATCH_WINDOW_SECONDS
@@ -29,10 +29,11 @@ from specstress.contracts import (
     SpectraCreated,
 )
 from specstress.db import store
-from specstress.errors import BadModelOutput, RetryLater
+from specstress.errors import RetryLater
 from specstress.llm.structured import OutputSchema
-from specstress.method.parsing import json_object
-from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.method.parsing import keyed_entries, validated
+from specstress.pipeline.service import Service
+from specstress.pipeline.stage import Stage, Unprocessable
 from specstress.text import Cuts, block, quote
 
 service = Service("classifier")
@@ -52,33 +53,15 @@ class Placement(BaseModel):
 
 def placement_schema(model_keys: list[str]) -> OutputSchema:
     """The answer's shape for these models: one placement per model key, every key required."""
-    entry = OutputSchema.of(Placement).json_schema
-    return OutputSchema(
-        name="classifications",
-        json_schema={
-            "type": "object",
-            "properties": dict.fromkeys(model_keys, entry),
-            "required": list(model_keys),
-            "additionalProperties": False,
-        },
-    )
+    return OutputSchema.keyed("classifications", model_keys, OutputSchema.of(Placement).json_schema)
 
 
 def placement_parser(model_keys: list[str]) -> Callable[[str], dict[str, Placement]]:
     def parse(text: str) -> dict[str, Placement]:
-        answer = json_object(text)
-        missing = [k for k in model_keys if k not in answer]
-        if missing:
-            raise BadModelOutput(f"no entry for model key(s) {', '.join(missing)}")
-        placements = {}
-        for key in model_keys:
-            try:
-                placements[key] = Placement.model_validate(answer[key])
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                raise BadModelOutput(f"entry {key!r}: {where}: {first['msg']}") from None
-        return placements
+        return {
+            key: validated(Placement, entry, f"entry {key!r}: ")
+            for key, entry in keyed_entries(text, model_keys).items()
+        }
 
     return parse
 

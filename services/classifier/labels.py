@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
-from typing import Literal, TypeVar
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from specstress.config import Config, ModelConfig
 from specstress.db import labels as label_store
@@ -32,12 +32,11 @@ from specstress.errors import BadModelOutput, RetryLater
 from specstress.llm.errors import BatchPending, LLMError
 from specstress.llm.structured import OutputSchema
 from specstress.method.labels import MAX_DISTINCTIVE_VALUES, REFUSAL_TYPES, TOPICS
-from specstress.method.parsing import canonical, json_object
-from specstress.pipeline.service import Stage
+from specstress.method.parsing import canonical, json_object, keyed_entries, validated
+from specstress.pipeline.stage import Stage
 from specstress.text import Cuts, block, quote
 
 LabelRole = Literal["topic", "refusal", "distinctive_values"]
-M = TypeVar("M", bound=BaseModel)
 # how long a label may be missing after its trigger before the periodic sweep takes it on
 LABEL_WAIT_SECONDS = 600.0
 log = logging.getLogger(__name__)
@@ -86,35 +85,14 @@ class DistinctiveValues(BaseModel):
     distinctive_values: list[str]
 
 
-def _entries(text: str, asked: Sequence[str], shown: Collection[str]) -> dict[str, object]:
-    """The answer's object keyed by model key: every asked key present, no key never shown."""
-    answer = json_object(text)
-    missing = [key for key in asked if key not in answer]
-    if missing:
-        raise BadModelOutput(f"no entry for model key(s) {', '.join(missing)}")
-    unknown = sorted(key for key in answer if key not in shown)
-    if unknown:
-        raise BadModelOutput(f"entries for model key(s) not in the prompt: {', '.join(unknown)}")
-    return {key: answer[key] for key in asked}
-
-
-def _validate(model: type[M], key: str, entry: object) -> M:
-    try:
-        return model.model_validate(entry)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise BadModelOutput(f"entry {key!r}: {where}: {first['msg']}") from None
-
-
 def refusal_parser(model_keys: Sequence[str]) -> Callable[[str], dict[str, RefusalLabel]]:
     """Parse one refusal type per model key; type names must name one of the seven (in any
     case and punctuation)."""
 
     def parse(text: str) -> dict[str, RefusalLabel]:
         labels = {}
-        for key, entry in _entries(text, model_keys, model_keys).items():
-            label = _validate(RefusalLabel, key, entry)
+        for key, entry in keyed_entries(text, model_keys, model_keys).items():
+            label = validated(RefusalLabel, entry, f"entry {key!r}: ")
             named = canonical(label.refusal_type, REFUSAL_TYPES)
             if named is None:
                 raise BadModelOutput(
@@ -137,8 +115,9 @@ def distinctive_parser(
 
     def parse(text: str) -> dict[str, list[str]]:
         result = {}
-        for key, entry in _entries(text, asked, shown).items():
-            names = [v.strip() for v in _validate(DistinctiveValues, key, entry).distinctive_values]
+        for key, entry in keyed_entries(text, asked, shown).items():
+            label = validated(DistinctiveValues, entry, f"entry {key!r}: ")
+            names = [v.strip() for v in label.distinctive_values]
             if not 1 <= len(names) <= MAX_DISTINCTIVE_VALUES:
                 raise BadModelOutput(
                     f"entry {key!r}: name 1 to {MAX_DISTINCTIVE_VALUES} values, not {len(names)}"
@@ -167,18 +146,6 @@ TOPIC_SCHEMA = OutputSchema(
 )
 
 
-def _keyed_schema(name: str, model_keys: Sequence[str], entry: dict[str, object]) -> OutputSchema:
-    return OutputSchema(
-        name=name,
-        json_schema={
-            "type": "object",
-            "properties": dict.fromkeys(model_keys, entry),
-            "required": list(model_keys),
-            "additionalProperties": False,
-        },
-    )
-
-
 def refusal_schema(model_keys: Sequence[str]) -> OutputSchema:
     entry = {
         "type": "object",
@@ -189,7 +156,7 @@ def refusal_schema(model_keys: Sequence[str]) -> OutputSchema:
         "required": ["reasoning", "refusal_type"],
         "additionalProperties": False,
     }
-    return _keyed_schema("refusal_types", model_keys, entry)
+    return OutputSchema.keyed("refusal_types", model_keys, entry)
 
 
 def distinctive_schema(model_keys: Sequence[str]) -> OutputSchema:
@@ -206,7 +173,7 @@ def distinctive_schema(model_keys: Sequence[str]) -> OutputSchema:
         "required": ["distinctive_values"],
         "additionalProperties": False,
     }
-    return _keyed_schema("distinctive_values", model_keys, entry)
+    return OutputSchema.keyed("distinctive_values", model_keys, entry)
 
 
 # --- labelling steps -------------------------------------------------------------------------

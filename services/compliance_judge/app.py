@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from specstress import ids
 from specstress.config import SpecConfig
@@ -18,10 +18,11 @@ from specstress.contracts import DisagreementFlagged, VerdictCreated, VerdictReq
 from specstress.db import store
 from specstress.errors import BadModelOutput
 from specstress.llm.structured import OutputSchema
-from specstress.method.parsing import canonical_field, json_object
+from specstress.method.parsing import canonical_field, json_object, validated
 from specstress.method.spec import Spec, load_spec
 from specstress.pipeline.compliance import verdict_requests
-from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.pipeline.service import Service
+from specstress.pipeline.stage import Stage, Unprocessable
 from specstress.text import Cuts, quote
 
 service = Service("compliance_judge")
@@ -48,12 +49,7 @@ def parse_verdict(text: str, anchors: frozenset[str] = frozenset()) -> Verdict:
     the decision may be spelt in any case and punctuation ("Non-Compliant", "non compliant")."""
     answer = json_object(text)
     canonical_field(answer, "decision", DECISIONS)
-    try:
-        verdict = Verdict.model_validate(answer)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise BadModelOutput(f"{where}: {first['msg']}") from None
+    verdict = validated(Verdict, answer)
     cited = list(dict.fromkeys(c.strip().removeprefix("#") for c in verdict.cited_sections))
     unknown = [c for c in cited if c not in anchors]
     if unknown:

@@ -13,7 +13,6 @@ from services.llm_sim import injection
 from services.llm_sim.injection import body, closing
 from services.llm_sim.personas import (
     PERSONAS,
-    SPECTRUM_POSITIONS,
     Lean,
     judge_decision,
     labels_sentinel,
@@ -33,7 +32,7 @@ from services.llm_sim.personas import (
     stance_sentinel,
 )
 from specstress.llm.messages import REASK_PREFIX
-from specstress.method.labels import REFUSAL_TYPES, TOPICS
+from specstress.method.labels import REFUSAL_TYPES, SPECTRUM_POSITIONS, TOPICS
 from specstress.pipeline.prompts import PROMPT_MARKERS
 
 PromptKind = Literal[

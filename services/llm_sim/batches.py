@@ -75,8 +75,8 @@ class _Job:
     created_at: float
     ends_at: float
     # result lines, in item order, and what each item came to
-    results: list[dict[str, Any]]
-    fates: list[str]
+    results: list[dict[str, Any]] = field(default_factory=list)
+    fates: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     input_file_id: str | None = None
     output_file_id: str | None = None
@@ -106,6 +106,25 @@ class BatchStore:
         if draw < self.conditions.errored + self.conditions.expired:
             return "expired"
         return "answer"
+
+    def new_job(
+        self,
+        job_id: str,
+        protocol: Literal["openai", "anthropic"],
+        *,
+        metadata: dict[str, Any] | None = None,
+        input_file_id: str | None = None,
+    ) -> _Job:
+        """A job created now, whose answers are ready once the processing time has passed."""
+        now = time.time()
+        return _Job(
+            id=job_id,
+            protocol=protocol,
+            created_at=now,
+            ends_at=now + self.conditions.processing_seconds,
+            metadata=metadata or {},
+            input_file_id=input_file_id,
+        )
 
     def add_job(self, job: _Job, custom_ids: list[str]) -> None:
         self.jobs[job.id] = job
@@ -280,20 +299,12 @@ async def _create_batch(request: web.Request) -> web.Response:
             400, "input_file_id names no file for purpose 'batch'.", "input_file_id"
         )
     lines, errors = _openai_lines(source.content)
-    now = time.time()
-    job = _Job(
-        id=f"batch_sim_{uuid.uuid4().hex}",
-        protocol="openai",
-        created_at=now,
-        ends_at=now + store.conditions.processing_seconds,
-        results=[],
-        fates=[],
-        metadata=metadata,
-        input_file_id=source.id,
+    job = store.new_job(
+        f"batch_sim_{uuid.uuid4().hex}", "openai", metadata=metadata, input_file_id=source.id
     )
     if errors:
         job.failure = errors
-        job.ends_at = now
+        job.ends_at = job.created_at
     else:
         for line in lines:
             fate, record = _openai_result(request.app, store, line)
@@ -460,15 +471,7 @@ async def _create_message_batch(request: web.Request) -> web.Response:
                 400, "invalid_request_error", f"requests.{index}.params: Field required"
             )
         seen.add(custom_id)
-    now = time.time()
-    job = _Job(
-        id=f"msgbatch_sim_{uuid.uuid4().hex[:24]}",
-        protocol="anthropic",
-        created_at=now,
-        ends_at=now + store.conditions.processing_seconds,
-        results=[],
-        fates=[],
-    )
+    job = store.new_job(f"msgbatch_sim_{uuid.uuid4().hex[:24]}", "anthropic")
     for item in requests:
         fate, result = _anthropic_result(request.app, store, item["custom_id"], item["params"])
         job.fates.append(fate)

@@ -12,22 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from specstress.method.labels import REFUSAL_TYPES, TOPICS
+from specstress.method import labels
 
 Role = Literal["generator", "spectrum", "classifier", "judge", "target"]
 Lean = Literal["neutral", "value1", "value2"]
 DropKind = Literal["refusal", "untagged"]
 Decision = Literal["compliant", "non-compliant", "ambiguous"]
-
-SPECTRUM_POSITIONS: tuple[str, ...] = (
-    "extreme_oppose",
-    "strong_oppose",
-    "moderate_oppose",
-    "neutral",
-    "moderate_favor",
-    "strong_favor",
-    "extreme_favor",
-)
 
 # Non-greedy value groups so value names holding a double quote still parse.
 _SCENARIO_RE = re.compile(
@@ -204,7 +194,7 @@ def parse_stance(text: str) -> tuple[int, int] | None:
 
 
 def _clamp(position: int) -> int:
-    return max(0, min(6, position))
+    return max(0, min(len(labels.SPECTRUM_POSITIONS) - 1, position))
 
 
 def planted_positions(model_id: str, query: str) -> tuple[int, int]:
@@ -330,7 +320,7 @@ def planted_topics(value1: str, value2: str) -> dict[str, bool]:
     bits = stable_int("topics", value1, value2)
     return {
         topic: (bits >> (3 * i)) % 8 < (1 if topic in _HARMFUL_TOPICS else 2)
-        for i, topic in enumerate(TOPICS)
+        for i, topic in enumerate(labels.TOPICS)
     }
 
 
@@ -343,7 +333,7 @@ def planted_refusal_type(model_id: str, query: str) -> str:
     value1, value2, lean = parse_scenario(query) or ("", "", "neutral")
     harmful = any(planted_topics(value1, value2)[topic] for topic in _HARMFUL_TOPICS)
     draw = stable_int("refusal", model_id, value1, value2, lean) % 4
-    return REFUSAL_TYPES[min(6, draw + _RESERVE.get(model_id, 1) + int(harmful))]
+    return labels.REFUSAL_TYPES[min(6, draw + _RESERVE.get(model_id, 1) + int(harmful))]
 
 
 def planted_distinctive_values(model_id: str, query: str) -> tuple[str, ...]:
@@ -367,14 +357,14 @@ def planted_distinctive_values(model_id: str, query: str) -> tuple[str, ...]:
 
 def labels_sentinel(refusal_type: str, values: tuple[str, ...]) -> str:
     """Return the tags a target answer carries so labellers can read its labels back."""
-    index = REFUSAL_TYPES.index(refusal_type)
+    index = labels.REFUSAL_TYPES.index(refusal_type)
     return f"⟦sim-type {index}⟧ ⟦sim-values {json.dumps(list(values), ensure_ascii=False)}⟧"
 
 
 def parse_refusal_type(text: str) -> str | None:
     """Return the refusal type tagged in ``text``, if any."""
     match = _TYPE_RE.search(text)
-    return REFUSAL_TYPES[int(match.group(1))] if match else None
+    return labels.REFUSAL_TYPES[int(match.group(1))] if match else None
 
 
 def parse_distinctive_values(text: str) -> tuple[str, ...] | None:

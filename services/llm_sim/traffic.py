@@ -10,7 +10,8 @@ in, and a retried request gets a fresh draw.
 
 `GET /sim/stats` returns, per model, the requests received and their outcomes: `ok` counts
 complete answers (the calls a provider would bill, malformed content included), so a test can
-compare it with the ledger's paid rows to prove nothing was paid twice. `PUT /sim/conditions`
+compare it with the ledger's paid rows to prove nothing was paid twice; `in_flight` and
+`peak_in_flight` count the model requests open at once, now and at most. `PUT /sim/conditions`
 replaces the conditions while the simulator runs (e.g. a fault that heals).
 """
 
@@ -113,6 +114,8 @@ class Traffic:
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._seen: Counter[tuple[str, str]] = Counter()
         self._stats: dict[str, _ModelStats] = {}
+        self._in_flight = 0
+        self._peak_in_flight = 0
 
     def stats(self) -> dict[str, Any]:
         models = {
@@ -122,13 +125,29 @@ class Traffic:
         totals: Counter[str] = Counter()
         for counts in models.values():
             totals.update(counts)
-        return {"simulator": True, "models": models, "totals": dict(sorted(totals.items()))}
+        return {
+            "simulator": True,
+            "models": models,
+            "totals": dict(sorted(totals.items())),
+            "in_flight": self._in_flight,
+            "peak_in_flight": self._peak_in_flight,
+        }
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         call = await _read_call(request)
         if call is None:
             return await handler(request)
+        self._in_flight += 1
+        self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            return await self._serve(request, handler, call)
+        finally:
+            self._in_flight -= 1
+
+    async def _serve(
+        self, request: web.Request, handler: Handler, call: _Call
+    ) -> web.StreamResponse:
         stats = self._stats.setdefault(call.model, _ModelStats())
         stats.requests += 1
         settings = self.conditions.for_model(call.model)

@@ -15,7 +15,8 @@ from specstress.contracts import (
 )
 from specstress.db import store
 from specstress.llm.messages import ChatMessage
-from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.pipeline.service import Service
+from specstress.pipeline.stage import Stage, Unprocessable
 from specstress.text import Cuts
 from specstress.watch import target_state
 

@@ -15,7 +15,8 @@ from specstress.config import WeightedModel
 from specstress.contracts import PairSampled, ScenarioCreated
 from specstress.db import store
 from specstress.method.parsing import text_after_tag
-from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.pipeline.service import Service
+from specstress.pipeline.stage import Stage, Unprocessable
 from specstress.text import quote
 
 service = Service("scenario_generator")

@@ -2,35 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from specstress import ids
 from specstress.contracts import VARIANTS, ScenarioCreated, SpectraCreated
 from specstress.db import store
 from specstress.errors import BadModelOutput
 from specstress.llm.structured import OutputSchema
-from specstress.method.parsing import canonical_field, json_object
-from specstress.pipeline.service import Service, Stage, Unprocessable
+from specstress.method.labels import SPECTRUM_POSITIONS, SpectrumPosition
+from specstress.method.parsing import canonical_field, json_object, validated
+from specstress.pipeline.service import Service
+from specstress.pipeline.stage import Stage, Unprocessable
 from specstress.text import block
 
 service = Service("spectrum_builder")
-Position = Literal[
-    "extreme_oppose",
-    "strong_oppose",
-    "moderate_oppose",
-    "neutral",
-    "moderate_favor",
-    "strong_favor",
-    "extreme_favor",
-]
-POSITIONS: tuple[str, ...] = get_args(Position)
 
 
 class Step(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
-    position: Position
+    position: SpectrumPosition
     response: str
 
 
@@ -51,21 +43,18 @@ SPECTRA_SCHEMA = OutputSchema.of(Spectra, "spectra")
 
 def _scale(answer: dict[str, Any], key: str) -> list[dict[str, str]]:
     scale = answer.get(key)
-    if not isinstance(scale, list) or len(scale) != len(POSITIONS):
+    if not isinstance(scale, list) or len(scale) != len(SPECTRUM_POSITIONS):
         found = len(scale) if isinstance(scale, list) else "no list"
         raise BadModelOutput(f"{key} must be a list of exactly 7 steps (found {found})")
     steps = []
-    for expected, raw in zip(POSITIONS, scale, strict=True):
+    for expected, raw in zip(SPECTRUM_POSITIONS, scale, strict=True):
         if isinstance(raw, dict):
-            canonical_field(raw, "position", POSITIONS)
-        try:
-            step = Step.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise BadModelOutput(f"{key}: step {expected}: {where}: {first['msg']}") from None
+            canonical_field(raw, "position", SPECTRUM_POSITIONS)
+        step = validated(Step, raw, f"{key}: step {expected}: ")
         if step.position != expected:
-            raise BadModelOutput(f"{key}: steps must be in the order {', '.join(POSITIONS)}")
+            raise BadModelOutput(
+                f"{key}: steps must be in the order {', '.join(SPECTRUM_POSITIONS)}"
+            )
         if not step.response.strip():
             raise BadModelOutput(f"{key}: step {expected} has no response text")
         steps.append({"position": expected, "response": step.response.strip()})

@@ -14,7 +14,8 @@ import logging
 import random
 import time
 
-from specstress.pipeline.service import Service, Stage
+from specstress.pipeline.service import Service
+from specstress.pipeline.stage import Stage
 from specstress.watch import Leadership, Watcher, next_wait
 
 service = Service("watcher")

@@ -427,9 +427,15 @@ class BusConfig(Strict):
     max_deliver: int = Field(5, ge=1, le=100)
     # handlers send in-progress heartbeats, so this bounds redelivery after a crash only
     ack_wait_seconds: float = Field(30.0, ge=3)
-    max_ack_pending: int = Field(256, ge=1)
-    # messages of one consumer a process handles at once; a finished one's slot is refilled
-    fetch_batch: int = Field(32, ge=1, le=1000)
+    # Messages of one consumer the fleet keeps in hand at once. A message waiting on a model
+    # costs no CPU, so with calls that take seconds the rate is in_flight / latency: this must
+    # reach the rate the CPU allows times the slowest call. Derived from it: each consumer's
+    # MaxAckPending (unless max_ack_pending is set higher), how many messages of a consumer one
+    # process takes at once, each service's Postgres pool and its gateway's HTTP connections.
+    target_in_flight: int = Field(256, ge=1, le=100_000)
+    # unacknowledged messages of one consumer beyond those in hand: batch mode's waiting
+    # messages count here (default: target_in_flight)
+    max_ack_pending: int | None = Field(None, ge=1)
     duplicate_window_seconds: float = Field(600.0, ge=1)
     # copies of the stream kept by a JetStream cluster (1 on a single server; 3 survives a node)
     replicas: int = Field(1, ge=1, le=5)
@@ -438,6 +444,30 @@ class BusConfig(Strict):
     # towards max_deliver; after max_deferrals such returns it is dead-lettered all the same.
     defer_seconds: float = Field(300.0, gt=0, le=300)
     max_deferrals: int = Field(1000, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "fetch_batch" in data:
+            raise ValueError(
+                "fetch_batch is no longer read: set target_in_flight, the messages of one "
+                "consumer the fleet keeps in hand (each process takes up to that many at once)"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _pending_holds_the_target(self) -> BusConfig:
+        if self.max_ack_pending is not None and self.max_ack_pending < self.target_in_flight:
+            raise ValueError(
+                f"max_ack_pending ({self.max_ack_pending}) is below target_in_flight "
+                f"({self.target_in_flight}): the fleet could never hold its target in hand"
+            )
+        return self
+
+    @property
+    def ack_pending(self) -> int:
+        """JetStream's MaxAckPending for every consumer."""
+        return self.max_ack_pending or self.target_in_flight
 
 
 class TextCaps(Strict):
@@ -686,10 +716,10 @@ class Config(Strict):
             mode = self.batch.for_stage(stage)
             if mode is None or not mode.enabled:
                 continue
-            if mode.max_requests_per_batch > self.bus.max_ack_pending:
+            if mode.max_requests_per_batch > self.bus.ack_pending:
                 raise ValueError(
                     f"batch.{stage}.max_requests_per_batch ({mode.max_requests_per_batch}) is "
-                    f"larger than bus.max_ack_pending ({self.bus.max_ack_pending}): messages "
+                    f"larger than bus.max_ack_pending ({self.bus.ack_pending}): messages "
                     "waiting for a batch stay unacknowledged, so no batch could fill; raise "
                     "bus.max_ack_pending"
                 )

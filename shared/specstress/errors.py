@@ -1,5 +1,11 @@
 """Errors that carry a message meant for the person running specstress."""
 
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+__all__ = ["BadModelOutput", "InputError", "RetryLater", "first_problem"]
+
 
 class InputError(Exception):
     """Bad user input (config, taxonomy, spec, CLI arguments): one line naming the problem."""
@@ -20,3 +26,11 @@ class RetryLater(Exception):
         super().__init__(reason)
         self.delay = delay
         self.cause = cause
+
+
+def first_problem(error: ValidationError, whole: str = "") -> str:
+    """`where: what` of the first problem pydantic found; `whole` names the place when the
+    problem is the value as a whole (its location is empty)."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or whole
+    return f"{where}: {first['msg']}"

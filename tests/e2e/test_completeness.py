@@ -24,7 +24,7 @@ from specstress.api import database, start_run
 from specstress.cli.main import app
 from specstress.local.stack import wait_until_idle
 from specstress.pipeline.progress import completeness
-from tests.pipeline_harness import planted_disagreement, rows, running_stack
+from tests.support.pipeline_harness import check_planted_disagreement, rows, running_stack
 
 pytestmark = pytest.mark.e2e
 PAIRS = 4
@@ -149,14 +149,7 @@ async def test_dead_letters_settle_the_run_and_a_replay_completes_it(
             targets - 1
         )
         # every D, over the answers that exist: the missing one shows as a smaller set
-        stored = {
-            (str(r["scenario_id"]), str(r["model_set"])): float(r["disagreement"])
-            for r in await rows(database_url, "SELECT * FROM disagreement")
-        }
-        expected_d = await planted_disagreement(running, database_url)
-        assert stored.keys() == expected_d.keys()
-        for key, value in expected_d.items():
-            assert stored[key] == pytest.approx(value, abs=1e-9), key
+        await check_planted_disagreement(running, database_url)
         assert await rows(
             database_url, "SELECT DISTINCT members FROM disagreement WHERE model_set = 'all'"
         ) == [{"members": targets - 1}]
@@ -205,14 +198,7 @@ async def test_dead_letters_settle_the_run_and_a_replay_completes_it(
         assert await rows(
             database_url, "SELECT DISTINCT members FROM disagreement WHERE model_set = 'all'"
         ) == [{"members": targets}]
-        expected_d = await planted_disagreement(running, database_url)
-        stored = {
-            (str(r["scenario_id"]), str(r["model_set"])): float(r["disagreement"])
-            for r in await rows(database_url, "SELECT * FROM disagreement")
-        }
-        assert stored.keys() == expected_d.keys()
-        for key, value in expected_d.items():
-            assert stored[key] == pytest.approx(value, abs=1e-9), key
+        await check_planted_disagreement(running, database_url)
 
         # the refused model's one-model view (the release watcher's "backfill complete")
         async with database(config) as engine:

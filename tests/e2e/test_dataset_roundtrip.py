@@ -3,9 +3,6 @@ equal; the release-schema files alone give back each exported scenario's D."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -14,25 +11,14 @@ from specstress.analysis.reports import REPORTS, build_report
 from specstress.api import start_run
 from specstress.config import Config
 from specstress.dataset import TABLES, ExportFormat, export_dataset, import_dataset
-from specstress.db.migrate import upgrade
-from specstress.local.servers import Infra, drop_database, ensure_database
+from specstress.local.servers import Infra
 from specstress.local.stack import wait_until_idle
-from tests.pipeline_harness import rows, running_stack
+from tests.support.database import fresh_database
+from tests.support.pipeline_harness import rows, running_stack
 
 pytestmark = pytest.mark.e2e
 PAIRS = 4
 SEED = 5
-
-
-@asynccontextmanager
-async def empty_database(infra: Infra) -> AsyncIterator[str]:
-    name = f"t_{secrets.token_hex(8)}"
-    url = await ensure_database(infra.database_url, name)
-    try:
-        await upgrade(url)
-        yield url
-    finally:
-        await drop_database(infra.database_url, name)
 
 
 async def _reports(config: Config) -> dict[str, list[dict[str, object]]]:
@@ -76,7 +62,7 @@ async def test_export_and_import_reproduce_every_report(
         out = tmp_path / f"export-{output.value}"
         manifest = await export_dataset(config, out, output, config_name="demo")
         assert manifest["format_version"] == 1
-        async with empty_database(infra) as url:
+        async with fresh_database(infra) as url:
             copy = config.model_copy(update={"database_url": url})
             await import_dataset(copy, out)
             assert await _counts(url) == counts, output
@@ -88,7 +74,7 @@ async def test_export_and_import_reproduce_every_report(
     # the release's own files, without our dump beside them: same positions, same D
     hf = tmp_path / "export-hf"
     original = await _d_by_query(database_url)
-    async with empty_database(infra) as url:
+    async with fresh_database(infra) as url:
         copy = config.model_copy(update={"database_url": url})
         for part in ("complete", "data", "judge_evaluations"):
             await import_dataset(copy, hf / part)

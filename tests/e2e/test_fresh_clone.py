@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from specstress.local.servers import docker_available, relocated_postgres_dir, stop_servers_under
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
 
 # Run by the clone's own code: the demo's default state folder, the demo's start-up, its line
 # saying where the state lives, then one query and one JetStream call to prove both servers up.
@@ -68,12 +67,12 @@ def private_folder() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.mark.skipif(not (ROOT / ".git").exists(), reason=f"{ROOT} is not a git checkout")
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason=f"{REPO} is not a git checkout")
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 @pytest.mark.skipif(docker_available(), reason="with Docker the demo uses containers instead")
 def test_a_clone_in_a_private_folder_starts_the_demos_servers(private_folder: Path) -> None:
     clone = private_folder / "specstress"
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=60)
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True, timeout=60)
     relocated = relocated_postgres_dir(clone / ".specstress" / "postgres")
     environ = {k: v for k, v in os.environ.items() if k not in {"NATS_URL", "DATABASE_URL"}}
     try:

@@ -21,7 +21,8 @@ from services.llm_sim.personas import (
 )
 from specstress.api import start_run
 from specstress.local.stack import wait_until_idle
-from tests.pipeline_harness import DEMO_CONFIG, rows, running_stack
+from tests.paths import DEMO_CONFIG
+from tests.support.pipeline_harness import rows, running_stack
 
 pytestmark = pytest.mark.e2e
 PAIRS = 3

@@ -16,7 +16,7 @@ from specstress.db import labels as label_store
 from specstress.db.engine import create_engine
 from specstress.local.stack import wait_until_idle
 from specstress.method.labels import REFUSAL_TYPES, TOPIC_COLUMNS, TOPICS, is_refusal
-from tests.pipeline_harness import RunningStack, rows, running_stack
+from tests.support.pipeline_harness import RunningStack, rows, running_stack
 
 pytestmark = pytest.mark.e2e
 PAIRS = 6

@@ -23,7 +23,8 @@ from specstress.contracts import ModelRegistered
 from specstress.local.stack import wait_until_idle
 from specstress.method.labels import REFUSALS
 from specstress.pipeline.bus import connect
-from tests.pipeline_harness import DEMO_CONFIG, rows, running_stack
+from tests.paths import DEMO_CONFIG
+from tests.support.pipeline_harness import rows, running_stack
 
 pytestmark = pytest.mark.e2e
 PAIRS = 4

@@ -12,7 +12,12 @@ from specstress.analysis.reports import REPORTS, build_report
 from specstress.api import add_model, start_run
 from specstress.local.stack import wait_until_idle
 from specstress.method.spec import load_spec
-from tests.pipeline_harness import planted_disagreement, rows, running_stack
+from tests.support.pipeline_harness import (
+    check_planted_disagreement,
+    planted_disagreement,
+    rows,
+    running_stack,
+)
 
 pytestmark = pytest.mark.e2e
 PAIRS = 12
@@ -46,14 +51,7 @@ async def test_pipeline_recovers_planted_truth_and_reruns_for_free(
         classified = await rows(database_url, "SELECT response_id FROM classifications")
         assert len(classified) == len(responses)
 
-        stored = {
-            (str(r["scenario_id"]), str(r["model_set"])): float(r["disagreement"])
-            for r in await rows(database_url, "SELECT * FROM disagreement")
-        }
-        expected = await planted_disagreement(running, database_url)
-        assert stored.keys() == expected.keys()
-        for key, value in expected.items():
-            assert stored[key] == pytest.approx(value, abs=1e-9), key
+        expected = await check_planted_disagreement(running, database_url)
         assert any(v >= 1.5 for v in expected.values()), "the run should flag something"
 
         # every flagged scenario: each answer of the spec's family judged by each judge

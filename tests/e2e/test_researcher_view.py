@@ -38,8 +38,9 @@ from specstress.local.stack import wait_until_idle
 from specstress.method.labels import TOPIC_COLUMNS
 from specstress.pipeline.access import COMPONENTS, DASHBOARDS, apply_access, role_name
 from specstress.report.html import DEFAULT_EXPLORER_URL, collect, write_report
-from tests.browser import CHROMIUM, chromium, explorer
-from tests.pipeline_harness import DEMO_CONFIG, rows, running_stack
+from tests.paths import DEMO_CONFIG
+from tests.support.browser import CHROMIUM, chromium, explorer
+from tests.support.pipeline_harness import rows, running_stack
 
 pytestmark = pytest.mark.e2e
 PAIRS = 5

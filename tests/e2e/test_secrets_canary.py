@@ -24,7 +24,8 @@ from specstress.db.engine import create_engine
 from specstress.local.stack import Stack, wait_until_idle
 from specstress.pipeline.bus import connect
 from specstress.pipeline.stages import STAGE_NAMES
-from tests.pipeline_harness import DEMO_CONFIG, rows
+from tests.paths import DEMO_CONFIG
+from tests.support.pipeline_harness import rows
 
 pytestmark = pytest.mark.e2e
 PAIRS = 3

@@ -42,7 +42,8 @@ from specstress.local.cluster import Cluster, start_cluster
 from specstress.local.servers import ManagedServer, start_nats
 from specstress.local.stack import SIM_URL_ENV, Stack, wait_until_idle
 from specstress.pipeline.bus import SUBSCRIPTIONS, Consumer, connect
-from tests.pipeline_harness import DEMO_CONFIG, rows
+from tests.paths import DEMO_CONFIG
+from tests.support.pipeline_harness import rows
 
 PAIRS = 6
 SEED = 11

@@ -9,7 +9,6 @@ is created once, and the answers come from the batches, not from online calls.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,11 @@ import nats
 import pytest
 
 from specstress.api import start_run
-from specstress.db.migrate import upgrade
-from specstress.local.servers import Infra, drop_database, ensure_database
+from specstress.local.servers import Infra
 from specstress.local.stack import wait_until_idle
-from tests.pipeline_harness import DEMO_CONFIG, rows, running_stack
+from tests.paths import DEMO_CONFIG
+from tests.support.database import fresh_database
+from tests.support.pipeline_harness import rows, running_stack
 
 pytestmark = pytest.mark.faults
 PAIRS = 4
@@ -59,13 +59,8 @@ ONLINE_PERSONAS = {"sim-writer-a", "sim-writer-b", "sim-spectrum"}
 
 @pytest.fixture
 async def second_database(infra: Infra) -> AsyncIterator[str]:
-    name = f"t_{secrets.token_hex(8)}"
-    url = await ensure_database(infra.database_url, name)
-    try:
-        await upgrade(url)
+    async with fresh_database(infra) as url:
         yield url
-    finally:
-        await drop_database(infra.database_url, name)
 
 
 async def _facts(database_url: str) -> dict[str, list[tuple[Any, ...]]]:

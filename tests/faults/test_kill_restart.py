@@ -9,7 +9,7 @@ import pytest
 
 from specstress.api import start_run
 from specstress.local.stack import wait_until_idle
-from tests.pipeline_harness import planted_disagreement, rows, running_stack
+from tests.support.pipeline_harness import check_planted_disagreement, rows, running_stack
 
 pytestmark = pytest.mark.faults
 
@@ -60,11 +60,4 @@ async def test_killed_service_resumes_without_loss_or_duplicates(
             "SELECT count(*) AS n FROM llm_calls WHERE stage = 'responder' AND status = 'ok'",
         )
         assert paid[0]["n"] == expected_responses
-        stored = {
-            (str(r["scenario_id"]), str(r["model_set"])): float(r["disagreement"])
-            for r in await rows(database_url, "SELECT * FROM disagreement")
-        }
-        expected = await planted_disagreement(running, database_url)
-        assert stored.keys() == expected.keys()
-        for key, value in expected.items():
-            assert stored[key] == pytest.approx(value, abs=1e-9)
+        await check_planted_disagreement(running, database_url)

@@ -20,8 +20,8 @@ from specstress.db.engine import create_engine
 from specstress.llm import ChatMessage, Gateway
 from specstress.llm.errors import LLMDeferred
 from specstress.local.stack import Stack
-from tests.pipeline_harness import rows
-from tests.traffic_harness import (
+from tests.support.pipeline_harness import rows
+from tests.support.traffic_harness import (
     eventually,
     model,
     prepare,

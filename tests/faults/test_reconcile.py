@@ -12,7 +12,7 @@ from specstress.db import store
 from specstress.db.engine import create_engine
 from specstress.local.stack import wait_until_idle
 from specstress.method.taxonomy import load_taxonomy
-from tests.pipeline_harness import rows, running_stack
+from tests.support.pipeline_harness import rows, running_stack
 
 pytestmark = pytest.mark.faults
 

@@ -17,8 +17,8 @@ from specstress.local.servers import ensure_database, start_postgres, stop_postg
 from specstress.pipeline.bus import connect
 from tests.e2e.test_secrets_canary import canaries_found, canary_keys, metrics_pages, use_canaries
 from tests.faults.harness import FaultRun, Figures, fault_run, poison_payloads, record
-from tests.pipeline_harness import DEMO_CONFIG
-from tests.traffic_harness import specstress_cli
+from tests.paths import DEMO_CONFIG
+from tests.support.traffic_harness import specstress_cli
 
 pytestmark = pytest.mark.faults
 full = pytest.mark.full_faults

@@ -28,10 +28,10 @@ from tests.ops.tools import (
     PROMETHEUS_DIR,
     PROVIDERS_OVERRIDE,
     PROVISIONING_DIR,
-    REPO,
     system_tool,
     venv_tool,
 )
+from tests.paths import REPO
 
 # published on the host: Grafana for people, Prometheus on the loopback for operators
 PUBLISHED = {"grafana": "3000", "prometheus": "127.0.0.1"}

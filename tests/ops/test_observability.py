@@ -44,7 +44,7 @@ from specstress.pipeline.nats_auth import CLI_USER, INIT_USER
 from specstress.pipeline.stages import STAGE_NAMES
 from tests.conftest import _server_dir
 from tests.ops.tools import DASHBOARDS_DIR, PROMETHEUS_DIR, system_tool
-from tests.pipeline_harness import DEMO_CONFIG
+from tests.paths import DEMO_CONFIG
 
 pytestmark = pytest.mark.e2e
 PAIRS = 6

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from specstress.dataset.tables import DatasetError
+from specstress.method.labels import SPECTRUM_POSITIONS
 
 __all__ = [
     "COMPLETE_CONFIG",
@@ -65,17 +66,6 @@ JUDGE_COLUMN_KEYS: dict[str, str] = {
     "gpt41": "gpt_4_1",
     "gemini_2_5": "gemini_2_5_pro",
 }
-
-# the seven steps of a spectrum, in order (method 2.6)
-SPECTRUM_POSITIONS: tuple[str, ...] = (
-    "extreme_oppose",
-    "strong_oppose",
-    "moderate_oppose",
-    "neutral",
-    "moderate_favor",
-    "strong_favor",
-    "extreme_favor",
-)
 
 _FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     ("claude", "anthropic"),

@@ -3,18 +3,24 @@
 Facts are written with INSERT ... ON CONFLICT DO NOTHING on their deterministic keys, so a
 redelivered message that repeats a write changes nothing. Only the derived `disagreement` rows
 are upserted, because they are recomputed from facts.
+
+The stages' facts and the lookups they make for every message go through coalescers
+(`specstress.db.batching`): the rows that concurrent handlers write meet in one transaction,
+one multi-row insert per table, and their lookups in one query over an array of ids.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import ColumnElement, Select, Table, any_, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.types import String
 
+from specstress.db.batching import Coalescer, PerEngine
 from specstress.db.engine import reading
 from specstress.db.schema import (
     classifications,
@@ -115,6 +121,95 @@ class PositionRow:
     value2_position: int
 
 
+# --- shared round trips ----------------------------------------------------------------------
+
+Key = TypeVar("Key")
+Found = TypeVar("Found")
+
+
+def _any_of(column: ColumnElement[str], name: str) -> ColumnElement[bool]:
+    """`column = ANY(:name)`: one statement text whatever the number of ids."""
+    return column == any_(bindparam(name, type_=ARRAY(String)))
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """The rows one caller writes together, table by table in this order."""
+
+    tables: tuple[tuple[Table, tuple[dict[str, Any], ...]], ...]
+
+
+async def _insert_facts(engine: AsyncEngine, batch: Sequence[_Facts]) -> list[None]:
+    # one insert per table (and set of columns), in the order the tables first come, which
+    # keeps a parent row (a verdict) ahead of its children (its citations)
+    grouped: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
+    for facts in batch:
+        for table, rows in facts.tables:
+            for row in rows:
+                grouped.setdefault((table, tuple(row)), []).append(row)
+    async with engine.begin() as conn:
+        for (table, _columns), table_rows in grouped.items():
+            await conn.execute(insert(table).on_conflict_do_nothing(), table_rows)
+    return [None for _ in batch]
+
+
+class _Lookup(Generic[Key, Found]):
+    """One query for the keys that concurrent callers ask about; `query` returns what it found
+    by key, and each caller gets its key's (None when nothing was found)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        name: str,
+        query: Callable[[AsyncConnection, list[Key]], Awaitable[dict[Key, Found]]],
+    ) -> None:
+        self._engine = engine
+        self._query = query
+        self._coalescer: Coalescer[Key, Found | None] = Coalescer(self._run, name=name)
+
+    async def __call__(self, key: Key) -> Found | None:
+        return await self._coalescer.submit(key)
+
+    async def _run(self, keys: Sequence[Key]) -> list[Found | None]:
+        async with reading(self._engine) as conn:
+            found = await self._query(conn, list(dict.fromkeys(keys)))
+        return [found.get(key) for key in keys]
+
+
+class _Batches:
+    """The coalescers of one engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.facts: Coalescer[_Facts, None] = Coalescer(
+            lambda batch: _insert_facts(engine, batch), name="fact inserts"
+        )
+        self.scenario_with_response = _Lookup(
+            engine, "scenario and answer lookups", _scenarios_with_responses
+        )
+        self.scenario_responses = _Lookup(engine, "scenario answers", _scenarios_responses)
+        self.response = _Lookup(engine, "response lookups", _responses)
+        self.verdict = _Lookup(engine, "verdict lookups", _verdicts)
+        self.classification_context = _Lookup(
+            engine, "classification contexts", _classification_contexts
+        )
+
+
+_batches = PerEngine(_Batches)
+
+
+async def _first(engine: AsyncEngine, query: Select[Any]) -> tuple[Any, ...] | None:
+    """The first row a lookup finds, if any."""
+    async with reading(engine) as conn:
+        row = (await conn.execute(query)).first()
+    return None if row is None else tuple(row)
+
+
+async def _write(engine: AsyncEngine, *tables: tuple[Table, Sequence[dict[str, Any]]]) -> None:
+    """Insert facts (ON CONFLICT DO NOTHING) in one transaction with those of concurrent
+    callers; returns once they are committed."""
+    await _batches(engine).facts.submit(_Facts(tuple((t, tuple(rows)) for t, rows in tables)))
+
+
 # --- dead letters ----------------------------------------------------------------------------
 
 
@@ -188,17 +283,15 @@ async def insert_pairs(engine: AsyncEngine, rows: Sequence[dict[str, Any]]) -> i
 
 
 async def get_pair(engine: AsyncEngine, pair_id: str) -> PairRow | None:
-    async with reading(engine) as conn:
-        row = (
-            await conn.execute(
-                select(
-                    value_pairs.c.pair_id,
-                    value_pairs.c.value1,
-                    value_pairs.c.value2,
-                    value_pairs.c.taxonomy_version,
-                ).where(value_pairs.c.pair_id == pair_id)
-            )
-        ).first()
+    row = await _first(
+        engine,
+        select(
+            value_pairs.c.pair_id,
+            value_pairs.c.value1,
+            value_pairs.c.value2,
+            value_pairs.c.taxonomy_version,
+        ).where(value_pairs.c.pair_id == pair_id),
+    )
     return PairRow(*row) if row else None
 
 
@@ -246,19 +339,20 @@ async def list_models(engine: AsyncEngine) -> list[dict[str, Any]]:
 
 # --- scenarios -------------------------------------------------------------------------------
 
+# the columns of a ScenarioRow, in its order
+_SCENARIO = (
+    scenarios.c.scenario_id,
+    scenarios.c.pair_id,
+    scenarios.c.variant,
+    scenarios.c.generator,
+    scenarios.c.query,
+)
+
 
 async def pair_scenarios(engine: AsyncEngine, pair_id: str) -> dict[str, ScenarioRow]:
     """The pair's stored scenarios, by variant."""
     async with reading(engine) as conn:
-        rows = await conn.execute(
-            select(
-                scenarios.c.scenario_id,
-                scenarios.c.pair_id,
-                scenarios.c.variant,
-                scenarios.c.generator,
-                scenarios.c.query,
-            ).where(scenarios.c.pair_id == pair_id)
-        )
+        rows = await conn.execute(select(*_SCENARIO).where(scenarios.c.pair_id == pair_id))
         return {r.variant: ScenarioRow(*r) for r in rows}
 
 
@@ -283,47 +377,32 @@ async def insert_scenario(
     prompt_version: str,
     query: str,
 ) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(scenarios)
-            .values(
-                scenario_id=scenario_id,
-                pair_id=pair_id,
-                variant=variant,
-                generator=generator,
-                prompt_version=prompt_version,
-                query=query,
-            )
-            .on_conflict_do_nothing()
-        )
+    row = {
+        "scenario_id": scenario_id,
+        "pair_id": pair_id,
+        "variant": variant,
+        "generator": generator,
+        "prompt_version": prompt_version,
+        "query": query,
+    }
+    await _write(engine, (scenarios, [row]))
 
 
 async def insert_drop(
     engine: AsyncEngine, *, pair_id: str, variant: str, generator: str, reason: str, raw: str
 ) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(scenario_drops)
-            .values(
-                pair_id=pair_id, variant=variant, generator=generator, reason=reason, raw_output=raw
-            )
-            .on_conflict_do_nothing()
-        )
+    row = {
+        "pair_id": pair_id,
+        "variant": variant,
+        "generator": generator,
+        "reason": reason,
+        "raw_output": raw,
+    }
+    await _write(engine, (scenario_drops, [row]))
 
 
 async def get_scenario(engine: AsyncEngine, scenario_id: str) -> ScenarioRow | None:
-    async with reading(engine) as conn:
-        row = (
-            await conn.execute(
-                select(
-                    scenarios.c.scenario_id,
-                    scenarios.c.pair_id,
-                    scenarios.c.variant,
-                    scenarios.c.generator,
-                    scenarios.c.query,
-                ).where(scenarios.c.scenario_id == scenario_id)
-            )
-        ).first()
+    row = await _first(engine, select(*_SCENARIO).where(scenarios.c.scenario_id == scenario_id))
     return ScenarioRow(*row) if row else None
 
 
@@ -345,29 +424,38 @@ async def scenario_ids_after(engine: AsyncEngine, after: str, limit: int) -> lis
 async def scenario_with_response(
     engine: AsyncEngine, scenario_id: str, model_key: str
 ) -> tuple[ScenarioRow, str | None] | None:
-    """A scenario and the id of `model_key`'s answer to it (None while unanswered), in one
-    round trip; None when the scenario is not in the database."""
+    """A scenario and the id of `model_key`'s answer to it (None while unanswered); None when
+    the scenario is not in the database."""
+    return await _batches(engine).scenario_with_response((scenario_id, model_key))
+
+
+async def _scenarios_with_responses(
+    conn: AsyncConnection, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[ScenarioRow, str | None]]:
+    # the answers of every asked model to every asked scenario: a few more than asked for
     query = (
-        select(
-            scenarios.c.scenario_id,
-            scenarios.c.pair_id,
-            scenarios.c.variant,
-            scenarios.c.generator,
-            scenarios.c.query,
-            responses.c.response_id,
-        )
+        select(*_SCENARIO, responses.c.model_key, responses.c.response_id)
         .outerjoin(
             responses,
             (responses.c.scenario_id == scenarios.c.scenario_id)
-            & (responses.c.model_key == model_key),
+            & _any_of(responses.c.model_key, "model_keys"),
         )
-        .where(scenarios.c.scenario_id == scenario_id)
+        .where(_any_of(scenarios.c.scenario_id, "scenario_ids"))
     )
-    async with reading(engine) as conn:
-        row = (await conn.execute(query)).first()
-    if row is None:
-        return None
-    return ScenarioRow(*row[:5]), row.response_id
+    rows = await conn.execute(
+        query,
+        {
+            "scenario_ids": list({scenario for scenario, _ in keys}),
+            "model_keys": list({model for _, model in keys}),
+        },
+    )
+    found: dict[str, ScenarioRow] = {}
+    answers: dict[tuple[str, str], str] = {}
+    for row in rows:
+        found[row.scenario_id] = ScenarioRow(*row[:5])
+        if row.response_id is not None:
+            answers[(row.scenario_id, row.model_key)] = row.response_id
+    return {key: (found[key[0]], answers.get(key)) for key in keys if key[0] in found}
 
 
 async def insert_response(
@@ -382,68 +470,73 @@ async def insert_response(
     llm_call_hash: str,
     cut: dict[str, int] | None = None,
 ) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(responses)
-            .values(
-                response_id=response_id,
-                scenario_id=scenario_id,
-                model_key=model_key,
-                text=text,
-                thinking=thinking,
-                params=params,
-                llm_call_hash=llm_call_hash,
-                cut=cut,
-            )
-            .on_conflict_do_nothing()
-        )
+    row = {
+        "response_id": response_id,
+        "scenario_id": scenario_id,
+        "model_key": model_key,
+        "text": text,
+        "thinking": thinking,
+        "params": params,
+        "llm_call_hash": llm_call_hash,
+        "cut": cut,
+    }
+    await _write(engine, (responses, [row]))
+
+
+# the columns of a ResponseRow, in its order (with `models` and `classifications` joined)
+_RESPONSE = (
+    responses.c.response_id,
+    responses.c.scenario_id,
+    responses.c.model_key,
+    models.c.family,
+    responses.c.text,
+    classifications.c.response_id.is_not(None).label("classified"),
+)
+
+
+def _responses_joined(*columns: Any) -> Any:
+    return (
+        select(*_RESPONSE, *columns)
+        .join(models, models.c.model_key == responses.c.model_key)
+        .outerjoin(classifications, classifications.c.response_id == responses.c.response_id)
+    )
 
 
 async def scenario_responses(engine: AsyncEngine, scenario_id: str) -> list[ResponseRow]:
     """Every response to a scenario, with its model's family and whether it is classified."""
-    async with reading(engine) as conn:
-        rows = await conn.execute(
-            select(
-                responses.c.response_id,
-                responses.c.scenario_id,
-                responses.c.model_key,
-                models.c.family,
-                responses.c.text,
-                classifications.c.response_id.is_not(None).label("classified"),
-            )
-            .join(models, models.c.model_key == responses.c.model_key)
-            .outerjoin(classifications, classifications.c.response_id == responses.c.response_id)
-            .where(responses.c.scenario_id == scenario_id)
-            .order_by(responses.c.model_key)
-        )
-        return [ResponseRow(*r) for r in rows]
+    return await _batches(engine).scenario_responses(scenario_id) or []
+
+
+async def _scenarios_responses(
+    conn: AsyncConnection, scenario_ids: list[str]
+) -> dict[str, list[ResponseRow]]:
+    rows = await conn.execute(
+        _responses_joined()
+        .where(_any_of(responses.c.scenario_id, "ids"))
+        .order_by(responses.c.model_key),
+        {"ids": scenario_ids},
+    )
+    found: dict[str, list[ResponseRow]] = {}
+    for row in rows:
+        found.setdefault(row.scenario_id, []).append(ResponseRow(*row))
+    return found
 
 
 async def get_response(engine: AsyncEngine, response_id: str) -> tuple[ResponseRow, str] | None:
     """A response with the query it answered."""
-    async with reading(engine) as conn:
-        row = (
-            await conn.execute(
-                select(
-                    responses.c.response_id,
-                    responses.c.scenario_id,
-                    responses.c.model_key,
-                    models.c.family,
-                    responses.c.text,
-                    classifications.c.response_id.is_not(None).label("classified"),
-                    scenarios.c.query,
-                )
-                .join(models, models.c.model_key == responses.c.model_key)
-                .join(scenarios, scenarios.c.scenario_id == responses.c.scenario_id)
-                .outerjoin(
-                    classifications, classifications.c.response_id == responses.c.response_id
-                )
-                .where(responses.c.response_id == response_id)
-            )
-        ).first()
-    if row is None:
-        return None
-    return ResponseRow(*row[:6]), row.query
+    return await _batches(engine).response(response_id)
+
+
+async def _responses(
+    conn: AsyncConnection, response_ids: list[str]
+) -> dict[str, tuple[ResponseRow, str]]:
+    rows = await conn.execute(
+        _responses_joined(scenarios.c.query)
+        .join(scenarios, scenarios.c.scenario_id == responses.c.scenario_id)
+        .where(_any_of(responses.c.response_id, "ids")),
+        {"ids": response_ids},
+    )
+    return {row.response_id: (ResponseRow(*row[:6]), row.query) for row in rows}
 
 
 @dataclass(frozen=True)
@@ -466,6 +559,12 @@ async def classification_context(
     """A scenario with its pair, its pair's spectrum (None before it exists), the active
     target models, the models that answered it and whether any answer is classified; None
     when the scenario is not in the database."""
+    return await _batches(engine).classification_context(scenario_id)
+
+
+async def _classification_contexts(
+    conn: AsyncConnection, scenario_ids: list[str]
+) -> dict[str, ClassificationContext]:
     active = (
         select(func.coalesce(func.array_agg(models.c.model_key), text("'{}'")))
         .where(models.c.active)
@@ -499,11 +598,7 @@ async def classification_context(
     )
     query = (
         select(
-            scenarios.c.scenario_id,
-            scenarios.c.pair_id,
-            scenarios.c.variant,
-            scenarios.c.generator,
-            scenarios.c.query,
+            *_SCENARIO,
             value_pairs.c.value1,
             value_pairs.c.value2,
             value_pairs.c.taxonomy_version,
@@ -518,43 +613,40 @@ async def classification_context(
         )
         .join(value_pairs, value_pairs.c.pair_id == scenarios.c.pair_id)
         .outerjoin(spectra, spectra.c.pair_id == scenarios.c.pair_id)
-        .where(scenarios.c.scenario_id == scenario_id)
+        .where(_any_of(scenarios.c.scenario_id, "ids"))
     )
-    async with reading(engine) as conn:
-        row = (await conn.execute(query)).first()
-    if row is None:
-        return None
-    spectrum = None
-    if row.spectrum_id is not None:
-        spectrum = SpectrumRow(
-            row.spectrum_id, row.pair_id, row.value1_spectrum, row.value2_spectrum
+    found = {}
+    for row in await conn.execute(query, {"ids": scenario_ids}):
+        spectrum = None
+        if row.spectrum_id is not None:
+            spectrum = SpectrumRow(
+                row.spectrum_id, row.pair_id, row.value1_spectrum, row.value2_spectrum
+            )
+        found[row.scenario_id] = ClassificationContext(
+            scenario=ScenarioRow(*row[:5]),
+            pair=PairRow(row.pair_id, row.value1, row.value2, row.taxonomy_version),
+            spectrum=spectrum,
+            active_models=frozenset(row.active_models),
+            answered_by=frozenset(row.answered_by),
+            abandoned_by=frozenset(row.active_models if row.fan_out_lost else row.abandoned_by),
+            any_classified=bool(row.any_classified),
         )
-    return ClassificationContext(
-        scenario=ScenarioRow(row.scenario_id, row.pair_id, row.variant, row.generator, row.query),
-        pair=PairRow(row.pair_id, row.value1, row.value2, row.taxonomy_version),
-        spectrum=spectrum,
-        active_models=frozenset(row.active_models),
-        answered_by=frozenset(row.answered_by),
-        abandoned_by=frozenset(row.active_models if row.fan_out_lost else row.abandoned_by),
-        any_classified=bool(row.any_classified),
-    )
+    return found
 
 
 # --- spectra ---------------------------------------------------------------------------------
 
 
 async def get_spectrum(engine: AsyncEngine, pair_id: str) -> SpectrumRow | None:
-    async with reading(engine) as conn:
-        row = (
-            await conn.execute(
-                select(
-                    spectra.c.spectrum_id,
-                    spectra.c.pair_id,
-                    spectra.c.value1_spectrum,
-                    spectra.c.value2_spectrum,
-                ).where(spectra.c.pair_id == pair_id)
-            )
-        ).first()
+    row = await _first(
+        engine,
+        select(
+            spectra.c.spectrum_id,
+            spectra.c.pair_id,
+            spectra.c.value1_spectrum,
+            spectra.c.value2_spectrum,
+        ).where(spectra.c.pair_id == pair_id),
+    )
     return SpectrumRow(*row) if row else None
 
 
@@ -568,29 +660,23 @@ async def insert_spectrum(
     value1_spectrum: list[dict[str, str]],
     value2_spectrum: list[dict[str, str]],
 ) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(spectra)
-            .values(
-                spectrum_id=spectrum_id,
-                pair_id=pair_id,
-                model_key=model_key,
-                prompt_version=prompt_version,
-                value1_spectrum=value1_spectrum,
-                value2_spectrum=value2_spectrum,
-            )
-            .on_conflict_do_nothing()
-        )
+    row = {
+        "spectrum_id": spectrum_id,
+        "pair_id": pair_id,
+        "model_key": model_key,
+        "prompt_version": prompt_version,
+        "value1_spectrum": value1_spectrum,
+        "value2_spectrum": value2_spectrum,
+    }
+    await _write(engine, (spectra, [row]))
 
 
 # --- classifications -------------------------------------------------------------------------
 
 
 async def insert_classifications(engine: AsyncEngine, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    async with engine.begin() as conn:
-        await conn.execute(insert(classifications).on_conflict_do_nothing(), list(rows))
+    if rows:
+        await _write(engine, (classifications, rows))
 
 
 async def scenario_positions(engine: AsyncEngine, scenario_id: str) -> list[PositionRow]:
@@ -659,13 +745,15 @@ async def upsert_disagreement(engine: AsyncEngine, rows: Iterable[dict[str, Any]
 
 
 async def verdict_exists(engine: AsyncEngine, verdict_id: str) -> bool:
-    async with reading(engine) as conn:
-        found = (
-            await conn.execute(
-                select(verdicts.c.verdict_id).where(verdicts.c.verdict_id == verdict_id)
-            )
-        ).first()
-    return found is not None
+    return await _batches(engine).verdict(verdict_id) is not None
+
+
+async def _verdicts(conn: AsyncConnection, verdict_ids: list[str]) -> dict[str, bool]:
+    rows = await conn.execute(
+        select(verdicts.c.verdict_id).where(_any_of(verdicts.c.verdict_id, "ids")),
+        {"ids": verdict_ids},
+    )
+    return {row.verdict_id: True for row in rows}
 
 
 async def insert_verdict(
@@ -683,30 +771,22 @@ async def insert_verdict(
     cut: dict[str, int] | None = None,
 ) -> None:
     """The verdict and the spec sections it cites, in one transaction."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(verdicts)
-            .values(
-                verdict_id=verdict_id,
-                response_id=response_id,
-                scenario_id=scenario_id,
-                judge=judge,
-                spec_id=spec_id,
-                spec_version=spec_version,
-                decision=decision,
-                reasoning=reasoning,
-                cut=cut,
-            )
-            .on_conflict_do_nothing()
-        )
-        if cited_sections:
-            await conn.execute(
-                insert(verdict_citations).on_conflict_do_nothing(),
-                [
-                    {"verdict_id": verdict_id, "anchor": anchor, "rank": rank}
-                    for rank, anchor in enumerate(cited_sections, start=1)
-                ],
-            )
+    verdict = {
+        "verdict_id": verdict_id,
+        "response_id": response_id,
+        "scenario_id": scenario_id,
+        "judge": judge,
+        "spec_id": spec_id,
+        "spec_version": spec_version,
+        "decision": decision,
+        "reasoning": reasoning,
+        "cut": cut,
+    }
+    citations = [
+        {"verdict_id": verdict_id, "anchor": anchor, "rank": rank}
+        for rank, anchor in enumerate(cited_sections, start=1)
+    ]
+    await _write(engine, (verdicts, [verdict]), (verdict_citations, citations))
 
 
 # --- reconciliation: work whose triggering event never arrived --------------------------------

@@ -8,10 +8,11 @@ and one batch of rows, not a Python float per number.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import FromClause, and_, exists, func, select
+from sqlalchemy import FromClause, Table, and_, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -46,6 +47,15 @@ def from_bytes(raw: bytes, dim: int) -> npt.NDArray[np.float32]:
     return vector.astype(np.float32)
 
 
+async def _insert_new(engine: AsyncEngine, table: Table, values: list[dict[str, Any]]) -> None:
+    """Insert the rows in one transaction, a statement per batch; a row whose key is stored
+    already (by another process meanwhile) is left as it is."""
+    async with engine.begin() as conn:
+        for begin in range(0, len(values), _WRITE_BATCH):
+            statement = insert(table).on_conflict_do_nothing()
+            await conn.execute(statement, values[begin : begin + _WRITE_BATCH])
+
+
 async def cached_vectors(
     engine: AsyncEngine, embedder_hash: str, text_hashes: Sequence[str]
 ) -> dict[str, bytes]:
@@ -70,10 +80,7 @@ async def store_cached_vectors(
         {"embedder_hash": embedder_hash, "text_hash": text_hash, "dim": dim, "vector": vector}
         for text_hash, vector in rows
     ]
-    async with engine.begin() as conn:
-        for begin in range(0, len(values), _WRITE_BATCH):
-            statement = insert(embedding_cache).on_conflict_do_nothing()
-            await conn.execute(statement, values[begin : begin + _WRITE_BATCH])
+    await _insert_new(engine, embedding_cache, values)
 
 
 async def scenarios_missing_embedding(
@@ -122,10 +129,7 @@ async def insert_scenario_embeddings(
         }
         for sid, vector in rows
     ]
-    async with engine.begin() as conn:
-        for begin in range(0, len(values), _WRITE_BATCH):
-            statement = insert(scenario_embeddings).on_conflict_do_nothing()
-            await conn.execute(statement, values[begin : begin + _WRITE_BATCH])
+    await _insert_new(engine, scenario_embeddings, values)
 
 
 async def selection_inputs(

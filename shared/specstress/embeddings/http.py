@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import random
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 from httpx_aiohttp import AiohttpTransport
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
@@ -32,8 +31,8 @@ from specstress.config import EmbeddingConfig
 from specstress.llm import http
 from specstress.llm.errors import LLMError
 from specstress.llm.ledger import AttemptRecord, record_attempt
-from specstress.llm.protocol import ProviderError
-from specstress.llm.providers.gemini import GeminiGenerate
+from specstress.llm.protocol import MAX_ERROR_CHARS, LenientModel, ProtocolAdapter
+from specstress.llm.providers.gemini import GeminiGenerate, api_root
 from specstress.llm.providers.openai import OpenAIChat
 from specstress.llm.retry import backoff_seconds
 
@@ -48,7 +47,6 @@ __all__ = [
 
 STAGE = "embedding"
 _MAX_CONNECTIONS = 64
-_MAX_ERROR_CHARS = 500
 
 log = logging.getLogger(__name__)
 
@@ -59,36 +57,33 @@ class EmbeddingAnswer:
     input_tokens: int
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class _OpenAIItem(_Lenient):
+class _OpenAIItem(LenientModel):
     index: int
     embedding: list[float]
 
 
-class _OpenAIUsage(_Lenient):
+class _OpenAIUsage(LenientModel):
     prompt_tokens: int = 0
 
 
-class _OpenAIAnswer(_Lenient):
+class _OpenAIAnswer(LenientModel):
     data: list[_OpenAIItem]
     usage: _OpenAIUsage | None = None
 
 
-class _GeminiItem(_Lenient):
+class _GeminiItem(LenientModel):
     values: list[float]
 
 
-class _GeminiAnswer(_Lenient):
+class _GeminiAnswer(LenientModel):
     embeddings: list[_GeminiItem]
 
 
 class _Wire(Protocol):
-    def url(self, config: EmbeddingConfig) -> str: ...
+    # the chat protocol of the same provider: its key headers and error bodies are the same
+    chat: ProtocolAdapter
 
-    def headers(self, api_key: SecretStr | None) -> dict[str, str]: ...
+    def url(self, config: EmbeddingConfig) -> str: ...
 
     def body(self, config: EmbeddingConfig, texts: Sequence[str]) -> dict[str, Any]: ...
 
@@ -96,16 +91,13 @@ class _Wire(Protocol):
         """Raises ValueError when the payload is not `count` vectors."""
         ...
 
-    def error(self, payload: Any, raw_text: str) -> ProviderError: ...
-
 
 class OpenAIEmbeddingsWire:
+    chat: ProtocolAdapter = OpenAIChat()
+
     def url(self, config: EmbeddingConfig) -> str:
         assert config.base_url is not None
         return f"{config.base_url.rstrip('/')}/embeddings"
-
-    def headers(self, api_key: SecretStr | None) -> dict[str, str]:
-        return {} if api_key is None else {"Authorization": f"Bearer {api_key.get_secret_value()}"}
 
     def body(self, config: EmbeddingConfig, texts: Sequence[str]) -> dict[str, Any]:
         return {
@@ -127,20 +119,13 @@ class OpenAIEmbeddingsWire:
         tokens = parsed.usage.prompt_tokens if parsed.usage is not None else 0
         return EmbeddingAnswer(vectors, tokens)
 
-    def error(self, payload: Any, raw_text: str) -> ProviderError:
-        return OpenAIChat().parse_error(payload, raw_text)
-
 
 class GeminiEmbeddingsWire:
+    chat: ProtocolAdapter = GeminiGenerate()
+
     def url(self, config: EmbeddingConfig) -> str:
         assert config.base_url is not None
-        base = config.base_url.rstrip("/")
-        if not re.search(r"/v1(beta|alpha)?$", base):
-            base = f"{base}/v1beta"
-        return f"{base}/models/{_gemini_model(config)}:batchEmbedContents"
-
-    def headers(self, api_key: SecretStr | None) -> dict[str, str]:
-        return {} if api_key is None else {"x-goog-api-key": api_key.get_secret_value()}
+        return f"{api_root(config.base_url)}/models/{_gemini_model(config)}:batchEmbedContents"
 
     def body(self, config: EmbeddingConfig, texts: Sequence[str]) -> dict[str, Any]:
         model = f"models/{_gemini_model(config)}"
@@ -160,9 +145,6 @@ class GeminiEmbeddingsWire:
             raise ValueError(f"expected {count} embeddings, got {len(parsed.embeddings)}")
         # batchEmbedContents reports no token usage
         return EmbeddingAnswer(np.asarray([e.values for e in parsed.embeddings], np.float32), 0)
-
-    def error(self, payload: Any, raw_text: str) -> ProviderError:
-        return GeminiGenerate().parse_error(payload, raw_text)
 
 
 def _gemini_model(config: EmbeddingConfig) -> str:
@@ -238,7 +220,7 @@ class HttpEmbeddings:
             "POST",
             wire.url(config),
             json=wire.body(config, texts),
-            headers=wire.headers(api_key),
+            headers=wire.chat.api_headers(api_key),
             timeout=http.request_timeout(config.timeouts),
             api_key=api_key,
         )
@@ -250,9 +232,9 @@ class HttpEmbeddings:
                     raise ValueError("success status with a non-JSON body")
                 return wire.answer(payload, len(texts))
             except ValueError as exc:
-                message = http.scrub(str(exc), api_key)[:_MAX_ERROR_CHARS]
+                message = http.scrub(str(exc), api_key)[:MAX_ERROR_CHARS]
                 raise LLMError("retryable", message, http_status=status) from None
-        raise http.reply_error(response, wire.error(payload, response.text), api_key)
+        raise http.reply_error(response, wire.chat.parse_error(payload, response.text), api_key)
 
     async def _record(
         self,

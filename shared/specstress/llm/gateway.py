@@ -1,8 +1,9 @@
 """The LLM gateway: the only way services reach models.
 
-A call is looked up in the ledger first and paid for only when no completed twin exists; a
-Postgres advisory lock on the request hash makes identical calls from different processes wait
-for one another instead of paying twice. Around the HTTP exchange the gateway adds a per-model
+A call is looked up in the ledger first and paid for only when no completed twin exists; a claim
+on the request hash (`specstress.llm.claims`) makes identical calls, in one process or several,
+wait for one another instead of paying twice. Concurrent calls share their round trips to
+Postgres: lookups, claims and ledger rows each go as one statement for many calls. Around the HTTP exchange the gateway adds a per-model
 concurrency cap, full-jitter retries that honour retry-after, error classes, a ledger row and
 Prometheus observations for every attempt. Wire formats live in protocol adapters. A paid
 answer whose ledger row cannot be written (Postgres away) is held, then spilled to a local
@@ -33,8 +34,9 @@ from specstress.db.engine import database_unreachable
 from specstress.errors import BadModelOutput
 from specstress.llm import http
 from specstress.llm.batches.coordinator import BatchCoordinator
+from specstress.llm.claims import CallClaims
 from specstress.llm.errors import LLMDeferred, LLMError
-from specstress.llm.ledger import AttemptRecord, CallLocks, find_completed, record_attempt
+from specstress.llm.ledger import AttemptRecord, Ledger
 from specstress.llm.messages import ChatMessage, ModelOutput, Usage, reask
 from specstress.llm.protocol import (
     Completion,
@@ -141,19 +143,23 @@ class Gateway:
         batch: StageBatches | None = None,
         models: Sequence[ModelConfig] = (),
         ledger: LedgerSettings | None = None,
+        # HTTP connections open at once (a service derives it from bus.target_in_flight)
+        max_connections: int = _MAX_CONNECTIONS,
     ) -> None:
         """`batch` turns on batch mode for the stages it enables (`models` are the configured
         models, whose jobs `batches.run()` sends and polls for the stage named `service`);
         `ledger` says where paid answers wait while Postgres is unreachable."""
-        self._engine = engine
         settings = ledger or LedgerSettings()
-        self.paid = PaidLedger(engine, Path(settings.spill_dir) / f"{service}.jsonl", settings)
-        self._locks = CallLocks(engine)
+        self._ledger = Ledger(engine)
+        self.paid = PaidLedger(
+            engine, Path(settings.spill_dir) / f"{service}.jsonl", settings, ledger=self._ledger
+        )
+        self._claims = CallClaims(engine)
         self._limiter = RateLimiter(engine)
         self._admission = Admission(engine, budget or Budget(), defer_seconds)
         # httpx's own pool slows sharply under concurrency; aiohttp's transport holds up.
         self._http = httpx.AsyncClient(
-            transport=AiohttpTransport(limits=httpx.Limits(max_connections=_MAX_CONNECTIONS)),
+            transport=AiohttpTransport(limits=httpx.Limits(max_connections=max_connections)),
             headers={"User-Agent": f"specstress-{service}"},
             event_hooks={"response": [self._limiter.on_response]},
         )
@@ -169,7 +175,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-        await self._locks.aclose()
+        await self._claims.aclose()
         await self._limiter.aclose()
 
     async def generate(
@@ -198,7 +204,7 @@ class Gateway:
         digest = request_hash(model, messages, schema)
         # answers paid for during an outage go into the ledger before anything is bought
         await self.paid.replay()
-        stored = await find_completed(self._engine, digest)
+        stored = await self._ledger.find_completed(digest)
         if stored is not None:
             observe(model.key, stage, "cached")
             return _output(model, digest, stored, from_cache=True, cost_usd=0.0)
@@ -213,9 +219,9 @@ class Gateway:
             if batched is not None:
                 observe(model.key, stage, "cached")
                 return _output(model, digest, batched, from_cache=True, cost_usd=0.0)
-        async with self._slot(model), self._locks.hold(digest):
+        async with self._slot(model), self._claims.hold(digest):
             # the holder we waited for may have been making this very call
-            stored = await find_completed(self._engine, digest)
+            stored = await self._ledger.find_completed(digest)
             if stored is not None:
                 observe(model.key, stage, "cached")
                 return _output(model, digest, stored, from_cache=True, cost_usd=0.0)
@@ -417,8 +423,7 @@ class Gateway:
     async def _record_error(
         self, call: _Call, attempt: int, error: LLMError, latency: float
     ) -> None:
-        await record_attempt(
-            self._engine,
+        await self._ledger.record(
             AttemptRecord(
                 request_hash=call.digest,
                 stage=call.stage,
@@ -464,7 +469,7 @@ class Gateway:
             # Only possible when a lock was lost mid-call (its connection dropped) and another
             # process finished the same request: serve the ledger's answer so all callers agree.
             log.warning("%s/%s: request %s was paid for twice", model.key, stage, digest)
-            stored = await find_completed(self._engine, digest)
+            stored = await self._ledger.find_completed(digest)
             if stored is not None:
                 answer = stored
         return _output(model, digest, answer, from_cache=False, cost_usd=cost)

@@ -5,6 +5,9 @@ for, is found again by every later identical call instead of being bought twice.
 
 Each paid row also adds its cost and tokens to `llm_spend` in the same transaction, so the
 running total the budget is checked against is exactly the sum over the ledger's paid rows.
+
+A process's `Ledger` looks up and writes the rows of concurrent calls together: one query over
+an array of hashes, one multi-row insert with one spend update (`specstress.db.batching`).
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import func, null, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import any_, bindparam, func, null, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import ReturningInsert
 
+from specstress.db.batching import Coalescer
 from specstress.db.engine import database_unreachable, reading
 from specstress.db.schema import llm_calls
 from specstress.ids import advisory_lock_key
@@ -29,6 +33,7 @@ __all__ = [
     "MAX_ERROR_CHARS",
     "AttemptRecord",
     "CallLocks",
+    "Ledger",
     "find_completed",
     "record_attempt",
     "record_attempts",
@@ -89,9 +94,7 @@ def _row(record: AttemptRecord) -> dict[str, Any]:
     }
 
 
-def _insert_keeping_answers(
-    rows: dict[str, Any] | list[dict[str, Any]],
-) -> ReturningInsert[tuple[int, str]]:
+def _insert_keeping_answers(rows: list[dict[str, Any]]) -> ReturningInsert[tuple[str, str]]:
     """INSERT of ledger rows that leaves a hash's completed row alone (RETURNING the new)."""
     return (
         insert(llm_calls)
@@ -102,24 +105,39 @@ def _insert_keeping_answers(
             index_elements=[llm_calls.c.request_hash],
             index_where=text("status = 'ok'"),
         )
-        .returning(llm_calls.c.call_id, llm_calls.c.request_hash)
+        .returning(llm_calls.c.request_hash, llm_calls.c.status)
     )
+
+
+async def _append(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> list[bool]:
+    """Append attempts in the caller's transaction and add the new answers' cost and tokens to
+    the spend; for each record, False when it is an `ok` row whose hash already had one (here
+    or earlier in `records`)."""
+    added = await conn.execute(_insert_keeping_answers([_row(r) for r in records]))
+    new_answers = {row.request_hash for row in added if row.status == "ok"}
+    written = []
+    for record in records:
+        new = record.status != "ok" or record.request_hash in new_answers
+        if record.status == "ok":
+            # of two records of one hash, the row kept is the first's
+            new_answers.discard(record.request_hash)
+        written.append(new)
+    paid = [r for r, new in zip(records, written, strict=True) if new and r.status == "ok"]
+    if paid:
+        # the budget's running total moves with the ledger rows, in one transaction
+        await add_spend(
+            conn,
+            int(paid[0].request_hash[:8], 16),
+            sum(r.cost_usd for r in paid),
+            sum(r.input_tokens + r.output_tokens for r in paid),
+        )
+    return written
 
 
 async def record_attempt(engine: AsyncEngine, record: AttemptRecord) -> bool:
     """Append one attempt. False when it is an `ok` row and the hash already had one."""
-    statement = _insert_keeping_answers(_row(record))
     async with engine.begin() as conn:
-        call_id = (await conn.execute(statement)).first()
-        if call_id is not None and record.status == "ok":
-            # the budget's running total moves with the ledger row, in one transaction
-            await add_spend(
-                conn,
-                int(record.request_hash[:8], 16),
-                record.cost_usd,
-                record.input_tokens + record.output_tokens,
-            )
-    return call_id is not None
+        return (await _append(conn, [record]))[0]
 
 
 async def record_attempts(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> set[str]:
@@ -127,17 +145,45 @@ async def record_attempts(conn: AsyncConnection, records: Sequence[AttemptRecord
     returns the hashes whose `ok` row is new, and adds their cost and tokens to the spend."""
     if not records:
         return set()
-    added = await conn.execute(_insert_keeping_answers([_row(r) for r in records]))
-    new = {row.request_hash for row in added}
-    paid = [r for r in records if r.status == "ok" and r.request_hash in new]
-    if paid:
-        await add_spend(
-            conn,
-            int(paid[0].request_hash[:8], 16),
-            sum(r.cost_usd for r in paid),
-            sum(r.input_tokens + r.output_tokens for r in paid),
-        )
-    return {r.request_hash for r in paid}
+    written = await _append(conn, records)
+    return {
+        r.request_hash for r, new in zip(records, written, strict=True) if new and r.status == "ok"
+    }
+
+
+_FIND_COMPLETED_MANY = select(llm_calls.c.request_hash, llm_calls.c.response).where(
+    llm_calls.c.request_hash
+    == any_(bindparam("hashes", type_=ARRAY(llm_calls.c.request_hash.type))),
+    llm_calls.c.status == "ok",
+)
+
+
+class Ledger:
+    """The ledger as one process's concurrent calls use it: their lookups run as one query
+    and their rows are written in one transaction, batch by batch."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._lookups = Coalescer(self._find_many, name="ledger lookups")
+        self._writes = Coalescer(self._append_many, name="ledger writes")
+
+    async def find_completed(self, request_hash: str) -> dict[str, Any] | None:
+        """As `find_completed`."""
+        return await self._lookups.submit(request_hash)
+
+    async def record(self, record: AttemptRecord) -> bool:
+        """As `record_attempt`."""
+        return await self._writes.submit(record)
+
+    async def _find_many(self, hashes: Sequence[str]) -> list[dict[str, Any] | None]:
+        async with reading(self._engine) as conn:
+            rows = await conn.execute(_FIND_COMPLETED_MANY, {"hashes": list(set(hashes))})
+            found: dict[str, dict[str, Any]] = {row.request_hash: row.response for row in rows}
+        return [found.get(h) for h in hashes]
+
+    async def _append_many(self, records: Sequence[AttemptRecord]) -> list[bool]:
+        async with self._engine.begin() as conn:
+            return await _append(conn, records)
 
 
 class CallLocks:

@@ -28,7 +28,7 @@ from specstress import metrics
 from specstress.config import LedgerSettings
 from specstress.db.engine import database_unreachable
 from specstress.errors import RetryLater
-from specstress.llm.ledger import AttemptRecord, record_attempt, record_attempts
+from specstress.llm.ledger import AttemptRecord, Ledger, record_attempts
 
 __all__ = ["LedgerUnavailable", "PaidLedger"]
 
@@ -50,8 +50,17 @@ class LedgerUnavailable(RetryLater):
 class PaidLedger:
     """Ledger writes of paid answers for one service process (see the module docstring)."""
 
-    def __init__(self, engine: AsyncEngine, spill_file: Path, settings: LedgerSettings) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        spill_file: Path,
+        settings: LedgerSettings,
+        *,
+        ledger: Ledger | None = None,
+    ) -> None:
+        """`ledger`: the process's, whose writes are shared with its other calls."""
         self._engine = engine
+        self._ledger = ledger or Ledger(engine)
         self.spill_file = spill_file
         self._settings = settings
         self._held = 0
@@ -63,11 +72,11 @@ class PaidLedger:
         return self._held
 
     async def record(self, record: AttemptRecord) -> bool:
-        """Write a paid attempt; False when the hash already had an answer (as record_attempt).
+        """Write a paid attempt; False when the hash already had an answer (as `Ledger.record`).
 
         Raises LedgerUnavailable once the answer has been spilled instead."""
         try:
-            return await record_attempt(self._engine, record)
+            return await self._ledger.record(record)
         except Exception as error:
             if not database_unreachable(error):
                 raise
@@ -98,7 +107,7 @@ class PaidLedger:
             await asyncio.sleep(wait)
             wait = min(wait * 2, _MAX_WAIT_SECONDS)
             try:
-                return await record_attempt(self._engine, record)
+                return await self._ledger.record(record)
             except Exception as again:
                 if not database_unreachable(again):
                     raise

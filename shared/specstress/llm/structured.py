@@ -9,6 +9,7 @@ answer with pydantic, because not every provider enforces every keyword.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -58,6 +59,20 @@ class OutputSchema(BaseModel):
         """The schema of a pydantic model, with references inlined and only portable keywords."""
         return cls(
             name=name or model.__name__, json_schema=portable_schema(model.model_json_schema())
+        )
+
+    @classmethod
+    def keyed(cls, name: str, keys: Sequence[str], entry: dict[str, Any]) -> OutputSchema:
+        """An object with one `entry`-shaped value under each of `keys`, every key required
+        and no other (an answer about several models, keyed by model key)."""
+        return cls(
+            name=name,
+            json_schema={
+                "type": "object",
+                "properties": dict.fromkeys(keys, entry),
+                "required": list(keys),
+                "additionalProperties": False,
+            },
         )
 
 

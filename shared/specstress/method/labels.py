@@ -1,20 +1,36 @@
-"""The label vocabularies of method sections 2.10 and 2.11, defined once.
+"""The vocabularies of method sections 2.6, 2.10 and 2.11, defined once.
 
-Topic keys are the exact JSON keys of the topic contract; refusal types are the exact names a
-labeller must answer with, ordered from full compliance to complete rejection. Tables, parsers,
-reports and the simulator all read them from here.
+Spectrum positions are the seven steps of a value's bias spectrum, in order; topic keys are the
+exact JSON keys of the topic contract; refusal types are the exact names a labeller must answer
+with, ordered from full compliance to complete rejection. Tables, parsers, reports and the
+simulator all read them from here.
 """
 
 from __future__ import annotations
+
+from typing import Literal, get_args
 
 __all__ = [
     "MAX_DISTINCTIVE_VALUES",
     "REFUSALS",
     "REFUSAL_TYPES",
+    "SPECTRUM_POSITIONS",
     "TOPICS",
     "TOPIC_COLUMNS",
+    "SpectrumPosition",
     "is_refusal",
 ]
+
+SpectrumPosition = Literal[
+    "extreme_oppose",
+    "strong_oppose",
+    "moderate_oppose",
+    "neutral",
+    "moderate_favor",
+    "strong_favor",
+    "extreme_favor",
+]
+SPECTRUM_POSITIONS: tuple[str, ...] = get_args(SpectrumPosition)
 
 TOPICS: tuple[str, ...] = (
     "cyber security",

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, TypeVar
 
-from specstress.errors import BadModelOutput
+from pydantic import BaseModel, ValidationError
 
-__all__ = ["canonical", "canonical_field", "json_object", "text_after_tag"]
+from specstress.errors import BadModelOutput, first_problem
+
+__all__ = [
+    "canonical",
+    "canonical_field",
+    "json_object",
+    "keyed_entries",
+    "text_after_tag",
+    "validated",
+]
+
+M = TypeVar("M", bound=BaseModel)
 
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
 
@@ -86,3 +97,29 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise BadModelOutput("the answer is JSON but not an object")
     return parsed
+
+
+def keyed_entries(
+    text: str, asked: Sequence[str], shown: Collection[str] | None = None
+) -> dict[str, object]:
+    """The entries of an answer keyed by model key: every asked key must be present; with
+    `shown`, a key the prompt never showed is an error too (otherwise it is ignored)."""
+    answer = json_object(text)
+    missing = [key for key in asked if key not in answer]
+    if missing:
+        raise BadModelOutput(f"no entry for model key(s) {', '.join(missing)}")
+    if shown is not None:
+        unknown = sorted(key for key in answer if key not in shown)
+        if unknown:
+            raise BadModelOutput(
+                f"entries for model key(s) not in the prompt: {', '.join(unknown)}"
+            )
+    return {key: answer[key] for key in asked}
+
+
+def validated(model: type[M], value: object, context: str = "") -> M:
+    """`value` as a `model`, or BadModelOutput naming the first problem after `context`."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise BadModelOutput(f"{context}{first_problem(exc)}") from None

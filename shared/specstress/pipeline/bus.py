@@ -71,7 +71,7 @@ class Consumer:
             # the runtime dead-letters after max_deliver failures; deferrals (waits) come on top
             max_deliver=bus.max_deliver + bus.max_deferrals,
             ack_wait=bus.ack_wait_seconds,
-            max_ack_pending=bus.max_ack_pending,
+            max_ack_pending=bus.ack_pending,
         )
 
 

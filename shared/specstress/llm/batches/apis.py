@@ -29,7 +29,7 @@ from specstress.config import ModelConfig
 from specstress.llm import http as provider_http
 from specstress.llm.errors import ErrorClass, LLMError
 from specstress.llm.protocol import Completion, MalformedResponseError, ProtocolAdapter
-from specstress.llm.providers.anthropic import ANTHROPIC_VERSION, AnthropicMessages, messages_url
+from specstress.llm.providers.anthropic import AnthropicMessages, messages_url
 from specstress.llm.providers.openai import OpenAIChat
 from specstress.llm.retry import classify
 
@@ -151,23 +151,58 @@ def _json(response: httpx.Response, what: str) -> dict[str, Any]:
     return payload
 
 
-async def _send(
+async def _exchange(
     http: httpx.AsyncClient,
     method: str,
     url: str,
+    *,
     model: ModelConfig,
+    adapter: ProtocolAdapter,
     what: str,
     **kwargs: Any,
-) -> httpx.Response:
-    return await provider_http.send(
+) -> dict[str, Any]:
+    """The JSON object the batch API answers; LLMError when it refuses or says nothing usable."""
+    api_key = model.api_key()
+    response = await provider_http.send(
         http,
         method,
         url,
+        headers=adapter.api_headers(api_key),
         timeout=provider_http.request_timeout(model.timeouts),
-        api_key=model.api_key(),
+        api_key=api_key,
         what=what,
         **kwargs,
     )
+    _raise_for_error(response, adapter, api_key, what)
+    return _json(response, what)
+
+
+async def _create(
+    http: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    *,
+    model: ModelConfig,
+    adapter: ProtocolAdapter,
+    what: str,
+) -> str:
+    """The id of the job the provider created. Sent once, never retried: when the answer is
+    lost the job may exist all the same, which SubmitInDoubt tells the caller."""
+    api_key = model.api_key()
+    try:
+        created = await http.post(
+            url,
+            headers=adapter.api_headers(api_key),
+            json=body,
+            timeout=provider_http.request_timeout(model.timeouts),
+        )
+    except (httpx.TransportError, aiohttp.ClientError) as exc:
+        raise SubmitInDoubt(f"{what}: {type(exc).__name__}") from None
+    _raise_for_error(created, adapter, api_key, what)
+    batch_id = _json(created, what).get("id")
+    if not isinstance(batch_id, str):
+        raise SubmitInDoubt(f"{what}: the answer has no batch id")
+    return batch_id
 
 
 async def _jsonl(
@@ -175,12 +210,12 @@ async def _jsonl(
     url: str,
     *,
     model: ModelConfig,
-    headers: dict[str, str],
     adapter: ProtocolAdapter,
     what: str,
 ) -> AsyncIterator[dict[str, Any]]:
     """The JSON objects of a JSONL download, read line by line (results can be large)."""
     api_key = model.api_key()
+    headers = adapter.api_headers(api_key)
     try:
         async with http.stream(
             "GET", url, headers=headers, timeout=provider_http.request_timeout(model.timeouts)
@@ -229,66 +264,51 @@ class OpenAIBatches:
         }
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
-    def _headers(self, api_key: SecretStr | None) -> dict[str, str]:
-        if api_key is None:
-            return {}
-        return {"Authorization": f"Bearer {api_key.get_secret_value()}"}
-
     def _url(self, model: ModelConfig, path: str) -> str:
         return f"{model.base_url.rstrip('/')}/{path}"
 
     async def submit(
         self, http: httpx.AsyncClient, model: ModelConfig, items: Sequence[Item], job_id: str
     ) -> Submitted:
-        api_key = model.api_key()
-        headers = self._headers(api_key)
         content = b"".join(self._line(item) for item in items)
-        upload = await _send(
+        upload = await _exchange(
             http,
             "POST",
             self._url(model, "files"),
-            model,
-            "batch input upload",
-            headers=headers,
+            model=model,
+            adapter=self._adapter,
+            what="batch input upload",
             data={"purpose": "batch"},
             files={"file": (f"specstress-{job_id}.jsonl", content, "application/jsonl")},
         )
-        _raise_for_error(upload, self._adapter, api_key, "batch input upload")
-        file_id = _json(upload, "batch input upload").get("id")
+        file_id = upload.get("id")
         if not isinstance(file_id, str):
             raise LLMError("retryable", "batch input upload: the answer has no file id")
-        try:
-            created = await http.post(
-                self._url(model, "batches"),
-                headers=headers,
-                json={
-                    "input_file_id": file_id,
-                    "endpoint": OPENAI_ENDPOINT,
-                    "completion_window": "24h",
-                    "metadata": {"specstress_job": job_id},
-                },
-                timeout=provider_http.request_timeout(model.timeouts),
-            )
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            raise SubmitInDoubt(f"batch creation: {type(exc).__name__}") from None
-        _raise_for_error(created, self._adapter, api_key, "batch creation")
-        batch_id = _json(created, "batch creation").get("id")
-        if not isinstance(batch_id, str):
-            raise SubmitInDoubt("batch creation: the answer has no batch id")
+        job = {
+            "input_file_id": file_id,
+            "endpoint": OPENAI_ENDPOINT,
+            "completion_window": "24h",
+            "metadata": {"specstress_job": job_id},
+        }
+        batch_id = await _create(
+            http,
+            self._url(model, "batches"),
+            job,
+            model=model,
+            adapter=self._adapter,
+            what="batch creation",
+        )
         return Submitted(batch_id, file_id)
 
     async def status(self, http: httpx.AsyncClient, model: ModelConfig, batch_id: str) -> JobState:
-        api_key = model.api_key()
-        response = await _send(
+        batch = await _exchange(
             http,
             "GET",
             self._url(model, f"batches/{batch_id}"),
-            model,
-            "batch status",
-            headers=self._headers(api_key),
+            model=model,
+            adapter=self._adapter,
+            what="batch status",
         )
-        _raise_for_error(response, self._adapter, api_key, "batch status")
-        batch = _json(response, "batch status")
         status = str(batch.get("status") or "unknown")
         ended = status in ("completed", "failed", "expired", "cancelled")
         failure = None
@@ -304,11 +324,10 @@ class OpenAIBatches:
     async def results(
         self, http: httpx.AsyncClient, model: ModelConfig, state: JobState
     ) -> AsyncIterator[ItemResult]:
-        headers = self._headers(model.api_key())
         for file_id in state.result_sources:
             url = self._url(model, f"files/{file_id}/content")
             async for record in _jsonl(
-                http, url, model=model, headers=headers, adapter=self._adapter, what="batch results"
+                http, url, model=model, adapter=self._adapter, what="batch results"
             ):
                 custom_id = record.get("custom_id")
                 if isinstance(custom_id, str):
@@ -343,24 +362,21 @@ class OpenAIBatches:
     async def find(
         self, http: httpx.AsyncClient, model: ModelConfig, job_id: str, created_at: float
     ) -> Submitted | None:
-        api_key = model.api_key()
         oldest = created_at - _FIND_WINDOW_SECONDS
         after: str | None = None
         while True:
             params: dict[str, Any] = {"limit": _FIND_PAGE}
             if after is not None:
                 params["after"] = after
-            response = await _send(
+            page = await _exchange(
                 http,
                 "GET",
                 self._url(model, "batches"),
-                model,
-                "batch list",
-                headers=self._headers(api_key),
+                model=model,
+                adapter=self._adapter,
+                what="batch list",
                 params=params,
             )
-            _raise_for_error(response, self._adapter, api_key, "batch list")
-            page = _json(response, "batch list")
             batches = [b for b in page.get("data") or [] if isinstance(b, dict)]
             for batch in batches:
                 if (batch.get("metadata") or {}).get("specstress_job") == job_id:
@@ -382,47 +398,32 @@ class AnthropicBatches:
     can_find = False
     _adapter = AnthropicMessages()
 
-    def _headers(self, api_key: SecretStr | None) -> dict[str, str]:
-        headers = {"anthropic-version": ANTHROPIC_VERSION}
-        if api_key is not None:
-            headers["x-api-key"] = api_key.get_secret_value()
-        return headers
-
     def _url(self, model: ModelConfig, suffix: str = "") -> str:
         return f"{messages_url(model.base_url)}/batches{suffix}"
 
     async def submit(
         self, http: httpx.AsyncClient, model: ModelConfig, items: Sequence[Item], job_id: str
     ) -> Submitted:
-        api_key = model.api_key()
         body = {"requests": [{"custom_id": i.custom_id, "params": i.body} for i in items]}
-        try:
-            created = await http.post(
-                self._url(model),
-                headers=self._headers(api_key),
-                json=body,
-                timeout=provider_http.request_timeout(model.timeouts),
-            )
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            raise SubmitInDoubt(f"message batch creation: {type(exc).__name__}") from None
-        _raise_for_error(created, self._adapter, api_key, "message batch creation")
-        batch_id = _json(created, "message batch creation").get("id")
-        if not isinstance(batch_id, str):
-            raise SubmitInDoubt("message batch creation: the answer has no batch id")
+        batch_id = await _create(
+            http,
+            self._url(model),
+            body,
+            model=model,
+            adapter=self._adapter,
+            what="message batch creation",
+        )
         return Submitted(batch_id)
 
     async def status(self, http: httpx.AsyncClient, model: ModelConfig, batch_id: str) -> JobState:
-        api_key = model.api_key()
-        response = await _send(
+        batch = await _exchange(
             http,
             "GET",
             self._url(model, f"/{batch_id}"),
-            model,
-            "message batch status",
-            headers=self._headers(api_key),
+            model=model,
+            adapter=self._adapter,
+            what="message batch status",
         )
-        _raise_for_error(response, self._adapter, api_key, "message batch status")
-        batch = _json(response, "message batch status")
         status = str(batch.get("processing_status") or "unknown")
         results_url = batch.get("results_url")
         sources = (str(results_url),) if results_url else ()
@@ -431,15 +432,9 @@ class AnthropicBatches:
     async def results(
         self, http: httpx.AsyncClient, model: ModelConfig, state: JobState
     ) -> AsyncIterator[ItemResult]:
-        headers = self._headers(model.api_key())
         for url in state.result_sources:
             async for record in _jsonl(
-                http,
-                url,
-                model=model,
-                headers=headers,
-                adapter=self._adapter,
-                what="message batch results",
+                http, url, model=model, adapter=self._adapter, what="message batch results"
             ):
                 custom_id = record.get("custom_id")
                 result = record.get("result")

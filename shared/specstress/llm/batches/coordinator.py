@@ -30,6 +30,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import httpx
@@ -447,16 +448,19 @@ class BatchCoordinator:
                 observe(model.key, stage, "batch", usage=usage, cost_usd=record.cost_usd)
 
     def _ledger_row(self, job: db.Job, model: ModelConfig, item: ItemResult) -> AttemptRecord:
+        record = partial(
+            AttemptRecord,
+            request_hash=item.custom_id,
+            stage=job.stage,
+            model_key=model.key,
+            attempt=1,
+            latency_seconds=job.running_seconds,
+        )
         completion = item.completion
         if item.outcome == "succeeded" and completion is not None:
             usage = completion.usage
-            return AttemptRecord(
-                request_hash=item.custom_id,
-                stage=job.stage,
-                model_key=model.key,
-                attempt=1,
+            return record(
                 status="ok",
-                latency_seconds=job.running_seconds,
                 http_status=200,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
@@ -465,13 +469,8 @@ class BatchCoordinator:
                 cost_usd=call_cost(model.prices, usage) * (1 - model.prices.batch_discount),
                 response=stored_answer(completion),
             )
-        return AttemptRecord(
-            request_hash=item.custom_id,
-            stage=job.stage,
-            model_key=model.key,
-            attempt=1,
+        return record(
             status="error",
-            latency_seconds=job.running_seconds,
             error_class=item.error_class or "retryable",
             error=f"batch {item.outcome}: {item.error or 'no detail'}",
             http_status=item.http_status,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import exists, func, select, text, update
+from sqlalchemy import Float, cast, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -118,6 +118,7 @@ class Summary:
     jobs_running: int
 
 
+# a Job's fields, by name
 _JOB_COLUMNS = (
     llm_batch_jobs.c.job_id,
     llm_batch_jobs.c.stage,
@@ -125,20 +126,10 @@ _JOB_COLUMNS = (
     llm_batch_jobs.c.protocol,
     llm_batch_jobs.c.provider_batch_id,
     llm_batch_jobs.c.created_at,
-    func.coalesce(_seconds_since(llm_batch_jobs.c.submitted_at), 0).label("running_seconds"),
+    cast(func.coalesce(_seconds_since(llm_batch_jobs.c.submitted_at), 0), Float).label(
+        "running_seconds"
+    ),
 )
-
-
-def _job(row: Any) -> Job:
-    return Job(
-        job_id=row.job_id,
-        stage=row.stage,
-        model_key=row.model_key,
-        protocol=row.protocol,
-        provider_batch_id=row.provider_batch_id,
-        created_at=row.created_at,
-        running_seconds=float(row.running_seconds),
-    )
 
 
 async def request_state(engine: AsyncEngine, request_hash: str) -> RequestState | None:
@@ -359,7 +350,7 @@ async def abandoned(engine: AsyncEngine, stage: str, older_than_seconds: float) 
         llm_batch_jobs.c.created_at < func.now() - _interval(older_than_seconds),
     )
     async with engine.connect() as conn:
-        return [_job(r) for r in await conn.execute(query)]
+        return [Job(**r._mapping) for r in await conn.execute(query)]
 
 
 async def job_status(engine: AsyncEngine, job_id: str) -> str | None:
@@ -395,7 +386,7 @@ async def still_due(engine: AsyncEngine, job_id: str) -> Job | None:
     )
     async with engine.connect() as conn:
         row = (await conn.execute(query)).first()
-    return None if row is None else _job(row)
+    return None if row is None else Job(**row._mapping)
 
 
 async def record_progress(

@@ -6,33 +6,23 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import SecretStr
 
 from specstress.config import AnthropicThinking, ModelConfig
+from specstress.llm import protocol
 from specstress.llm.errors import ErrorClass
 from specstress.llm.messages import ChatMessage, Usage
-from specstress.llm.protocol import (
-    Completion,
-    HttpRequest,
-    ListedModel,
-    MalformedResponseError,
-    ModelPage,
-    ProviderError,
-)
 from specstress.llm.structured import OutputSchema
 
 __all__ = [
     "ANTHROPIC_VERSION",
     "MAX_CACHE_BREAKPOINTS",
-    "MAX_ERROR_CHARS",
     "AnthropicMessages",
     "messages_url",
 ]
 
 ANTHROPIC_VERSION = "2023-06-01"
-MAX_ERROR_CHARS = 500
 # the API rejects a request with more cache breakpoints than this
 MAX_CACHE_BREAKPOINTS = 4
 _TOOL_DESCRIPTION = "Record the answer, with every field filled in as the instructions ask."
@@ -40,11 +30,7 @@ _TOOL_DESCRIPTION = "Record the answer, with every field filled in as the instru
 _RETRYABLE_TYPES = frozenset({"rate_limit_error", "overloaded_error", "api_error", "timeout_error"})
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class _Block(_Lenient):
+class _Block(protocol.LenientModel):
     type: str
     text: str | None = None
     thinking: str | None = None
@@ -52,11 +38,11 @@ class _Block(_Lenient):
     input: Any = None
 
 
-class _OutputDetails(_Lenient):
+class _OutputDetails(protocol.LenientModel):
     thinking_tokens: int | None = None
 
 
-class _Usage(_Lenient):
+class _Usage(protocol.LenientModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_input_tokens: int | None = None
@@ -64,16 +50,20 @@ class _Usage(_Lenient):
     output_tokens_details: _OutputDetails | None = None
 
 
-class _Message(_Lenient):
+class _Message(protocol.LenientModel):
     content: list[_Block]
     stop_reason: str | None = None
     usage: _Usage | None = None
 
 
-def messages_url(base_url: str) -> str:
-    """`{base_url}/v1/messages`; a base URL that already ends in /v1 is taken as it is."""
+def _api_root(base_url: str) -> str:
+    """`{base_url}/v1`; a base URL that already ends in /v1 is taken as it is."""
     base = base_url.rstrip("/")
-    return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+    return base if base.endswith("/v1") else f"{base}/v1"
+
+
+def messages_url(base_url: str) -> str:
+    return f"{_api_root(base_url)}/messages"
 
 
 def _blocks(messages: Sequence[ChatMessage]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -99,17 +89,20 @@ def _blocks(messages: Sequence[ChatMessage]) -> tuple[list[dict[str, Any]], list
     return system, turns
 
 
-class AnthropicMessages:
-    def build_request(
-        self,
-        model: ModelConfig,
-        messages: Sequence[ChatMessage],
-        schema: OutputSchema | None,
-        api_key: SecretStr | None,
-    ) -> HttpRequest:
-        headers = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+class AnthropicMessages(protocol.ProtocolAdapter):
+    def url(self, model: ModelConfig) -> str:
+        return messages_url(model.base_url)
+
+    @staticmethod
+    def api_headers(api_key: SecretStr | None) -> dict[str, str]:
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
         if api_key is not None:
             headers["x-api-key"] = api_key.get_secret_value()
+        return headers
+
+    def body(
+        self, model: ModelConfig, messages: Sequence[ChatMessage], schema: OutputSchema | None
+    ) -> dict[str, Any]:
         system, turns = _blocks(messages)
         body: dict[str, Any] = {
             **model.params,
@@ -135,15 +128,10 @@ class AnthropicMessages:
             body["tool_choice"] = (
                 {"type": "auto"} if thinking is not None else {"type": "tool", "name": schema.name}
             )
-        return HttpRequest(url=messages_url(model.base_url), headers=headers, body=body)
+        return body
 
-    def parse_response(self, payload: Any) -> Completion:
-        try:
-            message = _Message.model_validate(payload)
-        except ValidationError as exc:
-            raise MalformedResponseError(
-                f"unexpected Messages API shape: {str(exc)[:MAX_ERROR_CHARS]}"
-            ) from None
+    def parse_response(self, payload: Any) -> protocol.Completion:
+        message = protocol.read_shape(_Message, payload, "Messages API")
         tool_inputs = [b.input for b in message.content if b.type == "tool_use"]
         if tool_inputs:
             text = json.dumps(tool_inputs[0], ensure_ascii=False)
@@ -154,7 +142,7 @@ class AnthropicMessages:
         read = usage.cache_read_input_tokens or 0
         written = usage.cache_creation_input_tokens or 0
         details = usage.output_tokens_details or _OutputDetails()
-        return Completion(
+        return protocol.Completion(
             text=text,
             thinking="\n\n".join(thoughts) if thoughts else None,
             # Anthropic's input_tokens leaves out what was read from or written to the cache
@@ -168,18 +156,18 @@ class AnthropicMessages:
             finish_reason=message.stop_reason,
         )
 
-    def parse_error(self, payload: Any, raw_text: str) -> ProviderError:
+    def parse_error(self, payload: Any, raw_text: str) -> protocol.ProviderError:
         error = payload.get("error") if isinstance(payload, dict) else None
         if not isinstance(error, dict):
-            return ProviderError(message=raw_text[:MAX_ERROR_CHARS])
+            return protocol.ProviderError(message=raw_text[: protocol.MAX_ERROR_CHARS])
         kind = str(error.get("type") or "")
-        message = str(error.get("message") or raw_text)[:MAX_ERROR_CHARS]
+        message = str(error.get("message") or raw_text)[: protocol.MAX_ERROR_CHARS]
         error_class: ErrorClass | None = None
         if kind == "billing_error" or "credit balance" in message.lower():
             error_class = "terminal_quota"
         elif kind in _RETRYABLE_TYPES:
             error_class = "retryable"
-        return ProviderError(
+        return protocol.ProviderError(
             message=message, codes=(kind,) if kind else (), error_class=error_class
         )
 
@@ -190,43 +178,33 @@ class AnthropicMessages:
 MODELS_PAGE_LIMIT = 1000
 
 
-class _ListedModel(_Lenient):
+class _ListedModel(protocol.LenientModel):
     id: str
     display_name: str | None = None
     created_at: datetime | None = None
 
 
-class _ModelList(_Lenient):
+class _ModelList(protocol.LenientModel):
     data: list[_ListedModel]
     has_more: bool = False
     last_id: str | None = None
 
 
-def models_url(base_url: str) -> str:
-    base = base_url.rstrip("/")
-    return f"{base}/models" if base.endswith("/v1") else f"{base}/v1/models"
-
-
 def list_models_request(
     base_url: str, api_key: SecretStr | None, cursor: str | None = None
-) -> HttpRequest:
+) -> protocol.HttpRequest:
     """One page of the listing; `cursor` is the previous page's `last_id`."""
-    headers = {"anthropic-version": ANTHROPIC_VERSION}
-    if api_key is not None:
-        headers["x-api-key"] = api_key.get_secret_value()
-    query = {"limit": str(MODELS_PAGE_LIMIT)}
-    if cursor is not None:
-        query["after_id"] = cursor
-    return HttpRequest(url=f"{models_url(base_url)}?{urlencode(query)}", headers=headers, body={})
+    return protocol.listing_request(
+        f"{_api_root(base_url)}/models",
+        AnthropicMessages.api_headers(api_key),
+        {"limit": str(MODELS_PAGE_LIMIT), "after_id": cursor},
+    )
 
 
-def parse_model_page(payload: Any) -> ModelPage:
-    try:
-        listing = _ModelList.model_validate(payload)
-    except ValidationError as exc:
-        raise MalformedResponseError(f"unexpected model list shape: {exc}") from None
+def parse_model_page(payload: Any) -> protocol.ModelPage:
+    listing = protocol.read_shape(_ModelList, payload, "model list")
     models = [
-        ListedModel(
+        protocol.ListedModel(
             model_id=m.id,
             display_name=m.display_name,
             created=None if m.created_at is None else m.created_at.timestamp(),
@@ -236,4 +214,4 @@ def parse_model_page(payload: Any) -> ModelPage:
     # the last id of the page is where the next starts; a page claiming more but naming no
     # cursor ends the listing rather than asking for the same page again
     last = listing.last_id or (listing.data[-1].id if listing.data else None)
-    return ModelPage(models=models, next_cursor=last if listing.has_more else None)
+    return protocol.ModelPage(models=models, next_cursor=last if listing.has_more else None)

@@ -5,27 +5,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic.alias_generators import to_camel
 
 from specstress.config import GeminiThinking, ModelConfig
+from specstress.llm import protocol
 from specstress.llm.errors import ErrorClass
 from specstress.llm.messages import ChatMessage, Usage
-from specstress.llm.protocol import (
-    Completion,
-    HttpRequest,
-    ListedModel,
-    MalformedResponseError,
-    ModelPage,
-    ProviderError,
-)
 from specstress.llm.structured import OutputSchema, gemini_schema
 
-__all__ = ["MAX_ERROR_CHARS", "GeminiGenerate", "generate_url"]
+__all__ = ["GeminiGenerate", "api_root", "generate_url"]
 
-MAX_ERROR_CHARS = 500
 # request fields that sit beside generationConfig rather than inside it
 _TOP_LEVEL_PARAMS = frozenset({"safetySettings"})
 _ROLES = {"user": "user", "assistant": "model"}
@@ -74,13 +65,15 @@ class _Response(_Lenient):
     prompt_feedback: _PromptFeedback | None = None
 
 
-def generate_url(base_url: str, model_id: str) -> str:
-    """`{base_url}/v1beta/models/{model}:generateContent`; a base URL that already names an API
-    version is taken as it is, and a `models/` prefix on the id is tolerated."""
+def api_root(base_url: str) -> str:
+    """`{base_url}/v1beta`; a base URL that already names an API version is taken as it is."""
     base = base_url.rstrip("/")
-    if not re.search(r"/v1(beta|alpha)?$", base):
-        base = f"{base}/v1beta"
-    return f"{base}/models/{model_id.removeprefix('models/')}:generateContent"
+    return base if re.search(r"/v1(beta|alpha)?$", base) else f"{base}/v1beta"
+
+
+def generate_url(base_url: str, model_id: str) -> str:
+    """`{api_root}/models/{model}:generateContent`; a `models/` prefix on the id is tolerated."""
+    return f"{api_root(base_url)}/models/{model_id.removeprefix('models/')}:generateContent"
 
 
 def _contents(messages: Sequence[ChatMessage]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -109,17 +102,19 @@ def _thinking_config(thinking: GeminiThinking) -> dict[str, Any]:
     return config
 
 
-class GeminiGenerate:
-    def build_request(
-        self,
-        model: ModelConfig,
-        messages: Sequence[ChatMessage],
-        schema: OutputSchema | None,
-        api_key: SecretStr | None,
-    ) -> HttpRequest:
-        headers = {"Content-Type": "application/json"}
-        if api_key is not None:
-            headers["x-goog-api-key"] = api_key.get_secret_value()
+class GeminiGenerate(protocol.ProtocolAdapter):
+    def url(self, model: ModelConfig) -> str:
+        return generate_url(model.base_url, model.model_id)
+
+    @staticmethod
+    def api_headers(api_key: SecretStr | None) -> dict[str, str]:
+        if api_key is None:
+            return {}
+        return {"x-goog-api-key": api_key.get_secret_value()}
+
+    def body(
+        self, model: ModelConfig, messages: Sequence[ChatMessage], schema: OutputSchema | None
+    ) -> dict[str, Any]:
         system, contents = _contents(messages)
         body: dict[str, Any] = {"contents": contents}
         if system:
@@ -137,26 +132,19 @@ class GeminiGenerate:
             generation["responseSchema"] = gemini_schema(schema.json_schema)
         if generation:
             body["generationConfig"] = generation
-        return HttpRequest(
-            url=generate_url(model.base_url, model.model_id), headers=headers, body=body
-        )
+        return body
 
-    def parse_response(self, payload: Any) -> Completion:
-        try:
-            response = _Response.model_validate(payload)
-        except ValidationError as exc:
-            raise MalformedResponseError(
-                f"unexpected generateContent shape: {str(exc)[:MAX_ERROR_CHARS]}"
-            ) from None
+    def parse_response(self, payload: Any) -> protocol.Completion:
+        response = protocol.read_shape(_Response, payload, "generateContent")
         if not response.candidates:
             feedback = response.prompt_feedback or _PromptFeedback()
             reason = feedback.block_reason or "no candidates"
-            raise MalformedResponseError(f"the answer holds no candidate ({reason})")
+            raise protocol.MalformedResponseError(f"the answer holds no candidate ({reason})")
         candidate = response.candidates[0]
         parts = candidate.content.parts if candidate.content is not None else []
         thoughts = [p.text for p in parts if p.thought and p.text]
         usage = response.usage_metadata or _UsageMetadata()
-        return Completion(
+        return protocol.Completion(
             text="".join(p.text or "" for p in parts if not p.thought),
             thinking="\n\n".join(thoughts) if thoughts else None,
             # promptTokenCount includes the cached part; thoughts are billed as output
@@ -169,22 +157,22 @@ class GeminiGenerate:
             finish_reason=candidate.finish_reason,
         )
 
-    def parse_error(self, payload: Any, raw_text: str) -> ProviderError:
+    def parse_error(self, payload: Any, raw_text: str) -> protocol.ProviderError:
         # Google wraps errors in a list when the request came in a batch form
         if isinstance(payload, list) and payload:
             payload = payload[0]
         error = payload.get("error") if isinstance(payload, dict) else None
         if not isinstance(error, dict):
-            return ProviderError(message=raw_text[:MAX_ERROR_CHARS])
+            return protocol.ProviderError(message=raw_text[: protocol.MAX_ERROR_CHARS])
         status = str(error.get("status") or "")
-        message = str(error.get("message") or raw_text)[:MAX_ERROR_CHARS]
+        message = str(error.get("message") or raw_text)[: protocol.MAX_ERROR_CHARS]
         details = [d for d in error.get("details") or [] if isinstance(d, dict)]
         error_class: ErrorClass | None = None
         if status == "RESOURCE_EXHAUSTED":
             # Every Gemini quota message mentions billing, so the words decide nothing here:
             # a per-day quota waits for tomorrow, a per-minute one for a few seconds.
             error_class = "terminal_quota" if _daily(message, details) else "retryable"
-        return ProviderError(
+        return protocol.ProviderError(
             message=message,
             codes=(status,) if status else (),
             error_class=error_class,
@@ -234,36 +222,26 @@ class _ModelList(_Lenient):
     next_page_token: str | None = None
 
 
-def models_url(base_url: str) -> str:
-    base = base_url.rstrip("/")
-    if not re.search(r"/v1(beta|alpha)?$", base):
-        base = f"{base}/v1beta"
-    return f"{base}/models"
-
-
 def list_models_request(
     base_url: str, api_key: SecretStr | None, cursor: str | None = None
-) -> HttpRequest:
+) -> protocol.HttpRequest:
     """One page of the listing; `cursor` is the previous page's `nextPageToken`."""
-    headers: dict[str, str] = {}
-    if api_key is not None:
-        headers["x-goog-api-key"] = api_key.get_secret_value()
-    query = {"pageSize": str(MODELS_PAGE_SIZE)}
-    if cursor is not None:
-        query["pageToken"] = cursor
-    return HttpRequest(url=f"{models_url(base_url)}?{urlencode(query)}", headers=headers, body={})
+    return protocol.listing_request(
+        f"{api_root(base_url)}/models",
+        GeminiGenerate.api_headers(api_key),
+        {"pageSize": str(MODELS_PAGE_SIZE), "pageToken": cursor},
+    )
 
 
-def parse_model_page(payload: Any) -> ModelPage:
+def parse_model_page(payload: Any) -> protocol.ModelPage:
     """The page's models that take generateContent, by id without the `models/` prefix (the
     listing gives no creation date)."""
-    try:
-        listing = _ModelList.model_validate(payload)
-    except ValidationError as exc:
-        raise MalformedResponseError(f"unexpected model list shape: {exc}") from None
-    return ModelPage(
+    listing = protocol.read_shape(_ModelList, payload, "model list")
+    return protocol.ModelPage(
         models=[
-            ListedModel(model_id=m.name.removeprefix("models/"), display_name=m.display_name)
+            protocol.ListedModel(
+                model_id=m.name.removeprefix("models/"), display_name=m.display_name
+            )
             for m in listing.models
             if GENERATE_METHOD in m.supported_generation_methods
         ],

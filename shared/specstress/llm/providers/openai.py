@@ -6,31 +6,17 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr
 
 from specstress.config import ModelConfig, OpenAIReasoning
+from specstress.llm import protocol
 from specstress.llm.messages import ChatMessage, Usage
-from specstress.llm.protocol import (
-    Completion,
-    HttpRequest,
-    ListedModel,
-    MalformedResponseError,
-    ModelPage,
-    ProviderError,
-)
 from specstress.llm.structured import OutputSchema, strict_schema
 
-__all__ = ["MAX_ERROR_CHARS", "OpenAIChat"]
-
-MAX_ERROR_CHARS = 500
+__all__ = ["OpenAIChat"]
 
 
-class _Lenient(BaseModel):
-    # compatible servers add fields of their own; only the ones read here must be right
-    model_config = ConfigDict(extra="ignore")
-
-
-class _Message(_Lenient):
+class _Message(protocol.LenientModel):
     content: str | None = None
     refusal: str | None = None
     # DeepSeek and vLLM name it reasoning_content; OpenRouter and Ollama name it reasoning
@@ -38,43 +24,45 @@ class _Message(_Lenient):
     reasoning: str | None = None
 
 
-class _Choice(_Lenient):
+class _Choice(protocol.LenientModel):
     message: _Message
     finish_reason: str | None = None
 
 
-class _PromptDetails(_Lenient):
+class _PromptDetails(protocol.LenientModel):
     cached_tokens: int | None = None
 
 
-class _CompletionDetails(_Lenient):
+class _CompletionDetails(protocol.LenientModel):
     reasoning_tokens: int | None = None
 
 
-class _Usage(_Lenient):
+class _Usage(protocol.LenientModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     prompt_tokens_details: _PromptDetails | None = None
     completion_tokens_details: _CompletionDetails | None = None
 
 
-class _ChatCompletion(_Lenient):
+class _ChatCompletion(protocol.LenientModel):
     choices: list[_Choice] = Field(min_length=1)
     # some local servers omit usage; the answer is still good, it just records zero tokens
     usage: _Usage | None = None
 
 
-class OpenAIChat:
-    def build_request(
-        self,
-        model: ModelConfig,
-        messages: Sequence[ChatMessage],
-        schema: OutputSchema | None,
-        api_key: SecretStr | None,
-    ) -> HttpRequest:
-        headers = {"Content-Type": "application/json"}
-        if api_key is not None:
-            headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
+class OpenAIChat(protocol.ProtocolAdapter):
+    def url(self, model: ModelConfig) -> str:
+        return f"{model.base_url.rstrip('/')}/chat/completions"
+
+    @staticmethod
+    def api_headers(api_key: SecretStr | None) -> dict[str, str]:
+        if api_key is None:
+            return {}
+        return {"Authorization": f"Bearer {api_key.get_secret_value()}"}
+
+    def body(
+        self, model: ModelConfig, messages: Sequence[ChatMessage], schema: OutputSchema | None
+    ) -> dict[str, Any]:
         # The cache mark has no field here: OpenAI caches any long prefix it has seen before.
         body: dict[str, Any] = {
             **model.params,
@@ -92,23 +80,16 @@ class OpenAIChat:
                     "strict": True,
                 },
             }
-        return HttpRequest(
-            url=f"{model.base_url.rstrip('/')}/chat/completions", headers=headers, body=body
-        )
+        return body
 
-    def parse_response(self, payload: Any) -> Completion:
-        try:
-            completion = _ChatCompletion.model_validate(payload)
-        except ValidationError as exc:
-            raise MalformedResponseError(
-                f"unexpected chat completion shape: {_error_text(payload, str(exc))}"
-            ) from None
+    def parse_response(self, payload: Any) -> protocol.Completion:
+        completion = protocol.read_shape(_ChatCompletion, payload, "chat completion")
         choice = completion.choices[0]
         message = choice.message
         usage = completion.usage or _Usage()
         prompt_details = usage.prompt_tokens_details or _PromptDetails()
         completion_details = usage.completion_tokens_details or _CompletionDetails()
-        return Completion(
+        return protocol.Completion(
             # a refusal under structured outputs comes instead of content; it is the answer
             text=message.content if message.content is not None else message.refusal or "",
             thinking=message.reasoning_content or message.reasoning,
@@ -121,29 +102,22 @@ class OpenAIChat:
             finish_reason=choice.finish_reason,
         )
 
-    def parse_error(self, payload: Any, raw_text: str) -> ProviderError:
+    def parse_error(self, payload: Any, raw_text: str) -> protocol.ProviderError:
         # OpenAI nests {"error": {...}}; vLLM and others put message/type/code at the top level
         error = payload.get("error", payload) if isinstance(payload, dict) else None
         if isinstance(error, str):
-            return ProviderError(message=error[:MAX_ERROR_CHARS])
+            return protocol.ProviderError(message=error[: protocol.MAX_ERROR_CHARS])
         if not isinstance(error, dict):
-            return ProviderError(message=raw_text[:MAX_ERROR_CHARS])
+            return protocol.ProviderError(message=raw_text[: protocol.MAX_ERROR_CHARS])
         codes = tuple(str(error[field]) for field in ("code", "type", "status") if error.get(field))
         message = error.get("message") or error.get("detail") or raw_text
-        return ProviderError(message=str(message)[:MAX_ERROR_CHARS], codes=codes)
-
-
-def _error_text(payload: Any, fallback: str) -> str:
-    """A 200 can carry an error object (OpenRouter does this); its message beats a schema dump."""
-    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-        return str(payload["error"].get("message", fallback))[:MAX_ERROR_CHARS]
-    return fallback[:MAX_ERROR_CHARS]
+        return protocol.ProviderError(message=str(message)[: protocol.MAX_ERROR_CHARS], codes=codes)
 
 
 # --- the model list: GET {base_url}/models (one page: the API does not paginate it) ---
 
 
-class _ListedModel(_Lenient):
+class _ListedModel(protocol.LenientModel):
     id: str = Field(min_length=1)
     created: float | None = None
     # OpenAI announces a model's end this way; compatible servers may say `deprecated`
@@ -151,32 +125,26 @@ class _ListedModel(_Lenient):
     deprecated: bool = False
 
 
-class _ModelList(_Lenient):
+class _ModelList(protocol.LenientModel):
     data: list[_ListedModel]
 
 
 def list_models_request(
     base_url: str, api_key: SecretStr | None, cursor: str | None = None
-) -> HttpRequest:
+) -> protocol.HttpRequest:
     """The listing request; `cursor` is unused (the list comes whole) but kept for the shape
     every protocol's listing shares."""
-    headers: dict[str, str] = {}
-    if api_key is not None:
-        headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
-    return HttpRequest(url=f"{base_url.rstrip('/')}/models", headers=headers, body={})
+    return protocol.listing_request(
+        f"{base_url.rstrip('/')}/models", OpenAIChat.api_headers(api_key), {}
+    )
 
 
-def parse_model_page(payload: Any, today: date | None = None) -> ModelPage:
-    try:
-        listing = _ModelList.model_validate(payload)
-    except ValidationError as exc:
-        raise MalformedResponseError(
-            f"unexpected model list shape: {_error_text(payload, str(exc))}"
-        ) from None
+def parse_model_page(payload: Any, today: date | None = None) -> protocol.ModelPage:
+    listing = protocol.read_shape(_ModelList, payload, "model list")
     today = today or datetime.now(UTC).date()
-    return ModelPage(
+    return protocol.ModelPage(
         models=[
-            ListedModel(
+            protocol.ListedModel(
                 model_id=m.id,
                 created=m.created,
                 deprecated=m.deprecated or _shut_down(m.shutdown_date, today),

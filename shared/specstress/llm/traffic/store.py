@@ -175,6 +175,8 @@ class Settlement:
 
 @dataclass(frozen=True)
 class Pause:
+    """A row of `llm_provider_pauses`: the fields are its columns."""
+
     provider_key: str
     base_url: str
     api_key_env: str | None
@@ -302,18 +304,6 @@ async def pause_provider(
         await conn.execute(statement)
 
 
-def _pause(row: Any) -> Pause:
-    return Pause(
-        provider_key=row.provider_key,
-        base_url=row.base_url,
-        api_key_env=row.api_key_env,
-        model_key=row.model_key,
-        reason=row.reason,
-        paused_at=row.paused_at,
-        paused_until=row.paused_until,
-    )
-
-
 async def pauses(engine: AsyncEngine, *, active_only: bool) -> list[Pause]:
     """Provider pauses; `active_only` leaves out those whose end has passed."""
     query = select(llm_provider_pauses).order_by(llm_provider_pauses.c.base_url)
@@ -323,7 +313,7 @@ async def pauses(engine: AsyncEngine, *, active_only: bool) -> list[Pause]:
             | (llm_provider_pauses.c.paused_until > func.now())
         )
     async with engine.connect() as conn:
-        return [_pause(r) for r in await conn.execute(query)]
+        return [Pause(**r._mapping) for r in await conn.execute(query)]
 
 
 async def clear_pauses(
@@ -336,7 +326,10 @@ async def clear_pauses(
     if api_key_env is not None:
         statement = statement.where(llm_provider_pauses.c.api_key_env == api_key_env)
     async with engine.begin() as conn:
-        return [_pause(r) for r in await conn.execute(statement.returning(llm_provider_pauses))]
+        return [
+            Pause(**r._mapping)
+            for r in await conn.execute(statement.returning(llm_provider_pauses))
+        ]
 
 
 async def add_spend(conn: AsyncConnection, shard: int, cost_usd: float, tokens: int) -> None:

@@ -12,7 +12,6 @@ from work that is merely queued.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -22,9 +21,9 @@ from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
-from specstress.config import Config, load_config
+from specstress.config import Config
 from specstress.db import create_engine
-from specstress.errors import InputError
+from specstress.pipeline import process
 from specstress.pipeline.progress.completeness import STAGE_SERVICES, completeness
 
 __all__ = ["export_once", "main"]
@@ -65,19 +64,12 @@ async def _serve(config: Config, interval: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m specstress.pipeline.progress.exporter")
-    parser.add_argument("--config", required=True, help="path to the specstress YAML config")
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve /metrics on")
-    parser.add_argument("--port", type=int, default=7778)
-    parser.add_argument("--interval", type=float, default=15.0, help="seconds between reads")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        config = load_config(args.config)
-    except InputError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    arguments = process.parser("python -m specstress.pipeline.progress.exporter")
+    arguments.add_argument("--host", default="127.0.0.1", help="address to serve /metrics on")
+    arguments.add_argument("--port", type=int, default=7778)
+    arguments.add_argument("--interval", type=float, default=15.0, help="seconds between reads")
+    args = arguments.parse_args(argv)
+    config = process.configure(args.config)
     server, thread = start_http_server(args.port, addr=args.host)
     log.info("exporting completeness on http://%s:%d/metrics", args.host, args.port)
     try:
