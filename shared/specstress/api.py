@@ -18,14 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from specstress import ids
 from specstress.analysis import queries as analysis
 from specstress.config import Config, ModelConfig
-from specstress.contracts import Event, ModelRegistered, PairSampled
-from specstress.db import store
-from specstress.db.engine import create_engine
-from specstress.db.migrate import upgrade
+from specstress.contracts import Event, ModelRegistered
+from specstress.db import create_engine, store, upgrade
 from specstress.errors import InputError
-from specstress.method.taxonomy import load_taxonomy, sample_pairs
-from specstress.pipeline.bus import ensure_topology, publish
-from specstress.pipeline.reconcile import reconcile
+from specstress.method import load_taxonomy, sample_pairs
+from specstress.pipeline import ensure_topology, publish
+from specstress.pipeline.reconcile import pair_sampled, reconcile
 from specstress.watch import Comparison, Estimate, compare, estimate_backfill, register_discovered
 from specstress.watch import store as discoveries
 
@@ -134,16 +132,7 @@ async def start_run(config: Config, pairs: int, seed: int) -> tuple[int, int]:
     async with bus(config) as client:
         js = client.jetstream()
         for row in rows:
-            await publish(
-                js,
-                PairSampled(
-                    pair_id=row["pair_id"],
-                    value1=row["value1"],
-                    value2=row["value2"],
-                    taxonomy_version=row["taxonomy_version"],
-                    index=row["run_index"],
-                ),
-            )
+            await publish(js, pair_sampled(row))
     return len(rows), new
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.analysis.selections import SelectionRecord, replace_selection
 from specstress.config import Config, EmbeddingConfig
-from specstress.db.engine import create_engine
+from specstress.db import create_engine
 from specstress.embeddings import Embedder, open_embedder
 from specstress.embeddings.cache import (
     embedders_of_key,

@@ -23,8 +23,8 @@ from specstress.db.schema import (
     spec_sections,
 )
 from specstress.errors import InputError
+from specstress.method import Spec, load_spec
 from specstress.method.agreement import Profile
-from specstress.method.spec import Spec, load_spec
 
 __all__ = [
     "ALL_SCENARIOS",
@@ -221,6 +221,8 @@ VIEW_REPORTS: dict[str, ViewReport] = {
 def _where(
     filters: Filters, *, model_set: bool, spec: bool, keep_unset_model_set: bool = False
 ) -> tuple[str, dict[str, Any]]:
+    """The filters as a WHERE condition on the unqualified columns selection, model_set and
+    spec_id (so each must name one column of the query), and its parameters."""
     clauses = ["selection = :selection"]
     params: dict[str, Any] = {"selection": filters.selection}
     if model_set and filters.model_set is not None:
@@ -284,11 +286,7 @@ async def table2(engine: AsyncEngine, filters: Filters, n: int) -> list[dict[str
 
 async def disagreement_summary(engine: AsyncEngine, filters: Filters) -> list[dict[str, Any]]:
     """Scenarios scored, high-disagreement scenarios and mean D per model set."""
-    where = "sc.selection = :selection"
-    params: dict[str, Any] = {"selection": filters.selection}
-    if filters.model_set is not None:
-        where += " AND d.model_set = :model_set"
-        params["model_set"] = filters.model_set
+    where, params = _where(filters, model_set=True, spec=False)
     return await _rows(
         engine,
         "SELECT sc.selection, d.model_set, count(*) AS scenarios, "
@@ -309,15 +307,7 @@ D_HISTOGRAM_BINS = 30
 
 async def disagreement_histogram(engine: AsyncEngine, filters: Filters) -> list[dict[str, Any]]:
     """Scenarios per 0.1-wide D bin of each model set, and how many of them are high."""
-    where = "sc.selection = :selection"
-    params: dict[str, Any] = {
-        "selection": filters.selection,
-        "step": D_HISTOGRAM_STEP,
-        "bins": D_HISTOGRAM_BINS,
-    }
-    if filters.model_set is not None:
-        where += " AND d.model_set = :model_set"
-        params["model_set"] = filters.model_set
+    where, params = _where(filters, model_set=True, spec=False)
     return await _rows(
         engine,
         "SELECT sc.selection, d.model_set, b.bin, "
@@ -327,7 +317,7 @@ async def disagreement_histogram(engine: AsyncEngine, filters: Filters) -> list[
         "FROM disagreement d JOIN scenario_scopes sc ON sc.scenario_id = d.scenario_id "
         "CROSS JOIN LATERAL (SELECT least(floor(d.disagreement / :step)::int, :bins - 1) AS bin) b "
         f"WHERE {where} GROUP BY sc.selection, d.model_set, b.bin ORDER BY d.model_set, b.bin",
-        params,
+        {**params, "step": D_HISTOGRAM_STEP, "bins": D_HISTOGRAM_BINS},
     )
 
 

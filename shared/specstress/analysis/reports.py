@@ -27,11 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from specstress.analysis import queries as analysis
 from specstress.analysis.queries import ALL_SCENARIOS, Filters
 from specstress.config import Config, load_config
-from specstress.db import store
-from specstress.db.engine import create_engine
+from specstress.db import create_engine, store
 from specstress.errors import InputError
-from specstress.method.agreement import ensemble_statistics
-from specstress.pipeline.bus import connect, publish
+from specstress.method import ensemble_statistics
+from specstress.pipeline import connect, publish
 from specstress.pipeline.compliance import verdict_requests
 
 __all__ = [

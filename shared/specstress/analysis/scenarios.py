@@ -30,9 +30,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.analysis.queries import ALL_SCENARIOS
-from specstress.db.engine import reading
+from specstress.db import reading
 from specstress.errors import InputError
-from specstress.method.labels import REFUSAL_TYPES, TOPIC_COLUMNS
+from specstress.method import REFUSAL_TYPES, TOPIC_COLUMNS
 
 __all__ = [
     "VERDICT_PATTERNS",
@@ -147,6 +147,17 @@ def _like(term: str) -> str:
     return f"%{escaped}%"
 
 
+# the filters that, when given, add one condition on a parameter named after the filter
+_BOUND_FILTERS = {
+    "d_min": "d.disagreement >= :d_min",
+    "d_max": "d.disagreement <= :d_max",
+    "generator": "s.generator = :generator",
+    "value": "(p.value1 = :value OR p.value2 = :value)",
+    "refusal_type": "EXISTS (SELECT 1 FROM refusal_types r WHERE r.scenario_id = d.scenario_id "
+    "AND r.refusal_type = :refusal_type)",
+}
+
+
 def _list_sql(f: ScenarioFilter, after: tuple[float, str] | None) -> tuple[str, dict[str, Any]]:
     clauses = ["d.model_set = :model_set"]
     params: dict[str, Any] = {"model_set": f.model_set}
@@ -160,32 +171,19 @@ def _list_sql(f: ScenarioFilter, after: tuple[float, str] | None) -> tuple[str, 
             "WHERE m.selection = :selection AND m.scenario_id = d.scenario_id)"
         )
         params["selection"] = f.selection
-    if f.d_min is not None:
-        clauses.append("d.disagreement >= :d_min")
-        params["d_min"] = f.d_min
-    if f.d_max is not None:
-        clauses.append("d.disagreement <= :d_max")
-        params["d_max"] = f.d_max
+    for name, condition in _BOUND_FILTERS.items():
+        given = getattr(f, name)
+        if given is not None:
+            clauses.append(condition)
+            params[name] = given
     if f.level is not None:
         clauses.append("d.high" if f.level == "high" else "NOT d.high")
-    if f.generator is not None:
-        clauses.append("s.generator = :generator")
-        params["generator"] = f.generator
-    if f.value is not None:
-        clauses.append("(p.value1 = :value OR p.value2 = :value)")
-        params["value"] = f.value
     if f.topic is not None:
         # the column name comes from the fixed topic list, never from the request
         clauses.append(
             "EXISTS (SELECT 1 FROM topic_labels t WHERE t.scenario_id = d.scenario_id "
             f"AND t.{TOPIC_COLUMNS[f.topic]})"
         )
-    if f.refusal_type is not None:
-        clauses.append(
-            "EXISTS (SELECT 1 FROM refusal_types r WHERE r.scenario_id = d.scenario_id "
-            "AND r.refusal_type = :refusal_type)"
-        )
-        params["refusal_type"] = f.refusal_type
     if f.verdicts is not None:
         clauses.append(VERDICT_PATTERNS[f.verdicts][1])
     if f.search:

@@ -2,7 +2,8 @@
 embedding (name and description) is nearest by cosine similarity (method 2.13).
 
 Figures 10 and 11 are views over the stored mapping (`figure10_value_categories`,
-`figure11_cooccurrence`).
+`figure11_cooccurrence`), both built on `answer_value_categories`: which answer shows which
+category.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from specstress.analysis.value_categories import (
     unmapped_values,
 )
 from specstress.config import Config
-from specstress.db.engine import create_engine
+from specstress.db import create_engine
 from specstress.embeddings import open_embedder, text_hash
 from specstress.errors import InputError
-from specstress.method.taxonomy import Value, load_taxonomy
+from specstress.method import Value, load_taxonomy
 
 __all__ = ["MappingSummary", "category_text", "run_value_mapping"]
 

@@ -13,9 +13,8 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from specstress.analysis import run_selection, run_value_mapping
 from specstress.analysis import summary as reports
-from specstress.analysis.diversity import run_selection
-from specstress.analysis.value_mapping import run_value_mapping
 from specstress.api import (
     add_discovered,
     add_model,

@@ -16,11 +16,12 @@ from sqlalchemy.exc import DBAPIError
 
 from specstress.config import Config, load_config
 from specstress.errors import InputError
-from specstress.local.servers import ServerStartError
+from specstress.local import ServerStartError
 
 __all__ = [
     "DEFAULT_CONFIG",
     "ConfigOption",
+    "SelectionOption",
     "console",
     "describe_error",
     "fail",
@@ -49,6 +50,9 @@ ConfigOption = Annotated[
     ),
 ]
 DEFAULT_CONFIG = Path("specstress.yaml")
+SelectionOption = Annotated[
+    str, typer.Option("--selection", help="a named selection of scenarios; * = every one")
+]
 
 
 def print_error(message: object) -> None:

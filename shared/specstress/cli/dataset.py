@@ -8,8 +8,16 @@ from typing import Annotated
 
 import typer
 
-from specstress.analysis.queries import ALL_SCENARIOS
-from specstress.cli.common import DEFAULT_CONFIG, ConfigOption, console, fail, load, run_async
+from specstress.analysis import ALL_SCENARIOS
+from specstress.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    SelectionOption,
+    console,
+    fail,
+    load,
+    run_async,
+)
 from specstress.dataset import ExportFormat, export_dataset, import_dataset
 
 __all__ = ["export_command", "import_command"]
@@ -35,9 +43,7 @@ def export_command(
     model_set: Annotated[
         str | None, typer.Option("--model-set", help="hf: only this model set's split")
     ] = None,
-    selection: Annotated[
-        str, typer.Option("--selection", help="a named selection of scenarios; * = every one")
-    ] = ALL_SCENARIOS,
+    selection: SelectionOption = ALL_SCENARIOS,
 ) -> None:
     """Export the study: the paper's dataset schema (parquet) or every table (JSONL, CSV)."""
     cfg = load(config)

@@ -20,8 +20,7 @@ from specstress.cli.common import ConfigOption, console, load, run_async
 from specstress.cli.serve import DEFAULT_PORT
 from specstress.cli.watch import print_comparison
 from specstress.config import Config
-from specstress.local.servers import ensure_database, resolve_infra
-from specstress.local.stack import Stack
+from specstress.local import Stack, ensure_database, resolve_infra
 from specstress.pipeline.progress import Completeness, completeness
 from specstress.report.html import describe, write_report
 from specstress.watch import Comparison
@@ -188,4 +187,4 @@ def demo(
         )
     finally:
         stack.stop()
-        infra.close()
+        infra.stop()

@@ -23,11 +23,11 @@ from specstress.cli.commands import state_line
 from specstress.cli.common import console, fail
 from specstress.cli.demo import print_state, print_summary, watch_until_settled
 from specstress.config import load_config
-from specstress.db.engine import create_engine
+from specstress.db import create_engine
 from specstress.errors import InputError
+from specstress.local import Stack
 from specstress.local.secure import Credentials, service_env, start_secure_nats, write_env_file
 from specstress.local.servers import ensure_database_sync, start_postgres
-from specstress.local.stack import Stack
 from specstress.pipeline.access import apply_access, passwords_from_env
 from specstress.pipeline.nats_auth import CLI_USER, INIT_USER, render_config
 

@@ -8,9 +8,15 @@ from typing import Annotated
 
 import typer
 
-from specstress.analysis.queries import ALL_SCENARIOS
-from specstress.analysis.reports import REPORTS, OutputFormat, build_report, render
-from specstress.cli.common import DEFAULT_CONFIG, ConfigOption, console, load, run_async
+from specstress.analysis import ALL_SCENARIOS, REPORTS, OutputFormat, build_report, render
+from specstress.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    SelectionOption,
+    console,
+    load,
+    run_async,
+)
 from specstress.report.html import DEFAULT_EXPLORER_URL, describe, write_report
 
 __all__ = ["report_app"]
@@ -22,9 +28,6 @@ report_app = typer.Typer(
 )
 
 ModelSetOption = Annotated[str | None, typer.Option("--model-set", help="only this model set")]
-SelectionOption = Annotated[
-    str, typer.Option("--selection", help="a named selection of scenarios; * = every one")
-]
 SpecOption = Annotated[str | None, typer.Option("--spec", help="only this spec id")]
 SampleOption = Annotated[int, typer.Option("--n", min=1, help="Table 2 sample size per subset")]
 

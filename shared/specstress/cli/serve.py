@@ -14,9 +14,9 @@ from sqlalchemy import text
 
 from specstress.cli.common import DEFAULT_CONFIG, ConfigOption, console, fail, load
 from specstress.config import Config
-from specstress.db.engine import create_engine
+from specstress.db import create_engine
 from specstress.errors import InputError
-from specstress.explorer.app import create_app
+from specstress.explorer import create_app
 from specstress.local.servers import ensure_database_sync, resolve_infra
 
 __all__ = ["DEFAULT_PORT", "READ_ONLY_SETTINGS", "serve"]

@@ -39,8 +39,8 @@ from specstress.dataset.tables import (
     file_columns,
 )
 from specstress.db import schema
-from specstress.method.disagreement import Position, disagreement_rows
-from specstress.text.clean import storable
+from specstress.method import Position, disagreement_rows
+from specstress.text import storable
 
 __all__ = ["RELEASE_SPEC", "ImportSummary", "import_dataset"]
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from specstress.db.engine import reading
 from specstress.db.schema import distinctive_values, refusal_types, topic_labels
 from specstress.ids import advisory_lock_key, stable_id
-from specstress.method.labels import REFUSAL_TYPES, TOPIC_COLUMNS, TOPICS, is_refusal
+from specstress.method import REFUSAL_TYPES, TOPIC_COLUMNS, TOPICS, is_refusal
 
 __all__ = [
     "LabelBacklog",

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from specstress.method.labels import REFUSAL_TYPES, REFUSALS, TOPIC_COLUMNS
+from specstress.method import REFUSAL_TYPES, REFUSALS, TOPIC_COLUMNS
 
 __all__ = [
     "ID",

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from specstress.analysis.queries import ALL_SCENARIOS, Filters
+from specstress.analysis import ALL_SCENARIOS, Filters
 from specstress.analysis.reports import REPORTS, read_report
 from specstress.analysis.scenarios import (
     VERDICT_PATTERNS,
@@ -40,8 +40,8 @@ from specstress.analysis.scenarios import (
 )
 from specstress.config import Config
 from specstress.errors import InputError
-from specstress.method.labels import REFUSAL_TYPES, TOPICS
-from specstress.report.html import collect, render_html
+from specstress.method import REFUSAL_TYPES, TOPICS
+from specstress.report import collect, render_html
 
 __all__ = ["PAGE_POLICY", "create_app"]
 

@@ -17,12 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from specstress.local.servers import (
     LOOPBACK,
     ServerStartError,
+    StopsOnExit,
     free_port,
     jetstream_ready,
     nats_server_binary,
@@ -59,7 +58,7 @@ class ClusterNode:
 
 
 @dataclass(eq=False)
-class Cluster:
+class Cluster(StopsOnExit):
     """Three (or more) nodes; `stop()` ends the ones still running."""
 
     folder: Path
@@ -101,17 +100,6 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 node.process.kill()
                 node.process.wait()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_cluster(folder: Path, size: int = 3, timeout: float = 60.0) -> Cluster:

@@ -18,8 +18,7 @@ from sqlalchemy.engine import make_url
 
 from specstress.errors import InputError
 from specstress.local.servers import ManagedServer, start_nats
-from specstress.pipeline import access, nats_auth
-from specstress.pipeline.stages import STAGE_NAMES
+from specstress.pipeline import STAGE_NAMES, access, nats_auth
 
 __all__ = ["Credentials", "service_env", "start_secure_nats", "write_env_file"]
 

@@ -40,7 +40,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from specstress.db.engine import async_url
+from specstress.db import async_url
 from specstress.errors import InputError
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "ManagedServer",
     "ServerStartError",
     "Source",
+    "StopsOnExit",
     "check_nats_url",
     "docker_available",
     "drop_database",
@@ -101,8 +102,26 @@ def free_port(exclude: frozenset[int] = frozenset()) -> int:
             return port
 
 
+class StopsOnExit:
+    """Something started here that a `with` block stops on its way out."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 @dataclass(eq=False)
-class ManagedServer:
+class ManagedServer(StopsOnExit):
     """A server process started here, or adopted from an earlier run on the same data folder."""
 
     name: str
@@ -146,17 +165,6 @@ class ManagedServer:
                 return False
             time.sleep(_POLL_SECONDS)
         return True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def pid_alive(pid: int) -> bool:
@@ -733,7 +741,7 @@ def docker_available() -> bool:
 
 
 @dataclass(eq=False)
-class Infra:
+class Infra(StopsOnExit):
     """Where NATS and PostgreSQL are, whence each came, and how to stop what was started."""
 
     nats_url: str
@@ -744,20 +752,9 @@ class Infra:
     # where a private PostgreSQL keeps its files: under the state folder, or where it links to
     postgres_dir: Path | None = None
 
-    def close(self) -> None:
+    def stop(self) -> None:
         """Stop the containers and private servers this Infra started; never env-given ones."""
         self._started.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def resolve_infra(state_dir: Path) -> Infra:

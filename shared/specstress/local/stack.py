@@ -21,8 +21,8 @@ import nats.errors
 
 from specstress.config import Config
 from specstress.local.servers import ServerStartError, free_port
+from specstress.pipeline import STAGE_NAMES, manifest
 from specstress.pipeline.bus import backlog, connect
-from specstress.pipeline.stages import STAGE_NAMES, manifest
 
 __all__ = ["SIM_URL_ENV", "Process", "Stack", "wait_until_idle"]
 

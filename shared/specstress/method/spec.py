@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from specstress.errors import InputError
+from specstress.text import read_capped
 
 __all__ = ["MAX_SPEC_BYTES", "Spec", "SpecSection", "load_spec"]
 
@@ -79,16 +80,8 @@ def load_spec(path: str, spec_id: str, version: str) -> Spec:
         file = Path(path)
         if not file.is_file():
             raise InputError(f"spec file not found: {path}")
-        try:
-            size = file.stat().st_size
-            if size > MAX_SPEC_BYTES:
-                raise InputError(
-                    f"spec file {path} is too large: {size} bytes (limit {MAX_SPEC_BYTES} bytes)"
-                )
-            data = file.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read spec file {path}: {exc.strerror}") from exc
         label = f"spec file {path}"
+        data = read_capped(file, MAX_SPEC_BYTES, label)
     try:
         # utf-8-sig: a byte-order mark is an encoding artefact, not part of the spec
         text = data.decode("utf-8-sig")

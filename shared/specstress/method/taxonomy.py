@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from specstress.errors import InputError
+from specstress.text import read_capped
 
 __all__ = [
     "COLUMNS",
@@ -113,17 +114,8 @@ def load_taxonomy(source: str) -> Taxonomy:
             raise InputError(f"taxonomy folder {source} has no {TREE_FILE_NAME}")
     elif not path.is_file():
         raise InputError(f"taxonomy file not found: {source}")
-    try:
-        size = path.stat().st_size
-        if size > MAX_TAXONOMY_BYTES:
-            raise InputError(
-                f"taxonomy file {path} is too large: {size} bytes "
-                f"(limit {MAX_TAXONOMY_BYTES} bytes)"
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read taxonomy file {path}: {exc.strerror}") from exc
-    return _parse(data, label=f"taxonomy file {path}", kind="file")
+    label = f"taxonomy file {path}"
+    return _parse(read_capped(path, MAX_TAXONOMY_BYTES, label), label=label, kind="file")
 
 
 def _parse(data: bytes, label: str, kind: str) -> Taxonomy:

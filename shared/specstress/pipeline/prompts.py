@@ -19,7 +19,7 @@ from pathlib import Path
 from string import Template
 
 from specstress.errors import InputError
-from specstress.llm.messages import ChatMessage
+from specstress.llm import ChatMessage
 from specstress.pipeline.stages import manifest
 
 __all__ = ["PROMPT_MARKERS", "Prompt", "PromptLibrary", "PromptMarker"]

@@ -8,6 +8,9 @@ lead to the missing rows. Re-emitting is always safe: every handler looks its re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,21 +27,23 @@ from specstress.db import store
 from specstress.pipeline.bus import publish
 from specstress.pipeline.progress.completeness import pending_units
 
-__all__ = ["pending_events", "reconcile"]
+__all__ = ["pair_sampled", "pending_events", "reconcile"]
+
+
+def pair_sampled(row: Mapping[str, Any]) -> PairSampled:
+    """The event that announces a stored `value_pairs` row."""
+    return PairSampled(
+        pair_id=row["pair_id"],
+        value1=row["value1"],
+        value2=row["value2"],
+        taxonomy_version=row["taxonomy_version"],
+        index=row["run_index"],
+    )
 
 
 async def pending_events(config: Config, engine: AsyncEngine) -> dict[str, list[Event]]:
     """The events that would complete the stored work, by the stage they restart."""
-    pairs: list[Event] = [
-        PairSampled(
-            pair_id=p["pair_id"],
-            value1=p["value1"],
-            value2=p["value2"],
-            taxonomy_version=p["taxonomy_version"],
-            index=p["run_index"],
-        )
-        for p in await store.unsettled_pairs(engine)
-    ]
+    pairs: list[Event] = [pair_sampled(p) for p in await store.unsettled_pairs(engine)]
     # pending answers and verdicts as the completeness model counts them: a dead-lettered one
     # is not pending (`specstress dead-letters replay` sends it again once its cause is fixed)
     responses: list[Event] = []

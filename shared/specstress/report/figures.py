@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from specstress.method.labels import REFUSAL_TYPES
+from specstress.method import REFUSAL_TYPES
 
 __all__ = [
     "Figure",

@@ -21,13 +21,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from plotly.offline import get_plotlyjs
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from specstress.analysis import ALL_SCENARIOS, Filters, ScenarioFilter, list_scenarios
 from specstress.analysis import queries as analysis
-from specstress.analysis.queries import ALL_SCENARIOS, Filters
 from specstress.analysis.reports import check_filters, read_report
-from specstress.analysis.scenarios import ScenarioFilter, list_scenarios
 from specstress.analysis.summary import data_date
 from specstress.config import Config
-from specstress.db.engine import create_engine
+from specstress.db import create_engine
 from specstress.report import figures as fig
 from specstress.report.figures import Figure, TableData
 

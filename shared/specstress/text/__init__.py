@@ -1,6 +1,7 @@
-"""Text that crosses a trust boundary: made storable, quoted into prompts, capped."""
+"""Text that crosses a trust boundary: made storable, quoted into prompts, capped; user files
+read up to a size."""
 
-from specstress.text.caps import Cuts
+from specstress.text.caps import Cuts, read_capped
 from specstress.text.clean import (
     bytes_problem,
     clean,
@@ -16,6 +17,7 @@ __all__ = [
     "bytes_problem",
     "clean",
     "quote",
+    "read_capped",
     "storable",
     "text_problem",
     "value_problem",

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.config import Config, ModelConfig
-from specstress.db.engine import reading
+from specstress.db import reading
 from specstress.llm.traffic.limits import estimate_tokens
 
 __all__ = ["Estimate", "estimate_backfill"]

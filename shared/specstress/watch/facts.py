@@ -19,7 +19,7 @@ from specstress.contracts import (
     ResponseRequested,
     VerdictRequested,
 )
-from specstress.db.engine import reading
+from specstress.db import reading
 
 __all__ = [
     "Facts",

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, Update, and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from specstress.db.engine import reading
+from specstress.db import reading
 from specstress.db.schema import discovered_models, model_comparisons, models
 
 __all__ = [
@@ -56,6 +56,15 @@ class Discovered:
 _COLUMNS = [discovered_models.c[name] for name in Discovered.__dataclass_fields__]
 
 
+def _listing(provider: str, model_id: str) -> ColumnElement[bool]:
+    """The row of one model a provider lists."""
+    return and_(discovered_models.c.provider == provider, discovered_models.c.model_id == model_id)
+
+
+def _update_listing(provider: str, model_id: str) -> Update:
+    return update(discovered_models).where(_listing(provider, model_id))
+
+
 async def discovered(
     engine: AsyncEngine, *, provider: str | None = None, model_key: str | None = None
 ) -> list[Discovered]:
@@ -83,10 +92,7 @@ async def seen(
 ) -> None:
     async with engine.begin() as conn:
         await conn.execute(
-            update(discovered_models)
-            .where(discovered_models.c.provider == provider)
-            .where(discovered_models.c.model_id == model_id)
-            .values(
+            _update_listing(provider, model_id).values(
                 last_seen=func.now(),
                 display_name=func.coalesce(display_name, discovered_models.c.display_name),
                 provider_created_at=func.coalesce(
@@ -108,9 +114,7 @@ async def hold(
     """Keep a model proposed, saying why (and what its backfill would cost)."""
     async with engine.begin() as conn:
         await conn.execute(
-            update(discovered_models)
-            .where(discovered_models.c.provider == provider)
-            .where(discovered_models.c.model_id == model_id)
+            _update_listing(provider, model_id)
             .where(discovered_models.c.status == "proposed")
             .values(note=note, estimate_usd=estimate_usd, estimate=estimate)
         )
@@ -146,9 +150,7 @@ async def register(
     async with engine.begin() as conn:
         stamp = (
             await conn.execute(
-                update(discovered_models)
-                .where(discovered_models.c.provider == provider)
-                .where(discovered_models.c.model_id == model_id)
+                _update_listing(provider, model_id)
                 .where(discovered_models.c.status == "proposed")
                 .values(
                     status="registered",
@@ -180,9 +182,7 @@ async def retire(engine: AsyncEngine, provider: str, model_id: str, why: str) ->
     async with engine.begin() as conn:
         row = (
             await conn.execute(
-                update(discovered_models)
-                .where(discovered_models.c.provider == provider)
-                .where(discovered_models.c.model_id == model_id)
+                _update_listing(provider, model_id)
                 .where(discovered_models.c.status != "retired")
                 .values(status="retired", retired_at=func.now(), note=why)
                 .returning(discovered_models.c.model_key, discovered_models.c.registered_at)
@@ -210,8 +210,7 @@ async def revive(engine: AsyncEngine, provider: str, model_id: str) -> str | Non
                     discovered_models.c.registered_at,
                     discovered_models.c.rule,
                 )
-                .where(discovered_models.c.provider == provider)
-                .where(discovered_models.c.model_id == model_id)
+                .where(_listing(provider, model_id))
                 .where(discovered_models.c.status == "retired")
                 .with_for_update()
             )
@@ -224,10 +223,9 @@ async def revive(engine: AsyncEngine, provider: str, model_id: str) -> str | Non
             else ("proposed" if row.rule is not None else "ignored")
         )
         await conn.execute(
-            update(discovered_models)
-            .where(discovered_models.c.provider == provider)
-            .where(discovered_models.c.model_id == model_id)
-            .values(status=status, retired_at=None, note="listed again")
+            _update_listing(provider, model_id).values(
+                status=status, retired_at=None, note="listed again"
+            )
         )
         if status == "registered":
             await conn.execute(
@@ -311,12 +309,7 @@ async def store_comparison(
                 .returning(model_comparisons.c.computed_at)
             )
         ).scalar_one()
-        await conn.execute(
-            update(discovered_models)
-            .where(discovered_models.c.provider == provider)
-            .where(discovered_models.c.model_id == model_id)
-            .values(backfill_completed_at=stamp)
-        )
+        await conn.execute(_update_listing(provider, model_id).values(backfill_completed_at=stamp))
     return stamp
 
 

@@ -23,8 +23,7 @@ from specstress import metrics
 from specstress.config import Config, ModelConfig, WatchProvider, WatchRule
 from specstress.contracts import Event, ModelRegistered, ModelsCompared
 from specstress.errors import InputError, RetryLater
-from specstress.llm.errors import LLMError
-from specstress.llm.gateway import Gateway
+from specstress.llm import Gateway, LLMError
 from specstress.llm.protocol import ListedModel
 from specstress.watch import store
 from specstress.watch.compare import build_comparison

@@ -35,7 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.config import Config
-from specstress.db.engine import reading
+from specstress.db import reading
 
 __all__ = [
     "STAGES",

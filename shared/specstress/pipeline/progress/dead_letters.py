@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.contracts import ALL_EVENTS, Event
-from specstress.db.engine import reading
+from specstress.db import reading
 from specstress.db.schema import REASON_CODES, dead_letters
 from specstress.errors import InputError
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress import metrics
 from specstress.config import Config
-from specstress.db.engine import create_engine
+from specstress.db import create_engine
 from specstress.pipeline import process
 from specstress.pipeline.progress.completeness import STAGE_SERVICES, completeness
 

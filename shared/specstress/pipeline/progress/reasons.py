@@ -27,7 +27,7 @@ from specstress.contracts import (
     VerdictRequested,
 )
 from specstress.db.schema import REASON_CODES
-from specstress.llm.errors import LLMError
+from specstress.llm import LLMError
 
 __all__ = [
     "REASON_CODES",

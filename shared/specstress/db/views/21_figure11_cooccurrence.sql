@@ -2,14 +2,7 @@ CREATE OR REPLACE VIEW figure11_cooccurrence AS
 WITH shows AS (
     SELECT DISTINCT selection, taxonomy_version, embedding_key, scenario_id, model_key,
            category_id, category
-    FROM (
-    SELECT DISTINCT sc.selection, c.taxonomy_version, c.embedding_key, dv.scenario_id,
-           dv.response_id, dv.model_key, c.category_id, c.category
-    FROM distinctive_values dv
-    JOIN value_categories c
-      ON c.value_hash = encode(sha256(convert_to(dv.value, 'UTF8')), 'hex')
-    JOIN scenario_scopes sc ON sc.scenario_id = dv.scenario_id
-) answers
+    FROM answer_value_categories
 ),
 labelled AS (
     SELECT DISTINCT scenario_id, model_key FROM distinctive_values
