@@ -134,16 +134,7 @@ async def start_run(config: Config, pairs: int, seed: int) -> tuple[int, int]:
     async with bus(config) as client:
         js = client.jetstream()
         for row in rows:
-            await publish(
-                js,
-                PairSampled(
-                    pair_id=row["pair_id"],
-                    value1=row["value1"],
-                    value2=row["value2"],
-                    taxonomy_version=row["taxonomy_version"],
-                    index=row["run_index"],
-                ),
-            )
+            await publish(js, PairSampled.of_row(row))
     return len(rows), new
 
 

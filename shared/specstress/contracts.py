@@ -8,7 +8,8 @@ is deterministic so JetStream drops republished duplicates.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,6 +57,17 @@ class PairSampled(Event):
     taxonomy_version: str
     # position of the pair in its run; picks the generator by weighted round-robin
     index: int = Field(ge=0)
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> PairSampled:
+        """The event of a stored `value_pairs` row (its `run_index` is the event's index)."""
+        return cls(
+            pair_id=row["pair_id"],
+            value1=row["value1"],
+            value2=row["value2"],
+            taxonomy_version=row["taxonomy_version"],
+            index=row["run_index"],
+        )
 
 
 class ScenarioCreated(Event):

@@ -29,16 +29,7 @@ __all__ = ["pending_events", "reconcile"]
 
 async def pending_events(config: Config, engine: AsyncEngine) -> dict[str, list[Event]]:
     """The events that would complete the stored work, by the stage they restart."""
-    pairs: list[Event] = [
-        PairSampled(
-            pair_id=p["pair_id"],
-            value1=p["value1"],
-            value2=p["value2"],
-            taxonomy_version=p["taxonomy_version"],
-            index=p["run_index"],
-        )
-        for p in await store.unsettled_pairs(engine)
-    ]
+    pairs: list[Event] = [PairSampled.of_row(p) for p in await store.unsettled_pairs(engine)]
     # pending answers and verdicts as the completeness model counts them: a dead-lettered one
     # is not pending (`specstress dead-letters replay` sends it again once its cause is fixed)
     responses: list[Event] = []
