@@ -22,7 +22,6 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,12 +32,12 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from bench.database import private_servers
 from bench.pipeline import CHECKS, PROBLEMS, bench_config
-from bench.recording import header, record
+from bench.recording import header, measure_and_record
 from specstress.api import initialise, start_run
 from specstress.config import load_config
 from specstress.db.engine import create_engine
-from specstress.local.servers import ensure_database, start_nats, start_postgres
 from specstress.local.stack import SIM_URL_ENV, Stack, wait_until_idle
 from specstress.pipeline.bus import connect, consumers
 
@@ -94,41 +93,33 @@ async def _row(url: str, sql: str) -> dict[str, Any]:
 
 async def measure(args: argparse.Namespace, latency_seconds: float) -> dict[str, Any]:
     """One run of the pipeline with the simulator answering after `latency_seconds`."""
-    folder = Path(tempfile.mkdtemp(prefix="specstress-inflight-"))
-    os.chmod(folder, 0o711)  # a private Postgres running as another user must enter it
-    nats = start_nats(folder / "nats")
-    postgres = start_postgres(folder / "postgres")
-    stack: Stack | None = None
-    try:
-        database_url = await ensure_database(postgres.url, "bench")
-        env = {"NATS_URL": nats.url, "DATABASE_URL": database_url}
-        os.environ.update(env)
-        config_path = _config(folder, args.targets, args.target)
-        stack = Stack(config_path=config_path, log_dir=folder / "logs", env=env)
-        sim_url = stack.start_simulator(latency_ms=latency_seconds * 1000)
-        os.environ[SIM_URL_ENV] = stack.env[SIM_URL_ENV]
-        config = load_config(config_path)
-        await initialise(config)
-        stack.start_services()
-        samples: list[int] = []
-        stop = asyncio.Event()
-        async with httpx.AsyncClient(base_url=sim_url, timeout=30.0) as sim:
-            sampler = asyncio.create_task(_sample(sim, samples, stop))
-            started = time.time()
-            await start_run(config, args.pairs, args.seed)
-            await wait_until_idle(config, timeout=args.timeout, quiet_seconds=2.0, stack=stack)
-            elapsed = time.time() - started
-            stop.set()
-            await sampler
-            stats = (await sim.get("/sim/stats")).json()
-        paid = await _row(database_url, PAID_SPAN)
-        checks = await _row(database_url, CHECKS)
-        redeliveries = await _redeliveries(nats.url, config.bus.stream)
-    finally:
-        if stack is not None:
-            stack.stop()
-        postgres.stop()
-        nats.stop()
+    async with private_servers("inflight") as servers:
+        stack: Stack | None = None
+        try:
+            config_path = _config(servers.folder, args.targets, args.target)
+            stack = Stack(config_path=config_path, log_dir=servers.folder / "logs", env=servers.env)
+            sim_url = stack.start_simulator(latency_ms=latency_seconds * 1000)
+            os.environ[SIM_URL_ENV] = stack.env[SIM_URL_ENV]
+            config = load_config(config_path)
+            await initialise(config)
+            stack.start_services()
+            samples: list[int] = []
+            stop = asyncio.Event()
+            async with httpx.AsyncClient(base_url=sim_url, timeout=30.0) as sim:
+                sampler = asyncio.create_task(_sample(sim, samples, stop))
+                started = time.time()
+                await start_run(config, args.pairs, args.seed)
+                await wait_until_idle(config, timeout=args.timeout, quiet_seconds=2.0, stack=stack)
+                elapsed = time.time() - started
+                stop.set()
+                await sampler
+                stats = (await sim.get("/sim/stats")).json()
+            paid = await _row(servers.database_url, PAID_SPAN)
+            checks = await _row(servers.database_url, CHECKS)
+            redeliveries = await _redeliveries(servers.nats.url, config.bus.stream)
+        finally:
+            if stack is not None:
+                stack.stop()
     checks["simulator_answers"] = stats["totals"].get("ok", 0)
     checks["duplicate_paid_calls"] = checks["simulator_answers"] - checks["paid_calls"]
     span = float(paid["span"] or 0.0)
@@ -190,7 +181,7 @@ def report(result: dict[str, Any]) -> None:
     Console(width=120).print(table)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=300, help="value pairs to push per run")
     parser.add_argument("--targets", type=int, default=6, help="target models")
@@ -200,16 +191,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=1800.0)
-    parser.add_argument("--no-record", action="store_true", help="do not append to results.jsonl")
-    return parser.parse_args(argv)
-
-
-def main() -> None:
-    args = parse_args()
-    result = run(args)
-    report(result)
-    if not args.no_record:
-        record(result)
+    result = measure_and_record(parser, run, report)
     failed = any(r["redeliveries"] or any(r["checks"][k] for k in PROBLEMS) for r in result["runs"])
     sys.exit(1 if failed else 0)
 

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,11 +33,11 @@ from rich.table import Table
 from sqlalchemy import text
 
 from bench import peers
+from bench.database import private_servers
 from bench.recording import CLOCK_TICKS, cpu_seconds, header, proc_stat, record
 from specstress.api import initialise, start_run
 from specstress.config import load_config
 from specstress.db.engine import create_engine
-from specstress.local.servers import ensure_database, start_nats, start_postgres
 from specstress.local.stack import SIM_URL_ENV, Stack, wait_until_idle
 from specstress.pipeline.bus import connect, consumers
 
@@ -229,70 +228,67 @@ async def _bus_counts(url: str, stream: str) -> dict[str, int]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_at_start = os.getloadavg()
-    folder = Path(tempfile.mkdtemp(prefix="specstress-bench-"))
-    os.chmod(folder, 0o711)  # a private Postgres running as another user must enter it
-    nats = start_nats(folder / "nats")
-    postgres = start_postgres(folder / "postgres")
-    stack: Stack | None = None
-    try:
-        database_url = await ensure_database(postgres.url, "bench")
-        env = {"NATS_URL": nats.url, "DATABASE_URL": database_url}
-        os.environ.update(env)
-        config_path = bench_config(folder, args.targets)
-        stack = Stack(config_path=config_path, log_dir=folder / "logs", env=env)
-        stack.start_simulator()
-        os.environ[SIM_URL_ENV] = stack.env[SIM_URL_ENV]
-        config = load_config(config_path)
-        await initialise(config)
-        for service in ("scenario_generator", "spectrum_builder", "aggregator", "compliance_judge"):
-            stack.start_service(service)
-        for service in ("responder", "classifier"):
-            for replica in range(args.replicas):
-                stack.start_service(service, replica)
-        servers = {"postgres": _postmaster_pid(folder), "nats": nats.pid}
-        cpu_start = {name: cpu_seconds(p.popen.pid) for name, p in stack.processes.items()}
-        cpu_start |= {name: _server_cpu_seconds(pid) for name, pid in servers.items()}
-        started = time.time()
-        await start_run(config, args.pairs, args.seed)
-        await wait_until_idle(config, timeout=args.timeout, quiet_seconds=2.0, stack=stack)
-        elapsed = time.time() - started
-        usage = [
-            ProcessUsage(
-                name,
-                cpu_seconds(p.popen.pid) - cpu_start[name],
-                _peak_rss_mib(p.popen.pid),
-            )
-            for name, p in stack.processes.items()
-        ]
-        usage += [
-            ProcessUsage(name, _server_cpu_seconds(pid) - cpu_start[name], _peak_rss_mib(pid))
-            for name, pid in servers.items()
-        ]
-        since = datetime.fromtimestamp(started + elapsed * args.warmup_share, tz=UTC)
-        total = (await _query(database_url, TOTAL_RATE, since=since))[0]
-        whole = (await _query(database_url, WHOLE_RUN))[0]
-        stages = await _query(database_url, CALL_RATES, since=since)
-        latency = (await _query(database_url, PAIR_LATENCY))[0]
-        checks = (await _query(database_url, CHECKS))[0]
-        bus_counts = await _bus_counts(nats.url, config.bus.stream)
-        async with httpx.AsyncClient() as client:
-            reply = await client.get(stack.env[SIM_URL_ENV].removesuffix("/v1") + "/sim/stats")
-            reply.raise_for_status()
-            served = reply.json()["totals"].get("ok", 0)
-            replica_messages = {
-                name: await _handled(client, p.metrics_port)
+    async with private_servers("pipeline") as servers:
+        stack: Stack | None = None
+        try:
+            config_path = bench_config(servers.folder, args.targets)
+            stack = Stack(config_path=config_path, log_dir=servers.folder / "logs", env=servers.env)
+            stack.start_simulator()
+            os.environ[SIM_URL_ENV] = stack.env[SIM_URL_ENV]
+            config = load_config(config_path)
+            await initialise(config)
+            for service in (
+                "scenario_generator",
+                "spectrum_builder",
+                "aggregator",
+                "compliance_judge",
+            ):
+                stack.start_service(service)
+            for service in ("responder", "classifier"):
+                for replica in range(args.replicas):
+                    stack.start_service(service, replica)
+            server_pids = {"postgres": _postmaster_pid(servers.folder), "nats": servers.nats.pid}
+            cpu_start = {name: cpu_seconds(p.popen.pid) for name, p in stack.processes.items()}
+            cpu_start |= {name: _server_cpu_seconds(pid) for name, pid in server_pids.items()}
+            started = time.time()
+            await start_run(config, args.pairs, args.seed)
+            await wait_until_idle(config, timeout=args.timeout, quiet_seconds=2.0, stack=stack)
+            elapsed = time.time() - started
+            usage = [
+                ProcessUsage(
+                    name,
+                    cpu_seconds(p.popen.pid) - cpu_start[name],
+                    _peak_rss_mib(p.popen.pid),
+                )
                 for name, p in stack.processes.items()
-                if name.split("-")[0] in ("responder", "classifier") and p.metrics_port
-            }
-        # the ledger keeps one paid row per request hash, so a request bought twice shows only
-        # as an answer the simulator served beyond the ledger's rows
-        checks["simulator_answers"] = served
-        checks["duplicate_paid_calls"] = served - checks["paid_calls"]
-    finally:
-        if stack is not None:
-            stack.stop()
-        postgres.stop()
-        nats.stop()
+            ]
+            usage += [
+                ProcessUsage(name, _server_cpu_seconds(pid) - cpu_start[name], _peak_rss_mib(pid))
+                for name, pid in server_pids.items()
+            ]
+            since = datetime.fromtimestamp(started + elapsed * args.warmup_share, tz=UTC)
+            total = (await _query(servers.database_url, TOTAL_RATE, since=since))[0]
+            whole = (await _query(servers.database_url, WHOLE_RUN))[0]
+            stages = await _query(servers.database_url, CALL_RATES, since=since)
+            latency = (await _query(servers.database_url, PAIR_LATENCY))[0]
+            checks = (await _query(servers.database_url, CHECKS))[0]
+            bus_counts = await _bus_counts(servers.nats.url, config.bus.stream)
+            async with httpx.AsyncClient() as client:
+                reply = await client.get(stack.env[SIM_URL_ENV].removesuffix("/v1") + "/sim/stats")
+                reply.raise_for_status()
+                served = reply.json()["totals"].get("ok", 0)
+                replica_messages = {
+                    name: await _handled(client, p.metrics_port)
+                    for name, p in stack.processes.items()
+                    if name.split("-")[0] in ("responder", "classifier") and p.metrics_port
+                }
+            # the ledger keeps one paid row per request hash, so a request bought twice shows only
+            # as an answer the simulator served beyond the ledger's rows
+            checks["simulator_answers"] = served
+            checks["duplicate_paid_calls"] = served - checks["paid_calls"]
+        finally:
+            if stack is not None:
+                stack.stop()
     total_cpu = sum(u.cpu_seconds for u in usage) or 1.0
     sim_cpu = sum(u.cpu_seconds for u in usage if u.name == "llm_sim")
     postgres_cpu = sum(u.cpu_seconds for u in usage if u.name == "postgres")

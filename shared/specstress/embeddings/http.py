@@ -9,7 +9,6 @@ ledger.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -34,7 +33,7 @@ from specstress.llm.ledger import AttemptRecord, record_attempt
 from specstress.llm.protocol import MAX_ERROR_CHARS, LenientModel, ProtocolAdapter
 from specstress.llm.providers.gemini import GeminiGenerate, api_root
 from specstress.llm.providers.openai import OpenAIChat
-from specstress.llm.retry import backoff_seconds
+from specstress.llm.retry import wait_to_retry
 
 __all__ = [
     "STAGE",
@@ -196,17 +195,9 @@ class HttpEmbeddings:
                 await self._record(digest, attempt, latency, error=error)
                 if error.error_class != "retryable" or attempt >= config.retry.max_attempts:
                     raise
-                delay = backoff_seconds(attempt - 1, config.retry, self._rng, error.retry_after)
-                log.warning(
-                    "embedding %s attempt %d of %d failed (HTTP %s): %s; retrying in %.2f s",
-                    config.key,
-                    attempt,
-                    config.retry.max_attempts,
-                    error.http_status,
-                    error,
-                    delay,
+                await wait_to_retry(
+                    f"embedding {config.key}", attempt, config.retry, self._rng, error
                 )
-                await asyncio.sleep(delay)
             else:
                 latency = time.perf_counter() - started
                 await self._record(digest, attempt, latency, answer=answer)

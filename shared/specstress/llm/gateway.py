@@ -50,7 +50,7 @@ from specstress.llm.providers import anthropic, gemini, openai
 from specstress.llm.providers.anthropic import AnthropicMessages
 from specstress.llm.providers.gemini import GeminiGenerate
 from specstress.llm.providers.openai import OpenAIChat
-from specstress.llm.retry import backoff_seconds
+from specstress.llm.retry import backoff_seconds, wait_to_retry
 from specstress.llm.spill import PaidLedger
 from specstress.llm.structured import OutputSchema
 from specstress.llm.traffic.accounting import call_cost, observe, stored_answer
@@ -368,18 +368,7 @@ class Gateway:
                     raise _provider_wait(model, error, error.retry_after) from error
                 if attempt >= policy.max_attempts:
                     raise
-                delay = backoff_seconds(attempt - 1, policy, self._rng, error.retry_after)
-                log.warning(
-                    "%s/%s attempt %d of %d failed (HTTP %s): %s; retrying in %.2f s",
-                    model.key,
-                    call.stage,
-                    attempt,
-                    policy.max_attempts,
-                    error.http_status,
-                    error,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                await wait_to_retry(f"{model.key}/{call.stage}", attempt, policy, self._rng, error)
             else:
                 latency = time.perf_counter() - started
                 # the answer is paid for: into the ledger first, whatever happens next

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
 from specstress.config import RetryPolicy
-from specstress.llm.errors import ErrorClass
+from specstress.llm.errors import ErrorClass, LLMError
 from specstress.llm.protocol import ProviderError
 
-__all__ = ["RETRYABLE_STATUSES", "backoff_seconds", "classify", "retry_after_seconds"]
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "backoff_seconds",
+    "classify",
+    "retry_after_seconds",
+    "wait_to_retry",
+]
+
+log = logging.getLogger(__name__)
 
 # 409 and 425 are transient conflicts; 529 is Anthropic's "overloaded"
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
@@ -74,3 +84,21 @@ def backoff_seconds(
     """Full jitter U(0, min(cap, base * 2**n)), never shorter than the provider's retry-after."""
     ceiling = min(policy.cap_seconds, policy.base_seconds * 2**retry_index)
     return max(rng.uniform(0, ceiling), retry_after or 0.0)
+
+
+async def wait_to_retry(
+    call: str, attempt: int, policy: RetryPolicy, rng: random.Random, error: LLMError
+) -> None:
+    """Log that `attempt` of `call` failed with a retryable error, then sleep the backoff before
+    the next one."""
+    delay = backoff_seconds(attempt - 1, policy, rng, error.retry_after)
+    log.warning(
+        "%s attempt %d of %d failed (HTTP %s): %s; retrying in %.2f s",
+        call,
+        attempt,
+        policy.max_attempts,
+        error.http_status,
+        error,
+        delay,
+    )
+    await asyncio.sleep(delay)
