@@ -1,5 +1,5 @@
-"""Rows a database test seeds by hand: a value pair, its scenarios, spectra and answers, with
-the fields no such test is about filled in once here."""
+"""Rows a database test seeds by hand: a value pair, its scenarios, spectra and answers, and
+paid provider calls, with the fields no such test is about filled in once here."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.db import store
+from specstress.llm.ledger import AttemptRecord
 
 
 def pair_row(pair_id: str, value1: str = "honesty", value2: str = "kindness") -> dict[str, Any]:
@@ -75,4 +76,37 @@ async def add_answer(
         thinking=None,
         params={},
         llm_call_hash=llm_call_hash,
+    )
+
+
+def paid_attempt(
+    request_hash: str,
+    *,
+    text: str,
+    finish_reason: str | None = "stop",
+    stage: str = "test",
+    http_status: int | None = None,
+    input_tokens: int,
+    output_tokens: int,
+    cost_usd: float,
+) -> AttemptRecord:
+    """A first attempt at a call that the provider answered with `text`."""
+    response: dict[str, Any] = {
+        "text": text,
+        "thinking": None,
+        "usage": {},
+        "finish_reason": finish_reason,
+    }
+    return AttemptRecord(
+        request_hash=request_hash,
+        stage=stage,
+        model_key="m",
+        attempt=1,
+        status="ok",
+        latency_seconds=0.1,
+        http_status=http_status,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=cost_usd,
+        response=response,
     )
