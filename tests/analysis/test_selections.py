@@ -3,9 +3,6 @@ as a separate process."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +22,7 @@ from specstress.db.schema import (
 )
 from specstress.embeddings.cache import selection_inputs
 from specstress.method.selection import select_kcenter
+from tests.support.cli import run_specstress
 
 TOPICS = ["privacy", "honesty", "safety", "autonomy", "fairness", "loyalty", "care", "duty"]
 VARIANTS = ("neutral", "value1", "value2")
@@ -97,20 +95,7 @@ def _write_config(folder: Path, database_url: str, simulator_url: str) -> Path:
 
 
 async def _cli(config: Path, *args: str) -> tuple[int, str]:
-    # the config names the test's database: an inherited DATABASE_URL would override it
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "specstress"),
-        "select",
-        *args,
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**env, "COLUMNS": "200"},
-    )
-    output, _ = await process.communicate()
-    return process.returncode or 0, output.decode()
+    return await run_specstress("select", *args, "--config", str(config))
 
 
 async def _count(engine: AsyncEngine, table: object) -> int:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import secrets
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ from specstress.config import Config, load_config
 from specstress.dataset import DatasetError, ExportFormat, export_dataset, import_dataset
 from specstress.db.migrate import upgrade
 from specstress.local.servers import Infra, drop_database, ensure_database
+from tests.support.cli import run_specstress
 from tests.support.pipeline_harness import rows
 
 FAMILIES = {
@@ -334,20 +332,6 @@ async def test_a_bad_file_is_one_clear_error_and_leaves_nothing(
         assert await _count(database_url, table) == 0, table
 
 
-async def _cli(*args: str) -> tuple[int, str]:
-    # the config names the test's database: an inherited DATABASE_URL would override it
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "specstress"),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**env, "COLUMNS": "200"},
-    )
-    output, _ = await process.communicate()
-    return process.returncode or 0, output.decode()
-
-
 async def test_the_commands(tmp_path: Path, database_url: str) -> None:
     config = _config(tmp_path, database_url)
     config_path = tmp_path / "paper.yaml"
@@ -358,17 +342,19 @@ async def test_the_commands(tmp_path: Path, database_url: str) -> None:
         ),
         bad,
     )
-    code, output = await _cli("import", str(bad), "-c", str(config_path))
+    code, output = await run_specstress("import", str(bad), "-c", str(config_path))
     assert code == 2, output
     assert output.count("error:") == 1 and "'value2' is missing" in output, output
 
     good = _write(tmp_path / "good.parquet", _release_rows())
-    code, output = await _cli("import", str(good), "-c", str(config_path), "--family", "grok_4=xai")
+    code, output = await run_specstress(
+        "import", str(good), "-c", str(config_path), "--family", "grok_4=xai"
+    )
     assert code == 0, output
     assert f"imported {len(SCENARIOS)} rows" in output, output
 
     out = tmp_path / "dump"
-    code, output = await _cli(
+    code, output = await run_specstress(
         "export", "--format", "csv", "--out", str(out), "-c", str(config_path)
     )
     assert code == 0, output

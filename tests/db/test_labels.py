@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from specstress.db import labels, store
 from specstress.db.engine import create_engine
 from specstress.method.labels import REFUSAL_TYPES, TOPICS
+from tests.support.rows import add_answer, add_pair, add_scenario
 from tests.support.schema import mentioning, schema_differences
 
 MY_TABLES = ("topic_labels", "refusal_types", "distinctive_values")
@@ -37,42 +38,13 @@ def _rid(scenario: str, model: str) -> str:
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     """Three scenarios answered by two models; no labels yet."""
     engine = create_engine(database_url)
-    await store.insert_pairs(
-        engine,
-        [
-            {
-                "pair_id": "p1",
-                "value1": "honesty",
-                "value2": "kindness",
-                "taxonomy_version": "t",
-                "seed": 0,
-                "run_index": 0,
-            }
-        ],
-    )
+    await add_pair(engine, "p1")
     for model in MODELS:
         await store.register_model(engine, model, "family")
     for scenario, variant in zip(SCENARIOS, ("neutral", "value1", "value2"), strict=True):
-        await store.insert_scenario(
-            engine,
-            scenario_id=scenario,
-            pair_id="p1",
-            variant=variant,
-            generator="writer",
-            prompt_version="v",
-            query=f"query {scenario}",
-        )
+        await add_scenario(engine, scenario, "p1", variant)
         for model in MODELS:
-            await store.insert_response(
-                engine,
-                response_id=_rid(scenario, model),
-                scenario_id=scenario,
-                model_key=model,
-                text="an answer",
-                thinking=None,
-                params={},
-                llm_call_hash="h",
-            )
+            await add_answer(engine, _rid(scenario, model), scenario, model)
     try:
         yield engine
     finally:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.db import store
 from specstress.db.engine import create_engine
+from tests.support.rows import add_answer, add_scenario, pair_row
 
 MODELS = ("alpha-1", "beta-1", "gamma-1")
 
@@ -22,17 +23,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     created = create_engine(database_url, pool_size=4)
     await store.insert_pairs(
         created,
-        [
-            {
-                "pair_id": f"p{n}",
-                "value1": "honesty",
-                "value2": f"kindness {n}",
-                "taxonomy_version": "t",
-                "seed": 0,
-                "run_index": n,
-            }
-            for n in range(6)
-        ],
+        [{**pair_row(f"p{n}", value2=f"kindness {n}"), "run_index": n} for n in range(6)],
     )
     for model in MODELS:
         await store.register_model(created, model, model.split("-")[0])
@@ -41,26 +32,16 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 async def _scenario(engine: AsyncEngine, n: int) -> None:
-    await store.insert_scenario(
-        engine,
-        scenario_id=f"s{n}",
-        pair_id=f"p{n}",
-        variant="neutral",
-        generator="writer",
-        prompt_version="v",
-        query=f"question {n}",
-    )
+    await add_scenario(engine, f"s{n}", f"p{n}", "neutral", query=f"question {n}")
 
 
 async def _answer(engine: AsyncEngine, scenario: str, model: str) -> None:
-    await store.insert_response(
+    await add_answer(
         engine,
-        response_id=f"{scenario}/{model}",
-        scenario_id=scenario,
-        model_key=model,
+        f"{scenario}/{model}",
+        scenario,
+        model,
         text=f"{model} on {scenario}",
-        thinking=None,
-        params={},
         llm_call_hash="0" * 64,
     )
 

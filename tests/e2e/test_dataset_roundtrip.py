@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 
 from specstress.analysis.reports import REPORTS, build_report
-from specstress.api import start_run
 from specstress.config import Config
 from specstress.dataset import TABLES, ExportFormat, export_dataset, import_dataset
 from specstress.local.servers import Infra
-from specstress.local.stack import wait_until_idle
 from tests.support.database import fresh_database
-from tests.support.pipeline_harness import rows, running_stack
+from tests.support.pipeline_harness import finished_run, rows
 
 pytestmark = pytest.mark.e2e
 PAIRS = 4
@@ -48,10 +46,10 @@ async def test_export_and_import_reproduce_every_report(
     infra: Infra,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async with running_stack(tmp_path, nats_url, database_url, monkeypatch) as running:
+    async with finished_run(
+        tmp_path, nats_url, database_url, monkeypatch, pairs=PAIRS, seed=SEED, timeout=240
+    ) as running:
         config = running.config
-        await start_run(config, PAIRS, SEED)
-        await wait_until_idle(config, timeout=240, stack=running.stack)
 
     before = await _reports(config)
     counts = await _counts(database_url)

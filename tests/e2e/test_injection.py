@@ -19,10 +19,8 @@ from services.llm_sim.personas import (
     planted_positions,
     planted_refusal_type,
 )
-from specstress.api import start_run
-from specstress.local.stack import wait_until_idle
 from tests.paths import DEMO_CONFIG
-from tests.support.pipeline_harness import rows, running_stack
+from tests.support.pipeline_harness import finished_run, rows
 
 pytestmark = pytest.mark.e2e
 PAIRS = 3
@@ -44,12 +42,17 @@ async def test_hostile_answers_change_no_position_label_or_verdict(
     tmp_path: Path, nats_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config_path = _config_with_injector(tmp_path)
-    async with running_stack(
-        tmp_path, nats_url, database_url, monkeypatch, config_path=config_path
+    async with finished_run(
+        tmp_path,
+        nats_url,
+        database_url,
+        monkeypatch,
+        pairs=PAIRS,
+        seed=SEED,
+        timeout=120,
+        config_path=config_path,
     ) as running:
         config = running.config
-        await start_run(config, PAIRS, SEED)
-        await wait_until_idle(config, timeout=120, stack=running.stack)
 
         answers = await rows(
             database_url,

@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from specstress.api import add_model, start_run
+from specstress.api import add_model
 from specstress.db import labels as label_store
 from specstress.db.engine import create_engine
 from specstress.local.stack import wait_until_idle
 from specstress.method.labels import REFUSAL_TYPES, TOPIC_COLUMNS, TOPICS, is_refusal
-from tests.support.pipeline_harness import RunningStack, rows, running_stack
+from tests.support.pipeline_harness import RunningStack, finished_run, rows
 
 pytestmark = pytest.mark.e2e
 PAIRS = 6
@@ -155,10 +155,10 @@ async def _check_reports(
 async def test_pipeline_recovers_planted_topics_refusal_types_and_values(
     tmp_path: Path, nats_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with running_stack(tmp_path, nats_url, database_url, monkeypatch) as running:
+    async with finished_run(
+        tmp_path, nats_url, database_url, monkeypatch, pairs=PAIRS, seed=SEED, timeout=240
+    ) as running:
         config = running.config
-        await start_run(config, PAIRS, SEED)
-        await wait_until_idle(config, timeout=240, stack=running.stack)
 
         answers = await _answers(database_url)
         planted = await _check_labels(running, database_url, answers)

@@ -14,9 +14,9 @@ from specstress.local.stack import wait_until_idle
 from specstress.method.spec import load_spec
 from tests.support.pipeline_harness import (
     check_planted_disagreement,
+    finished_run,
     planted_disagreement,
     rows,
-    running_stack,
 )
 
 pytestmark = pytest.mark.e2e
@@ -27,10 +27,10 @@ SEED = 11
 async def test_pipeline_recovers_planted_truth_and_reruns_for_free(
     tmp_path: Path, nats_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with running_stack(tmp_path, nats_url, database_url, monkeypatch) as running:
+    async with finished_run(
+        tmp_path, nats_url, database_url, monkeypatch, pairs=PAIRS, seed=SEED, timeout=240
+    ) as running:
         config = running.config
-        await start_run(config, PAIRS, SEED)
-        await wait_until_idle(config, timeout=240, stack=running.stack)
 
         pairs = await rows(database_url, "SELECT pair_id, value1, value2 FROM value_pairs")
         assert len(pairs) == PAIRS

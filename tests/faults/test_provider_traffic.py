@@ -8,13 +8,14 @@ deferrals. The rate-limit utilisation figure is measured in bench/ratelimit.py.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from specstress import ids
 from specstress.config import ModelConfig
-from specstress.contracts import ResponseRequested, VerdictRequested
+from specstress.contracts import Event, ResponseRequested, VerdictRequested
 from specstress.db import store
 from specstress.db.engine import create_engine
 from specstress.llm import ChatMessage, Gateway
@@ -22,6 +23,7 @@ from specstress.llm.errors import LLMDeferred
 from specstress.local.stack import Stack
 from tests.support.pipeline_harness import rows
 from tests.support.traffic_harness import (
+    Sim,
     eventually,
     model,
     prepare,
@@ -51,6 +53,41 @@ def _metric(stack: Stack, process: str, sample: str) -> float:
     return 0.0
 
 
+async def _answer_all(
+    stack: Stack,
+    sim: Sim,
+    target: dict[str, Any],
+    *,
+    calls: int,
+    topic: str,
+    timeout: float,
+    replicas: int = 1,
+) -> None:
+    """`target` (beside a second target model) answers `calls` new scenarios on `topic` through
+    `replicas` responders; returns once every answer is stored. The config is written where
+    the stack (from stack_for) expects it."""
+    database_url = stack.env["DATABASE_URL"]
+    config = write_config(
+        stack.config_path.parent,
+        sim,
+        models=[target, model("other", "borealis-candid", sim)],
+        targets=[target["key"], "other"],
+    )
+    await prepare(config)
+    scenarios = await seed_scenarios(database_url, calls, topic)
+    for replica in range(replicas):
+        stack.start_service("responder", replica=replica)
+    requests: list[Event] = [
+        ResponseRequested(scenario_id=s, model_key=target["key"]) for s in scenarios
+    ]
+    await publish_all(stack.env["NATS_URL"], requests)
+
+    async def answered() -> bool:
+        return await _count(database_url, "responses") == calls
+
+    await eventually(answered, stack, timeout, f"{calls} responses")
+
+
 async def test_two_responder_replicas_share_one_rate_limit_without_429s(
     tmp_path: Path, nats_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -65,24 +102,15 @@ async def test_two_responder_replicas_share_one_rate_limit_without_429s(
     async with stack_for(tmp_path, nats_url, database_url, monkeypatch) as stack:
         with simulator(stack, tmp_path, conditions) as sim:
             limited = model("limited", "aurora-balanced", sim, limits={"requests_per_minute": 120})
-            config = write_config(
-                tmp_path,
+            await _answer_all(
+                stack,
                 sim,
-                models=[limited, model("other", "borealis-candid", sim)],
-                targets=["limited", "other"],
+                limited,
+                calls=calls,
+                topic="pacing",
+                replicas=2,
+                timeout=120,
             )
-            await prepare(config)
-            scenarios = await seed_scenarios(database_url, calls, "pacing")
-            stack.start_service("responder")
-            stack.start_service("responder", replica=1)
-            await publish_all(
-                nats_url, [ResponseRequested(scenario_id=s, model_key="limited") for s in scenarios]
-            )
-
-            async def answered() -> bool:
-                return await _count(database_url, "responses") == calls
-
-            await eventually(answered, stack, 120, f"{calls} responses")
             served = (await sim.stats())["aurora-balanced"]
             sample = 'specstress_llm_calls_total{model="limited",outcome="ok",stage="responder"}'
             per_replica = [_metric(stack, name, sample) for name in ("responder", "responder-1")]
@@ -111,23 +139,14 @@ async def test_with_a_fifth_of_calls_failing_every_call_succeeds_and_none_is_pai
             # few attempts per delivery, so some calls also go back to the bus and return
             retry = {"max_attempts": 3, "base_seconds": 0.05, "cap_seconds": 1.0}
             flaky = model("flaky", "aurora-balanced", sim, retry=retry)
-            config = write_config(
-                tmp_path,
+            await _answer_all(
+                stack,
                 sim,
-                models=[flaky, model("other", "borealis-candid", sim)],
-                targets=["flaky", "other"],
+                flaky,
+                calls=calls,
+                topic="faults",
+                timeout=120,
             )
-            await prepare(config)
-            scenarios = await seed_scenarios(database_url, calls, "faults")
-            stack.start_service("responder")
-            await publish_all(
-                nats_url, [ResponseRequested(scenario_id=s, model_key="flaky") for s in scenarios]
-            )
-
-            async def answered() -> bool:
-                return await _count(database_url, "responses") == calls
-
-            await eventually(answered, stack, 120, f"{calls} responses")
             served = (await sim.stats())["aurora-balanced"]
     injected = sum(served.get(kind, 0) for kind in faults if kind != "retry_after_seconds")
     assert injected > 0
@@ -258,26 +277,14 @@ async def test_an_answer_holding_a_nul_byte_is_cleaned_stored_and_paid_once(
     conditions = {"models": {"aurora-balanced": {"faults": {"nul_byte": 1.0}}}}
     async with stack_for(tmp_path, nats_url, database_url, monkeypatch) as stack:
         with simulator(stack, tmp_path, conditions) as sim:
-            config = write_config(
-                tmp_path,
+            await _answer_all(
+                stack,
                 sim,
-                models=[
-                    model("target", "aurora-balanced", sim),
-                    model("other", "borealis-candid", sim),
-                ],
-                targets=["target", "other"],
+                model("target", "aurora-balanced", sim),
+                calls=calls,
+                topic="bytes",
+                timeout=60,
             )
-            await prepare(config)
-            scenarios = await seed_scenarios(database_url, calls, "bytes")
-            stack.start_service("responder")
-            await publish_all(
-                nats_url, [ResponseRequested(scenario_id=s, model_key="target") for s in scenarios]
-            )
-
-            async def answered() -> bool:
-                return await _count(database_url, "responses") == calls
-
-            await eventually(answered, stack, 60, f"{calls} responses")
             served = (await sim.stats())["aurora-balanced"]
     # the byte Postgres refuses is cleaned out before the ledger: nothing is dead-lettered and
     # each answer is bought once

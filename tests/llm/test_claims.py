@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -19,6 +18,7 @@ from specstress.db.engine import create_engine
 from specstress.llm import ChatMessage, Gateway
 from specstress.llm.claims import CallClaims
 from specstress.llm.messages import ModelOutput
+from tests.support.simulator import simulator_process
 
 REPLICAS = 4
 QUESTIONS = 30
@@ -27,25 +27,10 @@ QUESTIONS = 30
 @pytest.fixture
 async def simulator() -> AsyncIterator[str]:
     """The simulator as its own process, answers 40 ms late so that racing calls overlap."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.llm_sim",
-        "--port",
-        "0",
-        "--latency-ms",
-        "40",
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+    async with simulator_process("--latency-ms", "40") as (line, _):
         found = re.search(r"llm_sim listening on (http://\S+)", line)
         assert found, line
         yield found.group(1)
-    finally:
-        process.terminate()
-        await process.wait()
 
 
 @pytest.fixture

@@ -16,21 +16,19 @@ from specstress.db.migrate import upgrade
 from specstress.llm.ledger import AttemptRecord, find_completed
 from specstress.llm.spill import LedgerUnavailable, PaidLedger
 from specstress.local.servers import ensure_database, free_port, start_postgres, stop_postgres
+from tests.support.rows import paid_attempt
 
 
 def _paid(digest: str) -> AttemptRecord:
-    return AttemptRecord(
-        request_hash=digest,
+    return paid_attempt(
+        digest,
+        text=f"answer {digest}",
+        finish_reason=None,
         stage="responder",
-        model_key="m",
-        attempt=1,
-        status="ok",
-        latency_seconds=0.1,
         http_status=200,
         input_tokens=3,
         output_tokens=5,
         cost_usd=0.25,
-        response={"text": f"answer {digest}", "thinking": None, "usage": {}, "finish_reason": None},
     )
 
 

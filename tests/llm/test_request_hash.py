@@ -10,6 +10,7 @@ import pytest
 from specstress.config import ModelConfig
 from specstress.llm import ChatMessage, request_hash
 from specstress.llm.structured import OutputSchema
+from tests.support.models import model_config
 
 MESSAGES = [
     ChatMessage(role="system", content="Be brief."),
@@ -18,15 +19,7 @@ MESSAGES = [
 
 
 def _model(**changes: Any) -> ModelConfig:
-    fields: dict[str, Any] = {
-        "key": "alpha",
-        "family": "fam",
-        "base_url": "https://api.example.test/v1",
-        "model_id": "model-1",
-        "api_key_env": "ALPHA_KEY",
-        "params": {"temperature": 0.0, "max_tokens": 100},
-    }
-    return ModelConfig.model_validate({**fields, **changes})
+    return model_config(**{"params": {"temperature": 0.0, "max_tokens": 100}, **changes})
 
 
 def test_hash_is_a_stable_sha256_hex() -> None:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from specstress.api import initialise
+from specstress.api import initialise, start_run
 from specstress.config import Config, load_config
 from specstress.db.engine import create_engine
-from specstress.local.stack import SIM_URL_ENV, Stack
+from specstress.local.stack import SIM_URL_ENV, Stack, wait_until_idle
 from tests.paths import DEMO_CONFIG
 
 
@@ -51,6 +51,27 @@ async def running_stack(
         yield RunningStack(stack, config, sim_url)
     finally:
         stack.stop()
+
+
+@asynccontextmanager
+async def finished_run(
+    tmp_path: Path,
+    nats_url: str,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    pairs: int,
+    seed: int,
+    timeout: float,
+    config_path: Path = DEMO_CONFIG,
+) -> AsyncIterator[RunningStack]:
+    """A running stack that has taken a run of `pairs` value pairs and gone idle after it."""
+    async with running_stack(
+        tmp_path, nats_url, database_url, monkeypatch, config_path=config_path
+    ) as running:
+        await start_run(running.config, pairs, seed)
+        await wait_until_idle(running.config, timeout=timeout, stack=running.stack)
+        yield running
 
 
 async def rows(database_url: str, sql: str) -> list[dict[str, Any]]:

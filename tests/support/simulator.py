@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,3 +24,26 @@ async def served_simulator(
         yield str(server.make_url("")).rstrip("/")
     finally:
         await server.close()
+
+
+@asynccontextmanager
+async def simulator_process(*options: str) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """`python -m services.llm_sim --port 0 *options` as a process of its own: yields the first line
+    it prints (where it listens) and the process, and stops the process if it still runs."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.llm_sim",
+        "--port",
+        "0",
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode()
+        yield line, process
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()

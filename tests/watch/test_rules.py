@@ -36,6 +36,12 @@ def provider(**rules: Any) -> dict[str, Any]:
     return {"key": "acct", "base_url": "https://api.example/v1", "api_key_env": "K", **rules}
 
 
+def one_rule(**fields: Any) -> dict[str, Any]:
+    """A watch of one account with one rule named "r" that takes every model into family "a"."""
+    rule = {"name": "r", "include": ["*"], "family": "a", **fields}
+    return {"providers": [provider(rules=[rule])]}
+
+
 def config_with(watch: dict[str, Any]) -> Config:
     return Config.model_validate({**BASE, "watch": watch})
 
@@ -111,42 +117,10 @@ def test_entry_comes_from_the_template_and_the_price_table() -> None:
 @pytest.mark.parametrize(
     ("watch", "message"),
     [
+        (one_rule(include=["re:("]), "not a valid regular expression"),
+        (one_rule(template={"price_table": "nope"}), "unknown price table 'nope'"),
         (
-            {"providers": [provider(rules=[{"name": "r", "include": ["re:("], "family": "a"}])]},
-            "not a valid regular expression",
-        ),
-        (
-            {
-                "providers": [
-                    provider(
-                        rules=[
-                            {
-                                "name": "r",
-                                "include": ["*"],
-                                "family": "a",
-                                "template": {"price_table": "nope"},
-                            }
-                        ]
-                    )
-                ]
-            },
-            "unknown price table 'nope'",
-        ),
-        (
-            {
-                "providers": [
-                    provider(
-                        rules=[
-                            {
-                                "name": "r",
-                                "include": ["*"],
-                                "family": "a",
-                                "template": {"params": {"messages": []}},
-                            }
-                        ]
-                    )
-                ]
-            },
+            one_rule(template={"params": {"messages": []}}),
             "providers.acct.rules.r.template",
         ),
         ({"providers": [provider(), provider()]}, "duplicate key"),

@@ -15,7 +15,7 @@ import yaml
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from specstress.api import add_discovered, initialise
 from specstress.cli.main import app
@@ -189,6 +189,12 @@ async def test_one_process_holds_the_watch(database_url: str) -> None:
         await engine.dispose()
 
 
+async def _models_command(config_path: Path, *args: str) -> Result:
+    """`specstress models ...` on the config at `config_path`, off the event loop."""
+    command = ["models", *args, "-c", str(config_path)]
+    return await asyncio.to_thread(CliRunner().invoke, app, command)
+
+
 async def test_a_proposed_model_is_registered_by_hand(
     sim_url: str, database_url: str, nats_url: str, server_tmp_path: Path
 ) -> None:
@@ -203,38 +209,23 @@ async def test_a_proposed_model_is_registered_by_hand(
     finally:
         await gateway.aclose()
         await engine.dispose()
-    runner = CliRunner()
-    dry = await asyncio.to_thread(
-        runner.invoke,
-        app,
-        ["models", "add", "--discovered", "aurora-nova", "--dry-run", "-c", str(path)],
-    )
+    dry = await _models_command(path, "add", "--discovered", "aurora-nova", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "backfill estimate: aurora-nova: 0 scenarios" in dry.output
     row, estimate, done = await add_discovered(config, "sim/aurora-nova")
     assert done and row.model_key == "aurora-nova" and estimate.total_usd == 0.0
-    again = await asyncio.to_thread(
-        runner.invoke, app, ["models", "add", "--discovered", "aurora-nova", "-c", str(path)]
-    )
+    again = await _models_command(path, "add", "--discovered", "aurora-nova")
     assert again.exit_code == 2 and "is registered, not proposed" in again.output
-    unknown = await asyncio.to_thread(
-        runner.invoke, app, ["models", "add", "--discovered", "gpt-x", "-c", str(path)]
-    )
+    unknown = await _models_command(path, "add", "--discovered", "gpt-x")
     assert unknown.exit_code == 2 and "no discovered model 'gpt-x'" in unknown.output
-    listed = await asyncio.to_thread(runner.invoke, app, ["models", "discovered", "-c", str(path)])
+    listed = await _models_command(path, "discovered")
     assert (
         listed.exit_code == 0 and "aurora-nova" in listed.output and "registered" in listed.output
     )
-    report = await asyncio.to_thread(
-        runner.invoke,
-        app,
-        ["models", "compare", "aurora-nova", "--against", "aurora-cautious", "-c", str(path)],
-    )
+    report = await _models_command(path, "compare", "aurora-nova", "--against", "aurora-cautious")
     assert report.exit_code == 0, report.output
     assert "aurora-nova (family aurora) against aurora-cautious over 0 scenarios" in report.output
-    missing = await asyncio.to_thread(
-        runner.invoke, app, ["models", "compare", "gpt-x", "-c", str(path)]
-    )
+    missing = await _models_command(path, "compare", "gpt-x")
     assert missing.exit_code == 2 and "'gpt-x' is not registered" in missing.output
 
 

@@ -18,6 +18,7 @@ from specstress.llm.providers.anthropic import (
 )
 from specstress.llm.retry import classify
 from specstress.llm.structured import OutputSchema
+from tests.support.models import model_config
 
 ADAPTER = AnthropicMessages()
 SCHEMA = OutputSchema(
@@ -27,15 +28,7 @@ SCHEMA = OutputSchema(
 
 
 def _model(**changes: Any) -> ModelConfig:
-    fields: dict[str, Any] = {
-        "key": "claude",
-        "family": "anthropic",
-        "protocol": "anthropic",
-        "base_url": "https://api.anthropic.test",
-        "model_id": "claude-test",
-        "api_key_env": "ANTHROPIC_KEY",
-    }
-    return ModelConfig.model_validate({**fields, **changes})
+    return model_config("anthropic", **changes)
 
 
 def test_request_shape_headers_system_and_turns() -> None:

@@ -13,6 +13,7 @@ from specstress.llm.protocol import MalformedResponseError
 from specstress.llm.providers.gemini import GeminiGenerate, generate_url
 from specstress.llm.retry import classify
 from specstress.llm.structured import OutputSchema
+from tests.support.models import model_config
 
 ADAPTER = GeminiGenerate()
 SCHEMA = OutputSchema(
@@ -30,15 +31,7 @@ SCHEMA = OutputSchema(
 
 
 def _model(**changes: Any) -> ModelConfig:
-    fields: dict[str, Any] = {
-        "key": "gemini",
-        "family": "google",
-        "protocol": "gemini",
-        "base_url": "https://generativelanguage.googleapis.test",
-        "model_id": "gemini-test",
-        "api_key_env": "GEMINI_KEY",
-    }
-    return ModelConfig.model_validate({**fields, **changes})
+    return model_config("gemini", **changes)
 
 
 @pytest.mark.parametrize(

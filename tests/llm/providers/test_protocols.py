@@ -60,6 +60,18 @@ def parse_colour(text: str) -> Colour:
         raise BadModelOutput(f"not a colour: {exc.errors()[0]['msg']}") from None
 
 
+async def ask_colour(gateway: Gateway, model: ModelConfig, stage: str) -> Colour:
+    """Asks for a colour in free form; the answer parses only if the schema reached the provider."""
+    colour, _ = await gateway.generate_parsed(
+        model,
+        [ChatMessage(role="user", content="Name a colour.")],
+        stage=stage,
+        parse=parse_colour,
+        response_schema=COLOUR,
+    )
+    return colour
+
+
 def parse_verdict(text: str) -> Verdict:
     """The verdict's own shape; citation checks against the spec belong to the judge's tests."""
     try:
@@ -124,13 +136,7 @@ async def test_structured_output_uses_each_protocols_native_mechanism(
 ) -> None:
     model = _model(sim_url, protocol)
     # a free-form question comes back as JSON only if the schema reached the provider
-    colour, _ = await gateway.generate_parsed(
-        model,
-        [ChatMessage(role="user", content="Name a colour.")],
-        stage="structured",
-        parse=parse_colour,
-        response_schema=COLOUR,
-    )
+    colour = await ask_colour(gateway, model, "structured")
     assert isinstance(colour, Colour)
     judge = _model(sim_url, protocol, JUDGE)
     prompt = (
@@ -153,13 +159,7 @@ async def test_structured_output_can_be_turned_off(
 ) -> None:
     model = _model(sim_url, protocol, structured_output=False)
     with pytest.raises(LLMError) as failed:
-        await gateway.generate_parsed(
-            model,
-            [ChatMessage(role="user", content="Name a colour.")],
-            stage="unstructured",
-            parse=parse_colour,
-            response_schema=COLOUR,
-        )
+        await ask_colour(gateway, model, "unstructured")
     assert failed.value.error_class == "bad_output"
 
 
@@ -180,13 +180,7 @@ async def test_thinking_is_kept_apart_from_the_answer(
     assert row["reasoning_tokens"] == output.usage.reasoning_tokens
     assert row["response"]["thinking"] == output.thinking
     # Anthropic cannot force a tool while thinking: the adapter offers it instead
-    colour, _ = await gateway.generate_parsed(
-        model,
-        [ChatMessage(role="user", content="Name a colour.")],
-        stage="t",
-        parse=parse_colour,
-        response_schema=COLOUR,
-    )
+    colour = await ask_colour(gateway, model, "t")
     assert isinstance(colour, Colour)
 
 

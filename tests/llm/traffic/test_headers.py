@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ from specstress.config import ModelConfig
 from specstress.llm.messages import ChatMessage
 from specstress.llm.traffic.headers import Room, parse_duration, parse_instant, parse_room
 from specstress.llm.traffic.limits import estimate_tokens, limit_key
+from tests.support.models import model_config
 
 
 @pytest.mark.parametrize(
@@ -100,14 +102,8 @@ def test_no_headers_and_garbage_mean_nothing_known() -> None:
     assert parse_room(garbage).empty
 
 
-def _model(**changes: object) -> ModelConfig:
-    fields: dict[str, object] = {
-        "key": "m",
-        "family": "f",
-        "base_url": "http://provider/v1/",
-        "model_id": "model-1",
-    }
-    return ModelConfig.model_validate({**fields, **changes})
+def _model(**changes: Any) -> ModelConfig:
+    return model_config(**changes)
 
 
 def test_token_estimate_is_prompt_quarter_plus_the_most_the_answer_may_take() -> None:
@@ -120,6 +116,6 @@ def test_token_estimate_is_prompt_quarter_plus_the_most_the_answer_may_take() ->
 
 def test_a_limit_is_one_per_endpoint_model_and_key() -> None:
     base = limit_key(_model())
-    assert limit_key(_model(key="other-key-name", base_url="http://provider/v1")) == base
+    assert limit_key(_model(key="other-key-name", base_url="https://api.example.test/v1/")) == base
     assert limit_key(_model(model_id="model-2")) != base
     assert limit_key(_model(api_key_env="OTHER_KEY")) != base

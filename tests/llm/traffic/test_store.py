@@ -14,6 +14,7 @@ from specstress.db.engine import create_engine
 from specstress.db.schema import llm_rate_limits
 from specstress.llm.ledger import AttemptRecord, record_attempt
 from specstress.llm.traffic import store as limits
+from tests.support.rows import paid_attempt
 from tests.support.schema import schema_differences
 
 KEY = "k" * 64
@@ -159,17 +160,8 @@ async def test_limits_announced_in_headers_lower_the_configured_ones(engine: Asy
 
 async def test_spend_counts_each_paid_answer_once(engine: AsyncEngine) -> None:
     def paid(request_hash: str) -> AttemptRecord:
-        return AttemptRecord(
-            request_hash=request_hash,
-            stage="test",
-            model_key="m",
-            attempt=1,
-            status="ok",
-            latency_seconds=0.1,
-            input_tokens=100,
-            output_tokens=20,
-            cost_usd=0.5,
-            response={"text": "x", "thinking": None, "usage": {}, "finish_reason": "stop"},
+        return paid_attempt(
+            request_hash, text="x", input_tokens=100, output_tokens=20, cost_usd=0.5
         )
 
     failed = AttemptRecord(

@@ -16,6 +16,7 @@ from specstress.db.engine import create_engine
 from specstress.pipeline.progress import completeness, pending_units
 from specstress.pipeline.progress.reasons import from_exception
 from tests.paths import DEMO_CONFIG
+from tests.support.rows import add_answer, add_pair, add_scenario, add_spectrum
 
 ACTIVE = ("aurora-cautious", "aurora-deferential", "borealis-candid")
 RETIRED = "borealis-literal"
@@ -47,19 +48,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 async def _facts(engine: AsyncEngine) -> None:
     """One pair: two scenarios and a dropped variant; a retired model that answered once; one
     answer dead-lettered, one unclassified; part of the D, verdicts and labels stored."""
-    await store.insert_pairs(
-        engine,
-        [
-            {
-                "pair_id": "p1",
-                "value1": "honesty",
-                "value2": "kindness",
-                "taxonomy_version": "t",
-                "seed": 0,
-                "run_index": 0,
-            }
-        ],
-    )
+    await add_pair(engine, "p1")
     for model in (*ACTIVE, RETIRED):
         family = model.split("-")[0]
         await store.register_model(engine, model, family)
@@ -68,39 +57,14 @@ async def _facts(engine: AsyncEngine) -> None:
             text("UPDATE models SET active = false WHERE model_key = :m"), {"m": RETIRED}
         )
     for scenario, variant in (("s1", "neutral"), ("s2", "value1")):
-        await store.insert_scenario(
-            engine,
-            scenario_id=scenario,
-            pair_id="p1",
-            variant=variant,
-            generator="writer-a",
-            prompt_version="v",
-            query=f"query {scenario}",
-        )
+        await add_scenario(engine, scenario, "p1", variant, generator="writer-a")
     await store.insert_drop(
         engine, pair_id="p1", variant="value2", generator="writer-a", reason="refused", raw=""
     )
-    await store.insert_spectrum(
-        engine,
-        spectrum_id="x1",
-        pair_id="p1",
-        model_key="spectrum",
-        prompt_version="v",
-        value1_spectrum=[],
-        value2_spectrum=[],
-    )
+    await add_spectrum(engine, "x1", "p1")
     for scenario, models in ANSWERS.items():
         for model in models:
-            await store.insert_response(
-                engine,
-                response_id=_rid(scenario, model),
-                scenario_id=scenario,
-                model_key=model,
-                text="an answer",
-                thinking=None,
-                params={},
-                llm_call_hash="h",
-            )
+            await add_answer(engine, _rid(scenario, model), scenario, model)
     await store.record_dead_letter(
         engine,
         consumer="responder__responses_requested",

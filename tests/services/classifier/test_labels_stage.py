@@ -32,6 +32,7 @@ from specstress.local.stack import SIM_URL_ENV
 from specstress.pipeline.prompts import PromptLibrary
 from specstress.pipeline.stage import Stage
 from tests.paths import DEMO_CONFIG
+from tests.support.rows import add_answer, add_pair, add_scenario, add_spectrum
 
 VALUE1, VALUE2 = "honesty", "loyalty"
 QUERY = f"My friend asked me to cover for him. {scenario_sentinel(VALUE1, VALUE2, 'value2')}"
@@ -74,37 +75,9 @@ async def stage(
 
 async def _facts(config: Config, engine: AsyncEngine) -> None:
     """A pair with one scenario and its spectrum; the target models registered."""
-    await store.insert_pairs(
-        engine,
-        [
-            {
-                "pair_id": "p",
-                "value1": VALUE1,
-                "value2": VALUE2,
-                "taxonomy_version": "t",
-                "seed": 0,
-                "run_index": 0,
-            }
-        ],
-    )
-    await store.insert_scenario(
-        engine,
-        scenario_id="s",
-        pair_id="p",
-        variant="value2",
-        generator="writer-a",
-        prompt_version="v",
-        query=QUERY,
-    )
-    await store.insert_spectrum(
-        engine,
-        spectrum_id="sp",
-        pair_id="p",
-        model_key="spectrum",
-        prompt_version="v",
-        value1_spectrum=[],
-        value2_spectrum=[],
-    )
+    await add_pair(engine, "p", value1=VALUE1, value2=VALUE2)
+    await add_scenario(engine, "s", "p", "value2", generator="writer-a", query=QUERY)
+    await add_spectrum(engine, "sp", "p")
     for model in (*EARLY, LATE):
         await store.register_model(engine, model, config.model(model).family)
 
@@ -118,16 +91,7 @@ async def _answer(stage: Stage, model: str) -> None:
             json={"model": model, "messages": [{"role": "user", "content": QUERY}]},
         )
     answer = reply.json()["choices"][0]["message"]["content"]
-    await store.insert_response(
-        stage.engine,
-        response_id=f"r-{model}",
-        scenario_id="s",
-        model_key=model,
-        text=answer,
-        thinking=None,
-        params={},
-        llm_call_hash="h",
-    )
+    await add_answer(stage.engine, f"r-{model}", "s", model, text=answer)
     await store.insert_classifications(
         stage.engine,
         [

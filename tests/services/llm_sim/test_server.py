@@ -8,7 +8,6 @@ import json
 import math
 import re
 import statistics
-import sys
 from typing import Any
 
 import httpx
@@ -28,6 +27,7 @@ from services.llm_sim.personas import (
 )
 from specstress.llm.messages import reask
 from specstress.method.labels import SPECTRUM_POSITIONS
+from tests.support.simulator import simulator_process
 
 WRITERS = ("sim-writer-a", "sim-writer-b")
 JUDGES = ("sim-judge-strict", "sim-judge-lenient", "sim-judge-median")
@@ -366,23 +366,11 @@ def test_planted_positions_follow_persona_character() -> None:
 
 
 async def test_cli_prints_bound_url_and_serves() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.llm_sim",
-        "--port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode()
+    async with simulator_process() as (line, process):
         match = re.fullmatch(r"llm_sim listening on (http://127\.0\.0\.1:(\d+))\n", line)
         assert match is not None, line
         assert int(match.group(2)) > 0
         async with httpx.AsyncClient(base_url=match.group(1)) as http:
             assert (await http.get("/healthz")).json()["simulator"] is True
-    finally:
         process.terminate()
         assert await asyncio.wait_for(process.wait(), timeout=20) == 0
