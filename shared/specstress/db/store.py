@@ -192,6 +192,7 @@ class _Batches:
         self.classification_context = _Lookup(
             engine, "classification contexts", _classification_contexts
         )
+        self.model_state = _Lookup(engine, "model states", _model_states)
 
 
 _batches = PerEngine(_Batches)
@@ -520,6 +521,21 @@ async def _scenarios_responses(
     for row in rows:
         found.setdefault(row.scenario_id, []).append(ResponseRow(*row))
     return found
+
+
+async def model_state(engine: AsyncEngine, model_key: str) -> tuple[bool, Any] | None:
+    """(active, stored entry) of a registered model, None when the key is not registered."""
+    return await _batches(engine).model_state(model_key)
+
+
+async def _model_states(conn: AsyncConnection, keys: list[str]) -> dict[str, tuple[bool, Any]]:
+    rows = await conn.execute(
+        select(models.c.model_key, models.c.active, models.c.entry).where(
+            _any_of(models.c.model_key, "keys")
+        ),
+        {"keys": keys},
+    )
+    return {row.model_key: (bool(row.active), row.entry) for row in rows}
 
 
 async def get_response(engine: AsyncEngine, response_id: str) -> tuple[ResponseRow, str] | None:

@@ -9,6 +9,7 @@ answer with pydantic, because not every provider enforces every keyword.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,9 +58,7 @@ class OutputSchema(BaseModel):
     @classmethod
     def of(cls, model: type[BaseModel], name: str | None = None) -> OutputSchema:
         """The schema of a pydantic model, with references inlined and only portable keywords."""
-        return cls(
-            name=name or model.__name__, json_schema=portable_schema(model.model_json_schema())
-        )
+        return cls(name=name or model.__name__, json_schema=_portable_schema_of(model))
 
     @classmethod
     def keyed(cls, name: str, keys: Sequence[str], entry: dict[str, Any]) -> OutputSchema:
@@ -74,6 +73,13 @@ class OutputSchema(BaseModel):
                 "additionalProperties": False,
             },
         )
+
+
+@functools.cache
+def _portable_schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    # built once per model: stages ask for the same schema on every call, and pydantic
+    # rebuilds it from scratch each time (shared, so read only: every user above builds anew)
+    return portable_schema(model.model_json_schema())
 
 
 def portable_schema(schema: dict[str, Any]) -> dict[str, Any]:

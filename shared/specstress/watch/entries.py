@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.config import Config, ModelConfig
-from specstress.db.schema import models
+from specstress.db import store
 
 __all__ = ["TargetState", "resolve_model", "stored_entry", "target_state"]
 
@@ -29,17 +28,15 @@ class TargetState:
 
 
 async def stored_entry(engine: AsyncEngine, key: str) -> tuple[bool, ModelConfig | None] | None:
-    """(active, stored entry) of a registered model; None when the key is not registered."""
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(models.c.active, models.c.entry).where(models.c.model_key == key)
-            )
-        ).first()
-    if row is None:
+    """(active, stored entry) of a registered model; None when the key is not registered.
+
+    Read on every message (a model switched off stops being asked at once), so concurrent
+    handlers' reads share one query."""
+    state = await store.model_state(engine, key)
+    if state is None:
         return None
-    entry = None if row.entry is None else ModelConfig.model_validate(row.entry)
-    return bool(row.active), entry
+    active, entry = state
+    return active, None if entry is None else ModelConfig.model_validate(entry)
 
 
 async def target_state(config: Config, engine: AsyncEngine, key: str) -> TargetState | None:
