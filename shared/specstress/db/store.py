@@ -193,6 +193,7 @@ class _Batches:
             engine, "classification contexts", _classification_contexts
         )
         self.model_state = _Lookup(engine, "model states", _model_states)
+        self.positions = _Lookup(engine, "scenario positions", _scenarios_positions)
 
 
 _batches = PerEngine(_Batches)
@@ -696,21 +697,33 @@ async def insert_classifications(engine: AsyncEngine, rows: Sequence[dict[str, A
 
 
 async def scenario_positions(engine: AsyncEngine, scenario_id: str) -> list[PositionRow]:
-    async with reading(engine) as conn:
-        rows = await conn.execute(
-            select(
-                classifications.c.response_id,
-                responses.c.model_key,
-                models.c.family,
-                classifications.c.value1_position,
-                classifications.c.value2_position,
-            )
-            .join(responses, responses.c.response_id == classifications.c.response_id)
-            .join(models, models.c.model_key == responses.c.model_key)
-            .where(classifications.c.scenario_id == scenario_id)
-            .order_by(responses.c.model_key)
+    """Every classified answer's positions on a scenario, by model key; the aggregator's
+    concurrent handlers read theirs in one query."""
+    return await _batches(engine).positions(scenario_id) or []
+
+
+async def _scenarios_positions(
+    conn: AsyncConnection, scenario_ids: list[str]
+) -> dict[str, list[PositionRow]]:
+    rows = await conn.execute(
+        select(
+            classifications.c.scenario_id,
+            classifications.c.response_id,
+            responses.c.model_key,
+            models.c.family,
+            classifications.c.value1_position,
+            classifications.c.value2_position,
         )
-        return [PositionRow(*r) for r in rows]
+        .join(responses, responses.c.response_id == classifications.c.response_id)
+        .join(models, models.c.model_key == responses.c.model_key)
+        .where(_any_of(classifications.c.scenario_id, "ids"))
+        .order_by(classifications.c.scenario_id, responses.c.model_key),
+        {"ids": scenario_ids},
+    )
+    found: dict[str, list[PositionRow]] = {}
+    for row in rows:
+        found.setdefault(row.scenario_id, []).append(PositionRow(*row[1:]))
+    return found
 
 
 async def unclassified_scenarios(engine: AsyncEngine, older_than_seconds: float) -> list[str]:
