@@ -34,6 +34,13 @@ from specstress.analysis import queries as analysis
 from specstress.analysis.queries import Filters
 from specstress.analysis.reports import REPORTS
 from specstress.config import Config
+from specstress.dataset.load import (
+    CLASSIFICATION_COLUMNS,
+    PAIR_COLUMNS,
+    RESPONSE_COLUMNS,
+    SCENARIO_COLUMNS,
+    SPECTRUM_COLUMNS,
+)
 from specstress.db.engine import create_engine
 from specstress.method.spec import load_spec
 
@@ -282,49 +289,31 @@ async def load(database_url: str, facts: Facts) -> dict[str, Any]:
         tables: list[tuple[str, list[str], Iterator[tuple[Any, ...]], int]] = [
             (
                 "value_pairs",
-                ["pair_id", "value1", "value2", "taxonomy_version", "seed", "run_index"],
+                PAIR_COLUMNS,
                 _records_pairs(facts),
                 len(facts.pairs),
             ),
             (
                 "scenarios",
-                ["scenario_id", "pair_id", "variant", "generator", "prompt_version", "query"],
+                SCENARIO_COLUMNS,
                 _records_scenarios(facts),
                 len(facts.scenarios),
             ),
             (
                 "spectra",
-                [
-                    "spectrum_id",
-                    "pair_id",
-                    "model_key",
-                    "prompt_version",
-                    "value1_spectrum",
-                    "value2_spectrum",
-                ],
+                SPECTRUM_COLUMNS,
                 _records_spectra(facts),
                 len(facts.pairs),
             ),
             (
                 "responses",
-                ["response_id", "scenario_id", "model_key", "text", "params", "llm_call_hash"],
+                RESPONSE_COLUMNS,
                 _records_responses(facts),
                 len(facts.scenarios) * len(MODELS),
             ),
             (
                 "classifications",
-                [
-                    "response_id",
-                    "scenario_id",
-                    "spectrum_id",
-                    "classifier",
-                    "value1_position",
-                    "value1_confidence",
-                    "value1_reasoning",
-                    "value2_position",
-                    "value2_confidence",
-                    "value2_reasoning",
-                ],
+                CLASSIFICATION_COLUMNS,
                 _records_classifications(facts),
                 len(facts.scenarios) * len(MODELS),
             ),
