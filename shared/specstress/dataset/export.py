@@ -294,16 +294,20 @@ def _family_set(config: Config, families: Sequence[str]) -> str | None:
     return next((n for n, m in config.model_sets.items() if set(m) == wanted), None)
 
 
+# what names a scenario in both of the release's scenario configs
+_SCENARIO_FIELDS = [
+    ("query_generator", pa.string()),
+    ("value1", pa.string()),
+    ("value2", pa.string()),
+    ("nudge_direction", pa.string()),
+]
 _STEP = pa.struct([("position", pa.string()), ("response", pa.string())])
 
 
 async def _complete(conn: AsyncConnection, out: Path, selection: str) -> str:
     schema_ = pa.schema(
         [
-            ("query_generator", pa.string()),
-            ("value1", pa.string()),
-            ("value2", pa.string()),
-            ("nudge_direction", pa.string()),
+            *_SCENARIO_FIELDS,
             ("entry_idx", pa.int64()),
             ("query", pa.string()),
             ("value1_spectrum", pa.list_(_STEP)),
@@ -338,10 +342,7 @@ def scenario_schema(models: Sequence[str]) -> pa.Schema:
     return pa.schema(
         [
             ("rank", pa.int64()),
-            ("query_generator", pa.string()),
-            ("value1", pa.string()),
-            ("value2", pa.string()),
-            ("nudge_direction", pa.string()),
+            *_SCENARIO_FIELDS,
             ("query", pa.string()),
             ("entry_idx", pa.int64()),
             *((f"response_{m}", pa.string()) for m in models),

@@ -63,6 +63,7 @@ RELEASE_PARAMS = {"source": release.RELEASE}
 # the columns, in order, of the records the import copies into each study table
 PAIR_COLUMNS = ["pair_id", "value1", "value2", "taxonomy_version", "seed", "run_index"]
 SCENARIO_COLUMNS = ["scenario_id", "pair_id", "variant", "generator", "prompt_version", "query"]
+RESPONSE_COLUMNS = ["response_id", "scenario_id", "model_key", "text", "params", "llm_call_hash"]
 SPECTRUM_COLUMNS = [
     "spectrum_id",
     "pair_id",
@@ -71,18 +72,16 @@ SPECTRUM_COLUMNS = [
     "value1_spectrum",
     "value2_spectrum",
 ]
-RESPONSE_COLUMNS = ["response_id", "scenario_id", "model_key", "text", "params", "llm_call_hash"]
 CLASSIFICATION_COLUMNS = [
     "response_id",
     "scenario_id",
     "spectrum_id",
     "classifier",
-    "value1_position",
-    "value1_confidence",
-    "value1_reasoning",
-    "value2_position",
-    "value2_confidence",
-    "value2_reasoning",
+    *(
+        f"{v}_{part}"
+        for v in ("value1", "value2")
+        for part in ("position", "confidence", "reasoning")
+    ),
 ]
 _RELEASE_PARAMS_JSON = json.dumps(RELEASE_PARAMS)
 RELEASE_AUTHOR = "release"
