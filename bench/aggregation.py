@@ -40,6 +40,7 @@ from specstress.dataset.load import (
     RESPONSE_COLUMNS,
     SCENARIO_COLUMNS,
     SPECTRUM_COLUMNS,
+    VERDICT_COLUMNS,
 )
 from specstress.db.engine import create_engine
 from specstress.method.spec import load_spec
@@ -342,16 +343,7 @@ async def load(database_url: str, facts: Facts) -> dict[str, Any]:
         await conn.copy_records_to_table(
             "verdicts",
             records=verdicts,
-            columns=[
-                "verdict_id",
-                "response_id",
-                "scenario_id",
-                "judge",
-                "spec_id",
-                "spec_version",
-                "decision",
-                "reasoning",
-            ],
+            columns=VERDICT_COLUMNS,
         )
         await conn.copy_records_to_table(
             "verdict_citations", records=citations, columns=["verdict_id", "anchor", "rank"]

@@ -49,6 +49,7 @@ __all__ = [
     "RESPONSE_COLUMNS",
     "SCENARIO_COLUMNS",
     "SPECTRUM_COLUMNS",
+    "VERDICT_COLUMNS",
     "ImportSummary",
     "import_dataset",
 ]
@@ -82,6 +83,16 @@ CLASSIFICATION_COLUMNS = [
         for v in ("value1", "value2")
         for part in ("position", "confidence", "reasoning")
     ),
+]
+VERDICT_COLUMNS = [
+    "verdict_id",
+    "response_id",
+    "scenario_id",
+    "judge",
+    "spec_id",
+    "spec_version",
+    "decision",
+    "reasoning",
 ]
 _RELEASE_PARAMS_JSON = json.dumps(RELEASE_PARAMS)
 RELEASE_AUTHOR = "release"
@@ -544,17 +555,9 @@ class _Loader:
         )
         summary.add(
             "value_pairs",
-            await self.put(
-                schema.value_pairs,
-                PAIR_COLUMNS,
-                list(pairs.values()),
-            ),
+            await self.put(schema.value_pairs, PAIR_COLUMNS, list(pairs.values())),
         )
-        added = await self.put(
-            schema.scenarios,
-            SCENARIO_COLUMNS,
-            list(scenarios.values()),
-        )
+        added = await self.put(schema.scenarios, SCENARIO_COLUMNS, list(scenarios.values()))
         summary.add("scenarios", added)
         summary.skip(
             "rows whose value pair, generator and nudge direction an earlier row with another "
@@ -740,16 +743,7 @@ class _Loader:
             "verdicts",
             await self.put(
                 schema.verdicts,
-                [
-                    "verdict_id",
-                    "response_id",
-                    "scenario_id",
-                    "judge",
-                    "spec_id",
-                    "spec_version",
-                    "decision",
-                    "reasoning",
-                ],
+                VERDICT_COLUMNS,
                 list(records.values()),
             ),
         )
