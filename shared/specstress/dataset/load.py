@@ -740,12 +740,7 @@ class _Loader:
                 ),
             )
         summary.add(
-            "verdicts",
-            await self.put(
-                schema.verdicts,
-                VERDICT_COLUMNS,
-                list(records.values()),
-            ),
+            "verdicts", await self.put(schema.verdicts, VERDICT_COLUMNS, list(records.values()))
         )
 
     # --- D, as the aggregator defines it -------------------------------------------------
