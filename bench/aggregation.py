@@ -23,13 +23,11 @@ from typing import Any
 
 import asyncpg
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import text
 
 from bench.database import private_database
 from bench.paper_shape import FAMILIES, JUDGES, MODELS, SETS
-from bench.recording import header, measure_and_record
+from bench.recording import header, measure_and_record, print_table
 from specstress.analysis import queries as analysis
 from specstress.analysis.queries import Filters
 from specstress.analysis.reports import REPORTS
@@ -447,24 +445,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def show(result: dict[str, Any]) -> None:
-    console = Console(width=140)
-    table = Table(
-        "report",
-        "filter",
-        "rows",
-        "cold s",
-        "warm s",
-        title=f"aggregation views @ {result['commit']}: {result['parameters']['scenarios']:,} scenarios x 12 models",
+    console = print_table(
+        f"aggregation views @ {result['commit']}: {result['parameters']['scenarios']:,} scenarios x 12 models",
+        ["report", "filter", "rows", "cold s", "warm s"],
+        (
+            [
+                *(r[key] for key in ("report", "filter", "rows", "cold_seconds")),
+                "" if r["warm_seconds"] is None else r["warm_seconds"],
+            ]
+            for r in result["reports"]
+        ),
+        width=140,
     )
-    for r in result["reports"]:
-        table.add_row(
-            r["report"],
-            r["filter"],
-            str(r["rows"]),
-            str(r["cold_seconds"]),
-            "" if r["warm_seconds"] is None else str(r["warm_seconds"]),
-        )
-    console.print(table)
     console.print(f"rows loaded: {result['rows']}")
     console.print(f"load seconds: {result['load_seconds']}; database {result['database_size']}")
 
