@@ -23,17 +23,23 @@ from typing import Any
 
 import asyncpg
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import text
 
 from bench.database import private_database
 from bench.paper_shape import FAMILIES, JUDGES, MODELS, SETS
-from bench.recording import header, measure_and_record
+from bench.recording import header, measure_and_record, print_table
 from specstress.analysis import queries as analysis
 from specstress.analysis.queries import Filters
 from specstress.analysis.reports import REPORTS
 from specstress.config import Config
+from specstress.dataset.load import (
+    CLASSIFICATION_COLUMNS,
+    PAIR_COLUMNS,
+    RESPONSE_COLUMNS,
+    SCENARIO_COLUMNS,
+    SPECTRUM_COLUMNS,
+    VERDICT_COLUMNS,
+)
 from specstress.db.engine import create_engine
 from specstress.method.spec import load_spec
 
@@ -282,49 +288,31 @@ async def load(database_url: str, facts: Facts) -> dict[str, Any]:
         tables: list[tuple[str, list[str], Iterator[tuple[Any, ...]], int]] = [
             (
                 "value_pairs",
-                ["pair_id", "value1", "value2", "taxonomy_version", "seed", "run_index"],
+                PAIR_COLUMNS,
                 _records_pairs(facts),
                 len(facts.pairs),
             ),
             (
                 "scenarios",
-                ["scenario_id", "pair_id", "variant", "generator", "prompt_version", "query"],
+                SCENARIO_COLUMNS,
                 _records_scenarios(facts),
                 len(facts.scenarios),
             ),
             (
                 "spectra",
-                [
-                    "spectrum_id",
-                    "pair_id",
-                    "model_key",
-                    "prompt_version",
-                    "value1_spectrum",
-                    "value2_spectrum",
-                ],
+                SPECTRUM_COLUMNS,
                 _records_spectra(facts),
                 len(facts.pairs),
             ),
             (
                 "responses",
-                ["response_id", "scenario_id", "model_key", "text", "params", "llm_call_hash"],
+                RESPONSE_COLUMNS,
                 _records_responses(facts),
                 len(facts.scenarios) * len(MODELS),
             ),
             (
                 "classifications",
-                [
-                    "response_id",
-                    "scenario_id",
-                    "spectrum_id",
-                    "classifier",
-                    "value1_position",
-                    "value1_confidence",
-                    "value1_reasoning",
-                    "value2_position",
-                    "value2_confidence",
-                    "value2_reasoning",
-                ],
+                CLASSIFICATION_COLUMNS,
                 _records_classifications(facts),
                 len(facts.scenarios) * len(MODELS),
             ),
@@ -353,16 +341,7 @@ async def load(database_url: str, facts: Facts) -> dict[str, Any]:
         await conn.copy_records_to_table(
             "verdicts",
             records=verdicts,
-            columns=[
-                "verdict_id",
-                "response_id",
-                "scenario_id",
-                "judge",
-                "spec_id",
-                "spec_version",
-                "decision",
-                "reasoning",
-            ],
+            columns=VERDICT_COLUMNS,
         )
         await conn.copy_records_to_table(
             "verdict_citations", records=citations, columns=["verdict_id", "anchor", "rank"]
@@ -466,24 +445,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def show(result: dict[str, Any]) -> None:
-    console = Console(width=140)
-    table = Table(
-        "report",
-        "filter",
-        "rows",
-        "cold s",
-        "warm s",
-        title=f"aggregation views @ {result['commit']}: {result['parameters']['scenarios']:,} scenarios x 12 models",
+    console = print_table(
+        f"aggregation views @ {result['commit']}: {result['parameters']['scenarios']:,} scenarios x 12 models",
+        ["report", "filter", "rows", "cold s", "warm s"],
+        (
+            [
+                *(r[key] for key in ("report", "filter", "rows", "cold_seconds")),
+                "" if r["warm_seconds"] is None else r["warm_seconds"],
+            ]
+            for r in result["reports"]
+        ),
+        width=140,
     )
-    for r in result["reports"]:
-        table.add_row(
-            r["report"],
-            r["filter"],
-            str(r["rows"]),
-            str(r["cold_seconds"]),
-            "" if r["warm_seconds"] is None else str(r["warm_seconds"]),
-        )
-    console.print(table)
     console.print(f"rows loaded: {result['rows']}")
     console.print(f"load seconds: {result['load_seconds']}; database {result['database_size']}")
 

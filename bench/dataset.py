@@ -28,7 +28,7 @@ from bench.database import private_database
 from bench.paper_shape import FAMILIES, MODELS, SETS
 from bench.recording import header, measure_and_record
 from specstress.config import Config
-from specstress.dataset import ExportFormat, export_dataset, import_dataset
+from specstress.dataset import ExportFormat, export_dataset, import_dataset, scenario_schema
 
 GENERATORS = ["claude_opus_4", "claude_3_7_sonnet", "o3"]
 ANSWER_CHARS = 1500
@@ -38,18 +38,7 @@ def write_release(path: Path, rows: int, seed: int) -> None:
     """`rows` scenarios: rows/3 value pairs x 3 nudge directions, 12 answers each."""
     rng = np.random.default_rng(seed)
     filler = "lorem ipsum dolor sit amet " * (ANSWER_CHARS // 27 + 1)
-    fields = [
-        ("rank", pa.int64()),
-        ("query_generator", pa.string()),
-        ("value1", pa.string()),
-        ("value2", pa.string()),
-        ("nudge_direction", pa.string()),
-        ("query", pa.string()),
-        ("entry_idx", pa.int64()),
-        *((f"response_{m}", pa.string()) for m in MODELS),
-        *((f"{m}_{v}_position", pa.int64()) for m in MODELS for v in ("value1", "value2")),
-    ]
-    schema = pa.schema(fields)
+    schema = scenario_schema(MODELS)
     chunk = 5000
     with pq.ParquetWriter(path, schema) as writer:
         for start in range(0, rows, chunk):

@@ -15,14 +15,12 @@ import asyncio
 import time
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from bench.aggregation import Facts, load
 from bench.database import private_database
-from bench.recording import header, measure_and_record
+from bench.recording import header, measure_and_record, print_table
 from specstress.analysis.scenarios import ScenarioFilter, explain_list, list_scenarios
 from specstress.cli.serve import READ_ONLY_SETTINGS
 from specstress.db.engine import create_engine
@@ -101,25 +99,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def show(result: dict[str, Any]) -> None:
-    console = Console(width=160)
-    table = Table(
-        "filter",
-        "first page s",
-        "pages",
-        "next page s",
-        title=f"explorer list @ {result['commit']}: {result['parameters']['scenarios']:,} scenarios",
+    console = print_table(
+        f"explorer list @ {result['commit']}: {result['parameters']['scenarios']:,} scenarios",
+        ["filter", "first page s", "pages", "next page s"],
+        (
+            [case["case"], case["error"], "", ""]
+            if "error" in case
+            else [
+                case[key]
+                for key in ("case", "first_page_seconds", "pages", "mean_next_page_seconds")
+            ]
+            for case in result["cases"]
+        ),
+        width=160,
     )
-    for case in result["cases"]:
-        if "error" in case:
-            table.add_row(case["case"], case["error"], "", "")
-            continue
-        table.add_row(
-            case["case"],
-            str(case["first_page_seconds"]),
-            str(case["pages"]),
-            str(case["mean_next_page_seconds"]),
-        )
-    console.print(table)
     for case in result["cases"]:
         console.print(f"\n[bold]{case['case']}[/bold]")
         console.print("\n".join(case["plan"]), markup=False, highlight=False)

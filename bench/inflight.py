@@ -28,13 +28,11 @@ from typing import Any
 
 import httpx
 import yaml
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import text
 
 from bench.database import private_servers
 from bench.pipeline import CHECKS, PROBLEMS, bench_config
-from bench.recording import header, measure_and_record
+from bench.recording import header, measure_and_record, print_table
 from specstress.api import initialise, start_run
 from specstress.config import load_config
 from specstress.db.engine import create_engine
@@ -154,31 +152,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any]) -> None:
-    table = Table(
-        "latency s",
-        "peak in flight",
-        "median sampled",
-        "LLM calls",
-        "calls/s",
+    counted = (
+        "latency_seconds",
+        "peak_in_flight",
+        "median_in_flight_sampled",
+        "llm_calls",
+        "llm_calls_per_second",
         "redeliveries",
-        "problems",
-        "wall s",
-        title=f"in-flight benchmark @ {result['commit']} "
-        f"(target_in_flight {result['parameters']['target_in_flight']})",
     )
-    for r in result["runs"]:
-        problems = sum(r["checks"][key] for key in PROBLEMS)
-        table.add_row(
-            str(r["latency_seconds"]),
-            str(r["peak_in_flight"]),
-            str(r["median_in_flight_sampled"]),
-            str(r["llm_calls"]),
-            str(r["llm_calls_per_second"]),
-            str(r["redeliveries"]),
-            str(problems),
-            str(r["wall_seconds"]),
-        )
-    Console(width=120).print(table)
+    print_table(
+        f"in-flight benchmark @ {result['commit']} "
+        f"(target_in_flight {result['parameters']['target_in_flight']})",
+        [
+            "latency s",
+            "peak in flight",
+            "median sampled",
+            "LLM calls",
+            "calls/s",
+            "redeliveries",
+            "problems",
+            "wall s",
+        ],
+        (
+            [
+                *(r[key] for key in counted),
+                sum(r["checks"][key] for key in PROBLEMS),
+                r["wall_seconds"],
+            ]
+            for r in result["runs"]
+        ),
+        width=120,
+    )
 
 
 def main() -> None:

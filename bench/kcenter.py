@@ -27,10 +27,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from rich.console import Console
-from rich.table import Table
 
-from bench.recording import header, measure_and_record
+from bench.recording import header, measure_and_record, print_table
 from specstress.method.selection import DEFAULT_DELTA, DEFAULT_WEIGHTED_STOP, select_kcenter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,35 +183,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def show(result: dict[str, Any]) -> None:
     p = result["parameters"]
-    table = Table(
-        "method",
-        "weighted",
-        "stop",
-        "selected",
-        "kept",
-        "seconds",
-        "CPU s",
-        "peak RSS MiB",
-        "of which input",
-        "cover max (sample)",
-        "separation min (sample)",
-        title=f"k-center @ {result['commit']}: {p['n']:,} x {p['dim']} float32",
+    measured = ("seconds", "cpu_seconds", "peak_rss_mib", "input_matrix_mib")
+    sampled = ("sampled_cover_max", "sampled_separation_min")
+    print_table(
+        f"k-center @ {result['commit']}: {p['n']:,} x {p['dim']} float32",
+        [
+            "method",
+            "weighted",
+            "stop",
+            "selected",
+            "kept",
+            "seconds",
+            "CPU s",
+            "peak RSS MiB",
+            "of which input",
+            "cover max (sample)",
+            "separation min (sample)",
+        ],
+        (
+            [
+                r["method"],
+                "yes" if r["weighted"] else "no",
+                r["stop"],
+                f"{r['selected']:,}",
+                f"{r['kept_share']:.1%}",
+                *(r[key] for key in (*measured, *sampled)),
+            ]
+            for r in result["runs"]
+        ),
+        width=160,
     )
-    for r in result["runs"]:
-        table.add_row(
-            r["method"],
-            "yes" if r["weighted"] else "no",
-            str(r["stop"]),
-            f"{r['selected']:,}",
-            f"{r['kept_share']:.1%}",
-            str(r["seconds"]),
-            str(r["cpu_seconds"]),
-            str(r["peak_rss_mib"]),
-            str(r["input_matrix_mib"]),
-            str(r["sampled_cover_max"]),
-            str(r["sampled_separation_min"]),
-        )
-    Console(width=160).print(table)
 
 
 def main() -> None:

@@ -43,14 +43,6 @@ from specstress.pipeline.bus import connect, consumers
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "specstress.demo.yaml"
-PERSONAS = (
-    "aurora-cautious",
-    "aurora-balanced",
-    "aurora-deferential",
-    "borealis-candid",
-    "borealis-contrarian",
-    "borealis-literal",
-)
 
 PAIR_LATENCY = """
 WITH finished AS (
@@ -174,12 +166,14 @@ def _peak_rss_mib(pid: int) -> float:
 def bench_config(folder: Path, targets: int) -> Path:
     """The demo config with `targets` target models (personas reused with distinct seeds)."""
     config = yaml.safe_load(DEMO_CONFIG.read_text())
-    base = next(m for m in config["models"] if m["key"] == PERSONAS[0])
+    # the demo's target personas, reused in turn when more targets are asked for
+    personas: list[str] = config["roles"]["targets"]
+    base = next(m for m in config["models"] if m["key"] == personas[0])
     targets_keys = []
     models = [m for m in config["models"] if m["family"] == "simulator"]
     for index in range(targets):
-        persona = PERSONAS[index % len(PERSONAS)]
-        key = persona if index < len(PERSONAS) else f"{persona}-{index}"
+        persona = personas[index % len(personas)]
+        key = persona if index < len(personas) else f"{persona}-{index}"
         models.append(
             {
                 **base,

@@ -8,13 +8,29 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results.jsonl"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def print_table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], width: int
+) -> Console:
+    """A benchmark's results as a table on the console, each cell as str() writes it; returns
+    the console for what the benchmark prints after it."""
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    console = Console(width=width)
+    console.print(table)
+    return console
 
 
 def _git(*args: str) -> str:

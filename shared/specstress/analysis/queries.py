@@ -284,19 +284,38 @@ async def table2(engine: AsyncEngine, filters: Filters, n: int) -> list[dict[str
     return await _rows(engine, _TABLE2.format(where=where), {**params, "n": n})
 
 
-async def disagreement_summary(engine: AsyncEngine, filters: Filters) -> list[dict[str, Any]]:
-    """Scenarios scored, high-disagreement scenarios and mean D per model set."""
+async def _per_model_set(
+    engine: AsyncEngine,
+    filters: Filters,
+    columns: str,
+    *,
+    by: tuple[str, ...] = (),
+    join: str = "",
+    extra: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """`columns` aggregated over the scored scenarios in scope, per selection and model set
+    (and per the columns `by`, which `join` may bring in), ordered by model set."""
     where, params = _where(filters, model_set=True, spec=False)
+    keys = ", ".join(("sc.selection", "d.model_set", *by))
+    order = ", ".join(("d.model_set", *by))
     return await _rows(
         engine,
-        "SELECT sc.selection, d.model_set, count(*) AS scenarios, "
+        f"SELECT {keys}, {columns} "
+        "FROM disagreement d JOIN scenario_scopes sc ON sc.scenario_id = d.scenario_id "
+        f"{join}WHERE {where} GROUP BY {keys} ORDER BY {order}",
+        {**params, **(extra or {})},
+    )
+
+
+async def disagreement_summary(engine: AsyncEngine, filters: Filters) -> list[dict[str, Any]]:
+    """Scenarios scored, high-disagreement scenarios and mean D per model set."""
+    return await _per_model_set(
+        engine,
+        filters,
+        "count(*) AS scenarios, count(*) FILTER (WHERE d.high) AS high_disagreement, "
         # summed as numeric: a float sum depends on row order, and a re-imported study (or a
         # vacuumed table) reads its rows in another order
-        "count(*) FILTER (WHERE d.high) AS high_disagreement, "
-        "avg(d.disagreement::numeric)::float8 AS mean_d "
-        "FROM disagreement d JOIN scenario_scopes sc ON sc.scenario_id = d.scenario_id "
-        f"WHERE {where} GROUP BY sc.selection, d.model_set ORDER BY d.model_set",
-        params,
+        "avg(d.disagreement::numeric)::float8 AS mean_d",
     )
 
 
@@ -307,17 +326,16 @@ D_HISTOGRAM_BINS = 30
 
 async def disagreement_histogram(engine: AsyncEngine, filters: Filters) -> list[dict[str, Any]]:
     """Scenarios per 0.1-wide D bin of each model set, and how many of them are high."""
-    where, params = _where(filters, model_set=True, spec=False)
-    return await _rows(
+    return await _per_model_set(
         engine,
-        "SELECT sc.selection, d.model_set, b.bin, "
+        filters,
         "round((b.bin * :step)::numeric, 1)::float8 AS lower_bound, "
         "round(((b.bin + 1) * :step)::numeric, 1)::float8 AS upper_bound, "
-        "count(*) AS scenarios, count(*) FILTER (WHERE d.high) AS high "
-        "FROM disagreement d JOIN scenario_scopes sc ON sc.scenario_id = d.scenario_id "
-        "CROSS JOIN LATERAL (SELECT least(floor(d.disagreement / :step)::int, :bins - 1) AS bin) b "
-        f"WHERE {where} GROUP BY sc.selection, d.model_set, b.bin ORDER BY d.model_set, b.bin",
-        {**params, "step": D_HISTOGRAM_STEP, "bins": D_HISTOGRAM_BINS},
+        "count(*) AS scenarios, count(*) FILTER (WHERE d.high) AS high",
+        by=("b.bin",),
+        join="CROSS JOIN LATERAL "
+        "(SELECT least(floor(d.disagreement / :step)::int, :bins - 1) AS bin) b ",
+        extra={"step": D_HISTOGRAM_STEP, "bins": D_HISTOGRAM_BINS},
     )
 
 

@@ -36,7 +36,7 @@ from specstress.dataset.tables import (
     file_columns,
 )
 
-__all__ = ["ExportFormat", "export_dataset"]
+__all__ = ["ExportFormat", "export_dataset", "scenario_schema"]
 
 PARTITION = 2000
 SHARD = "-00000-of-00001.parquet"
@@ -294,16 +294,20 @@ def _family_set(config: Config, families: Sequence[str]) -> str | None:
     return next((n for n, m in config.model_sets.items() if set(m) == wanted), None)
 
 
+# what names a scenario in both of the release's scenario configs
+_SCENARIO_FIELDS = [
+    ("query_generator", pa.string()),
+    ("value1", pa.string()),
+    ("value2", pa.string()),
+    ("nudge_direction", pa.string()),
+]
 _STEP = pa.struct([("position", pa.string()), ("response", pa.string())])
 
 
 async def _complete(conn: AsyncConnection, out: Path, selection: str) -> str:
     schema_ = pa.schema(
         [
-            ("query_generator", pa.string()),
-            ("value1", pa.string()),
-            ("value2", pa.string()),
-            ("nudge_direction", pa.string()),
+            *_SCENARIO_FIELDS,
             ("entry_idx", pa.int64()),
             ("query", pa.string()),
             ("value1_spectrum", pa.list_(_STEP)),
@@ -332,21 +336,29 @@ async def _complete(conn: AsyncConnection, out: Path, selection: str) -> str:
     return relative
 
 
+def scenario_schema(models: Sequence[str]) -> pa.Schema:
+    """The columns of one of the release's model-set splits: a row per scenario, with each
+    model's answer and its two spectrum positions."""
+    return pa.schema(
+        [
+            ("rank", pa.int64()),
+            *_SCENARIO_FIELDS,
+            ("query", pa.string()),
+            ("entry_idx", pa.int64()),
+            *((f"response_{m}", pa.string()) for m in models),
+            *(
+                (f"{m}_{value}_position", pa.int64())
+                for m in models
+                for value in ("value1", "value2")
+            ),
+        ]
+    )
+
+
 async def _split(
     conn: AsyncConnection, out: Path, name: str, models: Sequence[str], selection: str
 ) -> str:
-    fields = [
-        ("rank", pa.int64()),
-        ("query_generator", pa.string()),
-        ("value1", pa.string()),
-        ("value2", pa.string()),
-        ("nudge_direction", pa.string()),
-        ("query", pa.string()),
-        ("entry_idx", pa.int64()),
-        *((f"response_{m}", pa.string()) for m in models),
-        *((f"{m}_{value}_position", pa.int64()) for m in models for value in ("value1", "value2")),
-    ]
-    schema_ = pa.schema(fields)
+    schema_ = scenario_schema(models)
     relative = f"data/{name}{SHARD}"
     writer = _writer(out / relative, schema_)
     known = set(models)

@@ -42,7 +42,17 @@ from specstress.db import schema
 from specstress.method import Position, disagreement_rows
 from specstress.text import storable
 
-__all__ = ["RELEASE_SPEC", "ImportSummary", "import_dataset"]
+__all__ = [
+    "CLASSIFICATION_COLUMNS",
+    "PAIR_COLUMNS",
+    "RELEASE_SPEC",
+    "RESPONSE_COLUMNS",
+    "SCENARIO_COLUMNS",
+    "SPECTRUM_COLUMNS",
+    "VERDICT_COLUMNS",
+    "ImportSummary",
+    "import_dataset",
+]
 
 BATCH_ROWS = 2000
 SCENARIO_PAGE = 2000
@@ -51,6 +61,39 @@ _IMPORT_LOCK = 7201120250014
 # the spec of the release's judge evaluations, for a config that governs no such family
 RELEASE_SPEC = ("openai-model-spec", "2025-04-11")
 RELEASE_PARAMS = {"source": release.RELEASE}
+# the columns, in order, of the records the import copies into each study table
+PAIR_COLUMNS = ["pair_id", "value1", "value2", "taxonomy_version", "seed", "run_index"]
+SCENARIO_COLUMNS = ["scenario_id", "pair_id", "variant", "generator", "prompt_version", "query"]
+RESPONSE_COLUMNS = ["response_id", "scenario_id", "model_key", "text", "params", "llm_call_hash"]
+SPECTRUM_COLUMNS = [
+    "spectrum_id",
+    "pair_id",
+    "model_key",
+    "prompt_version",
+    "value1_spectrum",
+    "value2_spectrum",
+]
+CLASSIFICATION_COLUMNS = [
+    "response_id",
+    "scenario_id",
+    "spectrum_id",
+    "classifier",
+    *(
+        f"{v}_{part}"
+        for v in ("value1", "value2")
+        for part in ("position", "confidence", "reasoning")
+    ),
+]
+VERDICT_COLUMNS = [
+    "verdict_id",
+    "response_id",
+    "scenario_id",
+    "judge",
+    "spec_id",
+    "spec_version",
+    "decision",
+    "reasoning",
+]
 _RELEASE_PARAMS_JSON = json.dumps(RELEASE_PARAMS)
 RELEASE_AUTHOR = "release"
 SUFFIXES = (".parquet", ".jsonl", ".csv")
@@ -512,17 +555,9 @@ class _Loader:
         )
         summary.add(
             "value_pairs",
-            await self.put(
-                schema.value_pairs,
-                ["pair_id", "value1", "value2", "taxonomy_version", "seed", "run_index"],
-                list(pairs.values()),
-            ),
+            await self.put(schema.value_pairs, PAIR_COLUMNS, list(pairs.values())),
         )
-        added = await self.put(
-            schema.scenarios,
-            ["scenario_id", "pair_id", "variant", "generator", "prompt_version", "query"],
-            list(scenarios.values()),
-        )
+        added = await self.put(schema.scenarios, SCENARIO_COLUMNS, list(scenarios.values()))
         summary.add("scenarios", added)
         summary.skip(
             "rows whose value pair, generator and nudge direction an earlier row with another "
@@ -538,14 +573,7 @@ class _Loader:
             "spectra",
             await self.put(
                 schema.spectra,
-                [
-                    "spectrum_id",
-                    "pair_id",
-                    "model_key",
-                    "prompt_version",
-                    "value1_spectrum",
-                    "value2_spectrum",
-                ],
+                SPECTRUM_COLUMNS,
                 list(spectra.values()),
                 conflict=(
                     "ON CONFLICT (spectrum_id) DO UPDATE SET value1_spectrum = "
@@ -559,7 +587,7 @@ class _Loader:
         kept = "WHERE EXISTS (SELECT 1 FROM scenarios x WHERE x.scenario_id = s.scenario_id) "
         new_answers = await self.put(
             schema.responses,
-            ["response_id", "scenario_id", "model_key", "text", "params", "llm_call_hash"],
+            RESPONSE_COLUMNS,
             answers,
             where=kept,
         )
@@ -568,18 +596,7 @@ class _Loader:
             "classifications",
             await self.put(
                 schema.classifications,
-                [
-                    "response_id",
-                    "scenario_id",
-                    "spectrum_id",
-                    "classifier",
-                    "value1_position",
-                    "value1_confidence",
-                    "value1_reasoning",
-                    "value2_position",
-                    "value2_confidence",
-                    "value2_reasoning",
-                ],
+                CLASSIFICATION_COLUMNS,
                 scores,
                 where="WHERE EXISTS (SELECT 1 FROM responses x WHERE x.response_id = s.response_id) ",
             ),
@@ -723,21 +740,7 @@ class _Loader:
                 ),
             )
         summary.add(
-            "verdicts",
-            await self.put(
-                schema.verdicts,
-                [
-                    "verdict_id",
-                    "response_id",
-                    "scenario_id",
-                    "judge",
-                    "spec_id",
-                    "spec_version",
-                    "decision",
-                    "reasoning",
-                ],
-                list(records.values()),
-            ),
+            "verdicts", await self.put(schema.verdicts, VERDICT_COLUMNS, list(records.values()))
         )
 
     # --- D, as the aggregator defines it -------------------------------------------------

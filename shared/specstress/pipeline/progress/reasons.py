@@ -13,19 +13,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from specstress.contracts import (
-    ClassificationsCreated,
-    DisagreementFlagged,
-    Event,
-    ModelRegistered,
-    PairSampled,
-    ResponseAbandoned,
-    ResponseCreated,
-    ResponseRequested,
-    ScenarioCreated,
-    SpectraCreated,
-    VerdictRequested,
-)
+from specstress import contracts
 from specstress.db.schema import REASON_CODES
 from specstress.llm import LLMError
 
@@ -122,25 +110,25 @@ def verdict_unit(response_id: str, judge: str, spec_id: str) -> str:
 # (service, event) -> (completeness stage, unit id). A unit may be coarser than the stage's own
 # units (a pair for its three scenarios, a scenario for its answers' classifications); the
 # completeness queries match both.
-_UNITS: dict[tuple[str, type[Event]], tuple[str, Callable[[Any], str]]] = {
-    ("scenario_generator", PairSampled): ("scenarios", lambda e: e.pair_id),
-    ("responder", ScenarioCreated): ("responses", lambda e: e.scenario_id),
-    ("responder", ModelRegistered): ("responses", lambda e: f"model:{e.model_key}"),
+_UNITS: dict[tuple[str, type[contracts.Event]], tuple[str, Callable[[Any], str]]] = {
+    ("scenario_generator", contracts.PairSampled): ("scenarios", lambda e: e.pair_id),
+    ("responder", contracts.ScenarioCreated): ("responses", lambda e: e.scenario_id),
+    ("responder", contracts.ModelRegistered): ("responses", lambda e: f"model:{e.model_key}"),
     (
         "responder",
-        ResponseRequested,
+        contracts.ResponseRequested,
     ): ("responses", lambda e: response_unit(e.scenario_id, e.model_key)),
-    ("spectrum_builder", ScenarioCreated): ("spectra", lambda e: e.pair_id),
-    ("classifier", ResponseCreated): ("classifications", lambda e: e.scenario_id),
-    ("classifier", ResponseAbandoned): ("classifications", lambda e: e.scenario_id),
-    ("classifier", SpectraCreated): ("classifications", lambda e: e.pair_id),
-    ("classifier", ClassificationsCreated): ("labels", lambda e: e.scenario_id),
-    ("classifier", DisagreementFlagged): ("labels", lambda e: e.scenario_id),
-    ("aggregator", ClassificationsCreated): ("disagreement", lambda e: e.scenario_id),
-    ("compliance_judge", DisagreementFlagged): ("verdicts", lambda e: e.scenario_id),
+    ("spectrum_builder", contracts.ScenarioCreated): ("spectra", lambda e: e.pair_id),
+    ("classifier", contracts.ResponseCreated): ("classifications", lambda e: e.scenario_id),
+    ("classifier", contracts.ResponseAbandoned): ("classifications", lambda e: e.scenario_id),
+    ("classifier", contracts.SpectraCreated): ("classifications", lambda e: e.pair_id),
+    ("classifier", contracts.ClassificationsCreated): ("labels", lambda e: e.scenario_id),
+    ("classifier", contracts.DisagreementFlagged): ("labels", lambda e: e.scenario_id),
+    ("aggregator", contracts.ClassificationsCreated): ("disagreement", lambda e: e.scenario_id),
+    ("compliance_judge", contracts.DisagreementFlagged): ("verdicts", lambda e: e.scenario_id),
     (
         "compliance_judge",
-        VerdictRequested,
+        contracts.VerdictRequested,
     ): ("verdicts", lambda e: verdict_unit(e.response_id, e.judge, e.spec_id)),
 }
 # the stage of a service's messages whose payload did not parse
@@ -154,7 +142,9 @@ _SERVICE_STAGE = {
 }
 
 
-def unit_of(service: str, event_type: type[Event], event: Event | None) -> tuple[str, str | None]:
+def unit_of(
+    service: str, event_type: type[contracts.Event], event: contracts.Event | None
+) -> tuple[str, str | None]:
     """(stage, unit) of a message a service could not handle; unit None when unparsed."""
     found = _UNITS.get((service, event_type))
     if found is None:
