@@ -1,8 +1,9 @@
-"""Rows a database test seeds by hand: a value pair, its scenarios, spectra and answers, and
-paid provider calls, with the fields no such test is about filled in once here."""
+"""Rows a database test seeds by hand: a value pair, its scenarios, spectra, answers and
+verdicts, and paid provider calls, with the fields no such test is about filled in once here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -76,6 +77,30 @@ async def add_answer(
         thinking=None,
         params={},
         llm_call_hash=llm_call_hash,
+    )
+
+
+async def add_verdict(
+    engine: AsyncEngine,
+    verdict_id: str,
+    response_id: str,
+    scenario_id: str,
+    judge: str,
+    *,
+    spec_id: str = "example",
+    cited_sections: Sequence[str] = (),
+) -> None:
+    await store.insert_verdict(
+        engine,
+        verdict_id=verdict_id,
+        response_id=response_id,
+        scenario_id=scenario_id,
+        judge=judge,
+        spec_id=spec_id,
+        spec_version="1",
+        decision="compliant",
+        reasoning="r",
+        cited_sections=cited_sections,
     )
 
 
