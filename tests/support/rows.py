@@ -3,7 +3,6 @@ verdicts, and paid provider calls, with the fields no such test is about filled 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -80,27 +79,31 @@ async def add_answer(
     )
 
 
+# the fields of a verdict that no test seeding one by hand is about
+VERDICT_FIELDS: dict[str, Any] = {
+    "spec_id": "example",
+    "spec_version": "1",
+    "decision": "compliant",
+    "reasoning": "r",
+}
+
+
 async def add_verdict(
     engine: AsyncEngine,
     verdict_id: str,
     response_id: str,
     scenario_id: str,
     judge: str,
-    *,
-    spec_id: str = "example",
-    cited_sections: Sequence[str] = (),
+    **changes: Any,
 ) -> None:
+    """A verdict with VERDICT_FIELDS, of which `changes` replace or add some (cited_sections)."""
     await store.insert_verdict(
         engine,
         verdict_id=verdict_id,
         response_id=response_id,
         scenario_id=scenario_id,
         judge=judge,
-        spec_id=spec_id,
-        spec_version="1",
-        decision="compliant",
-        reasoning="r",
-        cited_sections=cited_sections,
+        **{**VERDICT_FIELDS, **changes},
     )
 
 
