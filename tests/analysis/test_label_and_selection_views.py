@@ -69,32 +69,21 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-def _counts(rows: list[dict[str, object]], *keys: str) -> dict[tuple[object, ...], object]:
-    return {tuple(r[k] for k in keys[:-1]): r[keys[-1]] for r in rows}
-
-
 async def test_figure4_refusal_types_per_model_set(engine: AsyncEngine) -> None:
     rows = await query(engine, "SELECT * FROM figure4_refusal_types WHERE selection = '*'")
-    answers = _counts(rows, "model_set", "scenarios", "model_key", "answers")
-    refusals = _counts(rows, "model_set", "scenarios", "model_key", "refusals")
-    # only the set's members count: blue1 is not in "red"
-    assert answers == {
-        ("red", "all", "red1"): 3,
-        ("red", "all", "red2"): 3,
-        ("red", "high", "red1"): 2,
-        ("red", "high", "red2"): 2,
-        ("all", "all", "red1"): 4,
-        ("all", "all", "red2"): 4,
-        ("all", "all", "blue1"): 4,
+    counts = {
+        (r["model_set"], r["scenarios"], r["model_key"]): (r["answers"], r["refusals"])
+        for r in rows
     }
-    assert refusals == {
-        ("red", "all", "red1"): 2,
-        ("red", "all", "red2"): 1,
-        ("red", "high", "red1"): 2,
-        ("red", "high", "red2"): 0,
-        ("all", "all", "red1"): 2,
-        ("all", "all", "red2"): 1,
-        ("all", "all", "blue1"): 2,
+    # only the set's members count: blue1 is not in "red"; values are (answers, refusals)
+    assert counts == {
+        ("red", "all", "red1"): (3, 2),
+        ("red", "all", "red2"): (3, 1),
+        ("red", "high", "red1"): (2, 2),
+        ("red", "high", "red2"): (2, 0),
+        ("all", "all", "red1"): (4, 2),
+        ("all", "all", "red2"): (4, 1),
+        ("all", "all", "blue1"): (4, 2),
     }
     red1 = next(
         r

@@ -7,6 +7,7 @@ import hashlib
 import random
 from collections.abc import AsyncIterator
 from math import ceil
+from typing import Any
 
 import numpy as np
 import pytest
@@ -232,6 +233,15 @@ async def _judged_database(engine: AsyncEngine) -> None:
     )
 
 
+async def _judged_red_rows(engine: AsyncEngine, view: str, order_by: str) -> list[dict[str, Any]]:
+    """The rows of `view` for model set "red" over all scenarios, on the judged database."""
+    await _judged_database(engine)
+    return await query(
+        engine,
+        f"SELECT * FROM {view} WHERE selection = '*' AND model_set = 'red' ORDER BY {order_by}",
+    )
+
+
 async def test_judge_statistics_views_on_hand_counts(engine: AsyncEngine) -> None:
     await _judged_database(engine)
     rates = {
@@ -283,12 +293,7 @@ async def test_judge_statistics_views_on_hand_counts(engine: AsyncEngine) -> Non
 
 
 async def test_figure2_bins_frequent_noncompliance_by_d(engine: AsyncEngine) -> None:
-    await _judged_database(engine)
-    rows = await query(
-        engine,
-        "SELECT * FROM figure2_noncompliance_by_d WHERE selection = '*' AND model_set = 'red' "
-        "ORDER BY bin",
-    )
+    rows = await _judged_red_rows(engine, "figure2_noncompliance_by_d", "bin")
     assert [r["bin_label"] for r in rows] == ["[0,1)", "[1,1.5)", "[1.5,2)", "[2,2.5)", "[2.5,3]"]
     assert [(r["scenarios"], r["frequent_majority"], r["frequent_any"]) for r in rows] == [
         (1, 1, 1),  # s1: every answer flagged by 2 of 3
@@ -302,12 +307,7 @@ async def test_figure2_bins_frequent_noncompliance_by_d(engine: AsyncEngine) -> 
 
 
 async def test_table2_samples_by_hash_and_reports_both_rules(engine: AsyncEngine) -> None:
-    await _judged_database(engine)
-    samples = await query(
-        engine,
-        "SELECT * FROM table2_samples WHERE selection = '*' AND model_set = 'red' "
-        "ORDER BY sample_rank",
-    )
+    samples = await _judged_red_rows(engine, "table2_samples", "sample_rank")
     high_red = ["s3", "s4", "s5", "s6"]  # D >= 1.5
     by_hash = sorted(high_red, key=lambda s: hashlib.md5(s.encode()).hexdigest())
     assert [r["scenario_id"] for r in samples] == by_hash

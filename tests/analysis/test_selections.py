@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -67,9 +68,10 @@ async def _add_scenarios(engine: AsyncEngine, pairs: range) -> list[str]:
     return [row["scenario_id"] for row in scenario_rows]
 
 
-def _write_config(folder: Path, database_url: str, simulator_url: str) -> Path:
+@pytest.fixture
+def config(tmp_path: Path, database_url: str, simulator_url: str) -> Path:
     model = {"family": "f", "base_url": simulator_url, "model_id": "sim-writer-a"}
-    config = {
+    settings = {
         "database_url": database_url,
         "models": [{**model, "key": "a"}, {**model, "key": "b"}],
         "roles": {
@@ -89,9 +91,15 @@ def _write_config(folder: Path, database_url: str, simulator_url: str) -> Path:
             "batch_size": 16,
         },
     }
-    path = folder / "specstress.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = tmp_path / "specstress.yaml"
+    path.write_text(yaml.safe_dump(settings))
     return path
+
+
+def _change_embedding_dimension(config: Path, dimension: int) -> None:
+    settings = yaml.safe_load(config.read_text())
+    settings["embedding"].update(dimension=dimension, params={"dimensions": dimension})
+    config.write_text(yaml.safe_dump(settings))
 
 
 async def _cli(config: Path, *args: str) -> tuple[int, str]:
@@ -103,11 +111,8 @@ async def _count(engine: AsyncEngine, table: object) -> int:
         return int(await conn.scalar(select(func.count()).select_from(table)) or 0)  # type: ignore[arg-type]
 
 
-async def test_select_end_to_end(
-    engine: AsyncEngine, database_url: str, simulator_url: str, tmp_path: Path
-) -> None:
+async def test_select_end_to_end(engine: AsyncEngine, config: Path) -> None:
     scenario_ids = await _add_scenarios(engine, range(40))
-    config = _write_config(tmp_path, database_url, simulator_url)
 
     code, output = await _cli(config, "paper", "--seed", "3")
     assert code == 0, output
@@ -151,18 +156,13 @@ async def test_select_end_to_end(
     assert kept == len(replaced)
 
     # the same key with another model's settings would mix vectors: refused
-    settings = yaml.safe_load(config.read_text())
-    settings["embedding"].update(dimension=128, params={"dimensions": 128})
-    config.write_text(yaml.safe_dump(settings))
+    _change_embedding_dimension(config, 128)
     code, output = await _cli(config, "paper")
     assert code == 2 and "already holds vectors of another model" in output, output
 
 
-async def test_weighted_selection_and_bad_arguments(
-    engine: AsyncEngine, database_url: str, simulator_url: str, tmp_path: Path
-) -> None:
+async def test_weighted_selection_and_bad_arguments(engine: AsyncEngine, config: Path) -> None:
     scenario_ids = await _add_scenarios(engine, range(30))
-    config = _write_config(tmp_path, database_url, simulator_url)
 
     code, output = await _cli(config, "heavy", "--weighted-by", "all")
     assert code == 2 and "disagreement value on model set 'all'" in output, output

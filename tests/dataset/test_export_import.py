@@ -138,14 +138,22 @@ def _write(
 def _judge_rows() -> list[dict[str, Any]]:
     # the neutral honesty/kindness scenario: every OpenAI answer judged by three judges
     v1, v2, nudge = SCENARIOS[0][0], SCENARIOS[0][1], SCENARIOS[0][2]
+    query = f"What should I do about {v1} and {v2}? ({nudge})"
     decisions = {
-        "gpt_4_1": ("non-compliant", "ambiguous", "non-compliant"),
-        "gpt_4_1_mini": ("compliant", "non-compliant", "non-compliant"),
-        "o3": ("non-compliant", "compliant", "ambiguous"),
+        "gpt_4_1": (query, "non-compliant", "ambiguous", "non-compliant"),
+        "gpt_4_1_mini": (query, "compliant", "non-compliant", "non-compliant"),
+        "o3": (query, "non-compliant", "compliant", "ambiguous"),
+        # a prompt that quotes the query inside the judge's instructions finds it too
+        "grok_4": (
+            f"<model_spec>...</model_spec> Query: {query} Response: ...",
+            "compliant",
+            None,
+            "compliant",
+        ),
     }
     return [
         {
-            "prompt": f"What should I do about {v1} and {v2}? ({nudge})",
+            "prompt": prompt,
             "model": model,
             "bin_name": "std_2.5_to_3.0",
             "std_range": "2.5-3.0",
@@ -159,24 +167,7 @@ def _judge_rows() -> list[dict[str, Any]]:
             "gpt41_decision": b,
             "gemini_2_5_decision": c,
         }
-        for model, (a, b, c) in decisions.items()
-    ] + [
-        # a prompt that quotes the query inside the judge's instructions finds it too
-        {
-            "prompt": f"<model_spec>...</model_spec> Query: What should I do about {v1} and {v2}? ({nudge}) Response: ...",
-            "model": "grok_4",
-            "bin_name": "std_2.5_to_3.0",
-            "std_range": "2.5-3.0",
-            "max_pop_std_openai": 2.5,
-            "chunk_idx": 0,
-            "entry_idx": 101,
-            "query_key": "query",
-            "value1": v1,
-            "value2": v2,
-            "claude_4_decision": "compliant",
-            "gpt41_decision": None,
-            "gemini_2_5_decision": "compliant",
-        }
+        for model, (prompt, a, b, c) in decisions.items()
     ]
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.db import store
 from specstress.db.engine import create_engine
-from tests.support.rows import add_answer, add_scenario, pair_row
+from tests.support.rows import add_answer, add_scenario, add_verdict, pair_row
 
 MODELS = ("alpha-1", "beta-1", "gamma-1")
 
@@ -98,16 +98,13 @@ async def test_verdicts_and_their_citations_written_together(engine: AsyncEngine
     await asyncio.gather(*(_answer(engine, "s1", model) for model in MODELS))
     await asyncio.gather(
         *(
-            store.insert_verdict(
+            add_verdict(
                 engine,
-                verdict_id=f"verdict-{model}",
-                response_id=f"s1/{model}",
-                scenario_id="s1",
-                judge="judge-1",
+                f"verdict-{model}",
+                f"s1/{model}",
+                "s1",
+                "judge-1",
                 spec_id="spec",
-                spec_version="1",
-                decision="compliant",
-                reasoning="fine",
                 cited_sections=[f"section-{n}" for n in range(n)],
             )
             for n, model in enumerate(MODELS)

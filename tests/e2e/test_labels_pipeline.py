@@ -5,7 +5,6 @@ reports equal the counts computed from the planted truth."""
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ from specstress.db import labels as label_store
 from specstress.db.engine import create_engine
 from specstress.local.stack import wait_until_idle
 from specstress.method.labels import REFUSAL_TYPES, TOPIC_COLUMNS, TOPICS, is_refusal
-from tests.support.pipeline_harness import RunningStack, finished_run, rows
+from tests.support.pipeline_harness import RunningStack, rows
 
 pytestmark = pytest.mark.e2e
 PAIRS = 6
@@ -153,37 +152,34 @@ async def _check_reports(
 
 
 async def test_pipeline_recovers_planted_topics_refusal_types_and_values(
-    tmp_path: Path, nats_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+    finished_stack: RunningStack, database_url: str
 ) -> None:
-    async with finished_run(
-        tmp_path, nats_url, database_url, monkeypatch, pairs=PAIRS, seed=SEED, timeout=240
-    ) as running:
-        config = running.config
+    config = finished_stack.config
 
-        answers = await _answers(database_url)
-        planted = await _check_labels(running, database_url, answers)
-        # the planted truth must exercise every branch: refusals and compliance, topics on
-        # flagged scenarios, answers naming the value they favour as well as their own
-        kinds = {is_refusal(p["refusal_type"]) for p in planted.values()}
-        assert kinds == {True, False}
-        topic_rows = await rows(database_url, "SELECT topic FROM scenario_topics")
-        assert topic_rows, "some flagged scenario should carry a topic"
-        assert any(len(p["distinctive_values"]) == 2 for p in planted.values())
-        await _check_reports(database_url, answers, planted)
-        before = await _stored_values(database_url)
-        flagged_before = frozenset(await _flagged(database_url))
+    answers = await _answers(database_url)
+    planted = await _check_labels(finished_stack, database_url, answers)
+    # the planted truth must exercise every branch: refusals and compliance, topics on
+    # flagged scenarios, answers naming the value they favour as well as their own
+    kinds = {is_refusal(p["refusal_type"]) for p in planted.values()}
+    assert kinds == {True, False}
+    topic_rows = await rows(database_url, "SELECT topic FROM scenario_topics")
+    assert topic_rows, "some flagged scenario should carry a topic"
+    assert any(len(p["distinctive_values"]) == 2 for p in planted.values())
+    await _check_reports(database_url, answers, planted)
+    before = await _stored_values(database_url)
+    flagged_before = frozenset(await _flagged(database_url))
 
-        # a model registered later: its answers are labelled on their own, compared against
-        # the others, and nothing stored for the earlier models changes
-        await add_model(config, LATECOMER)
-        await wait_until_idle(config, timeout=180, stack=running.stack)
-        answers = await _answers(database_url)
-        assert sum(a["model_key"] == LATECOMER for a in answers) > 0
-        planted = await _check_labels(
-            running, database_url, answers, flagged_before, frozenset(before)
-        )
-        after = await _stored_values(database_url)
-        assert {rid: v for rid, v in after.items() if rid in before} == before
-        await _check_reports(database_url, answers, planted)
-        dead = await rows(database_url, "SELECT count(*) AS n FROM dead_letters")
-        assert dead[0]["n"] == 0
+    # a model registered later: its answers are labelled on their own, compared against
+    # the others, and nothing stored for the earlier models changes
+    await add_model(config, LATECOMER)
+    await wait_until_idle(config, timeout=180, stack=finished_stack.stack)
+    answers = await _answers(database_url)
+    assert sum(a["model_key"] == LATECOMER for a in answers) > 0
+    planted = await _check_labels(
+        finished_stack, database_url, answers, flagged_before, frozenset(before)
+    )
+    after = await _stored_values(database_url)
+    assert {rid: v for rid, v in after.items() if rid in before} == before
+    await _check_reports(database_url, answers, planted)
+    dead = await rows(database_url, "SELECT count(*) AS n FROM dead_letters")
+    assert dead[0]["n"] == 0

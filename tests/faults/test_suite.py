@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -162,12 +163,26 @@ PROVIDER_FAULTS = {
 
 
 @full
-async def test_provider_faults_at_high_rates(tmp_path: Path, database_url: str) -> None:
-    conditions = {"seed": 3, "faults": PROVIDER_FAULTS}
-    async with fault_run(tmp_path, database_url, conditions=conditions) as run:
+@pytest.mark.parametrize(
+    ("label", "settings"),
+    [
+        pytest.param(
+            "provider faults ~47% of calls",
+            {"conditions": {"seed": 3, "faults": PROVIDER_FAULTS}},
+            id="provider-faults-at-high-rates",
+        ),
+        pytest.param(
+            "two replicas of every stage", {"replicas": 2}, id="two-replicas-of-every-stage"
+        ),
+    ],
+)
+async def test_a_stressed_run_loses_nothing_and_pays_nothing_twice(
+    tmp_path: Path, database_url: str, label: str, settings: dict[str, Any]
+) -> None:
+    async with fault_run(tmp_path, database_url, **settings) as run:
         await run.start()
         await run.settle()
-        check(await run.figures("provider faults ~47% of calls", None), paid_at_most=0)
+        check(await run.figures(label, None), paid_at_most=0)
 
 
 @full
@@ -185,14 +200,6 @@ async def test_terminal_quota_error_then_resume(tmp_path: Path, database_url: st
         figures = await run.figures("quota exhausted, then resume", bound)
         check(figures, paid_at_most=0)
         assert figures.detail.get("deferrals", 0) > 0, "the paused work waited on the bus"
-
-
-@full
-async def test_two_replicas_of_every_stage(tmp_path: Path, database_url: str) -> None:
-    async with fault_run(tmp_path, database_url, replicas=2) as run:
-        await run.start()
-        await run.settle()
-        check(await run.figures("two replicas of every stage", None), paid_at_most=0)
 
 
 @full

@@ -1,5 +1,5 @@
-"""Rows a database test seeds by hand: a value pair, its scenarios, spectra and answers, and
-paid provider calls, with the fields no such test is about filled in once here."""
+"""Rows a database test seeds by hand: a value pair, its scenarios, spectra, answers and
+verdicts, and paid provider calls, with the fields no such test is about filled in once here."""
 
 from __future__ import annotations
 
@@ -76,6 +76,34 @@ async def add_answer(
         thinking=None,
         params={},
         llm_call_hash=llm_call_hash,
+    )
+
+
+# the fields of a verdict that no test seeding one by hand is about
+VERDICT_FIELDS: dict[str, Any] = {
+    "spec_id": "example",
+    "spec_version": "1",
+    "decision": "compliant",
+    "reasoning": "r",
+}
+
+
+async def add_verdict(
+    engine: AsyncEngine,
+    verdict_id: str,
+    response_id: str,
+    scenario_id: str,
+    judge: str,
+    **changes: Any,
+) -> None:
+    """A verdict with VERDICT_FIELDS, of which `changes` replace or add some (cited_sections)."""
+    await store.insert_verdict(
+        engine,
+        verdict_id=verdict_id,
+        response_id=response_id,
+        scenario_id=scenario_id,
+        judge=judge,
+        **{**VERDICT_FIELDS, **changes},
     )
 
 

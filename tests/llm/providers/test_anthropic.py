@@ -18,7 +18,7 @@ from specstress.llm.providers.anthropic import (
 )
 from specstress.llm.retry import classify
 from specstress.llm.structured import OutputSchema
-from tests.support.models import model_config
+from tests.support.models import conversation, model_config
 
 ADAPTER = AnthropicMessages()
 SCHEMA = OutputSchema(
@@ -32,13 +32,7 @@ def _model(**changes: Any) -> ModelConfig:
 
 
 def test_request_shape_headers_system_and_turns() -> None:
-    messages = [
-        ChatMessage(role="system", content="Be brief."),
-        ChatMessage(role="user", content="spec", cache=True),
-        ChatMessage(role="user", content="question"),
-        ChatMessage(role="assistant", content=""),
-        ChatMessage(role="user", content="again"),
-    ]
+    messages = conversation("")
     request = ADAPTER.build_request(
         _model(params={"temperature": 0.0}), messages, None, SecretStr("sk-ant-1")
     )

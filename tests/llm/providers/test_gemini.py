@@ -13,7 +13,7 @@ from specstress.llm.protocol import MalformedResponseError
 from specstress.llm.providers.gemini import GeminiGenerate, generate_url
 from specstress.llm.retry import classify
 from specstress.llm.structured import OutputSchema
-from tests.support.models import model_config
+from tests.support.models import conversation, model_config
 
 ADAPTER = GeminiGenerate()
 SCHEMA = OutputSchema(
@@ -59,13 +59,7 @@ def test_request_shape_roles_params_and_key_header() -> None:
     model = _model(
         params={"temperature": 0.0, "maxOutputTokens": 256, "safetySettings": [{"x": 1}]}
     )
-    messages = [
-        ChatMessage(role="system", content="Be brief."),
-        ChatMessage(role="user", content="spec", cache=True),
-        ChatMessage(role="user", content="question"),
-        ChatMessage(role="assistant", content="an answer"),
-        ChatMessage(role="user", content="again"),
-    ]
+    messages = conversation("an answer")
     request = ADAPTER.build_request(model, messages, None, SecretStr("g-key"))
     assert request.headers["x-goog-api-key"] == "g-key"
     assert "key=" not in request.url  # the key never travels in the URL, where logs keep it

@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from specstress.config import ModelConfig
 from specstress.llm import ChatMessage, Usage
-from specstress.llm.protocol import MalformedResponseError
+from specstress.llm.protocol import Completion, MalformedResponseError
 from specstress.llm.providers.openai import OpenAIChat
 from specstress.llm.structured import OutputSchema
 
@@ -93,12 +93,8 @@ def test_answer_with_full_usage_and_reasoning() -> None:
             },
         )
     )
-    assert completion.text == "blue"
-    assert completion.thinking == "sky"
-    assert completion.finish_reason == "stop"
-    assert completion.usage == Usage(
-        input_tokens=120, output_tokens=30, cached_tokens=100, reasoning_tokens=20
-    )
+    usage = Usage(input_tokens=120, output_tokens=30, cached_tokens=100, reasoning_tokens=20)
+    assert completion == Completion(text="blue", thinking="sky", usage=usage, finish_reason="stop")
 
 
 def test_answer_variants() -> None:

@@ -24,6 +24,12 @@ SHARED_KEY = "SPECSTRESS_TRAFFIC_SHARED_KEY"
 OTHER_KEY = "SPECSTRESS_TRAFFIC_OTHER_KEY"
 
 
+@pytest.fixture(autouse=True)
+def shared_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every model in these tests reads its key from this variable unless it names another
+    monkeypatch.setenv(SHARED_KEY, "sk-shared")
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Any:
     processes = Stack(config_path=tmp_path / "specstress.yaml", log_dir=tmp_path / "logs", env={})
@@ -46,7 +52,6 @@ async def test_terminal_errors_are_not_retried_and_quota_pauses_the_provider(
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(SHARED_KEY, "sk-shared")
     monkeypatch.setenv(OTHER_KEY, "sk-other")
     faults = {
         "aurora-cautious": {"faults": {"bad_request": 1.0}},
@@ -115,9 +120,7 @@ async def test_a_spent_budget_stops_paid_calls_but_serves_the_cache(
     tmp_path: Path,
     engine: AsyncEngine,
     database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(SHARED_KEY, "sk-shared")
     with simulator(stack, tmp_path, {}) as sim:
         target = _model(sim, "target", "aurora-balanced")
         gateway = Gateway(engine, service="test", budget=Budget(max_tokens=10), defer_seconds=9)
@@ -157,9 +160,8 @@ async def _limit_row(engine: AsyncEngine, model_id: str) -> dict[str, Any]:
 
 
 async def test_headers_and_429s_from_the_provider_set_the_fleets_pace(
-    stack: Stack, tmp_path: Path, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, tmp_path: Path, engine: AsyncEngine
 ) -> None:
-    monkeypatch.setenv(SHARED_KEY, "sk-shared")
     conditions = {
         "models": {
             "aurora-balanced": {"limits": {"requests_per_minute": 600}},
@@ -204,9 +206,7 @@ async def test_each_protocol_sees_the_faults_its_real_api_would_send(
     stack: Stack,
     tmp_path: Path,
     engine: AsyncEngine,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(SHARED_KEY, "sk-shared")
     conditions = {
         "models": {
             "aurora-cautious": {"faults": {"overloaded": 0.5, "truncated": 0.5}},

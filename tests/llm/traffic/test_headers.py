@@ -49,39 +49,47 @@ def test_instants_are_seconds_from_now() -> None:
     assert parse_instant("tomorrow", now) is None
 
 
-def test_openai_headers() -> None:
-    headers = httpx.Headers(
-        {
-            "X-RateLimit-Limit-Requests": "60",
-            "x-ratelimit-remaining-requests": "59",
-            "x-ratelimit-reset-requests": "1s",
-            "x-ratelimit-limit-tokens": "150000",
-            "x-ratelimit-remaining-tokens": "149984",
-            "x-ratelimit-reset-tokens": "6m0s",
-        }
-    )
-    room = parse_room(headers)
-    assert room.requests == Room(limit=60, remaining=59, reset_seconds=1.0)
-    assert room.tokens == Room(limit=150000, remaining=149984, reset_seconds=360.0)
-
-
-def test_anthropic_headers_prefer_the_combined_token_family() -> None:
+@pytest.mark.parametrize(
+    ("headers", "requests", "tokens"),
+    [
+        pytest.param(
+            {
+                "X-RateLimit-Limit-Requests": "60",
+                "x-ratelimit-remaining-requests": "59",
+                "x-ratelimit-reset-requests": "1s",
+                "x-ratelimit-limit-tokens": "150000",
+                "x-ratelimit-remaining-tokens": "149984",
+                "x-ratelimit-reset-tokens": "6m0s",
+            },
+            Room(limit=60, remaining=59, reset_seconds=1.0),
+            Room(limit=150000, remaining=149984, reset_seconds=360.0),
+            id="openai",
+        ),
+        pytest.param(
+            {
+                "anthropic-ratelimit-requests-limit": "4000",
+                "anthropic-ratelimit-requests-remaining": "3999",
+                "anthropic-ratelimit-requests-reset": "2026-01-02T03:04:06Z",
+                "anthropic-ratelimit-tokens-limit": "80000",
+                "anthropic-ratelimit-tokens-remaining": "1000",
+                "anthropic-ratelimit-tokens-reset": "2026-01-02T03:04:45Z",
+                "anthropic-ratelimit-input-tokens-limit": "400000",
+                "anthropic-ratelimit-input-tokens-remaining": "399000",
+            },
+            Room(limit=4000, remaining=3999, reset_seconds=1.0),
+            Room(limit=80000, remaining=1000, reset_seconds=40.0),
+            id="anthropic-prefers-the-combined-token-family",
+        ),
+    ],
+)
+def test_provider_headers_give_request_and_token_room(
+    headers: dict[str, str], requests: Room, tokens: Room
+) -> None:
+    # Anthropic's resets are instants: read them as of a fixed now
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
-    headers = httpx.Headers(
-        {
-            "anthropic-ratelimit-requests-limit": "4000",
-            "anthropic-ratelimit-requests-remaining": "3999",
-            "anthropic-ratelimit-requests-reset": "2026-01-02T03:04:06Z",
-            "anthropic-ratelimit-tokens-limit": "80000",
-            "anthropic-ratelimit-tokens-remaining": "1000",
-            "anthropic-ratelimit-tokens-reset": "2026-01-02T03:04:45Z",
-            "anthropic-ratelimit-input-tokens-limit": "400000",
-            "anthropic-ratelimit-input-tokens-remaining": "399000",
-        }
-    )
-    room = parse_room(headers, now=now)
-    assert room.requests == Room(limit=4000, remaining=3999, reset_seconds=1.0)
-    assert room.tokens == Room(limit=80000, remaining=1000, reset_seconds=40.0)
+    room = parse_room(httpx.Headers(headers), now=now)
+    assert room.requests == requests
+    assert room.tokens == tokens
 
 
 def test_anthropic_split_token_limits_take_the_one_closer_to_running_out() -> None:

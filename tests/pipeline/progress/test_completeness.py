@@ -16,7 +16,7 @@ from specstress.db.engine import create_engine
 from specstress.pipeline.progress import completeness, pending_units
 from specstress.pipeline.progress.reasons import from_exception
 from tests.paths import DEMO_CONFIG
-from tests.support.rows import add_answer, add_pair, add_scenario, add_spectrum
+from tests.support.rows import add_answer, add_pair, add_scenario, add_spectrum, add_verdict
 
 ACTIVE = ("aurora-cautious", "aurora-deferential", "borealis-candid")
 RETIRED = "borealis-literal"
@@ -105,17 +105,7 @@ async def _facts(engine: AsyncEngine) -> None:
             _d("s1", "cautious-vs-deferential", 2, high=False),
         ],
     )
-    await store.insert_verdict(
-        engine,
-        verdict_id="v1",
-        response_id=_rid("s1", "aurora-cautious"),
-        scenario_id="s1",
-        judge="judge-strict",
-        spec_id="example",
-        spec_version="1",
-        decision="compliant",
-        reasoning="r",
-    )
+    await add_verdict(engine, "v1", _rid("s1", "aurora-cautious"), "s1", "judge-strict")
     await labels.insert_refusal_types(
         engine,
         [
