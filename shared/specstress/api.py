@@ -23,6 +23,7 @@ from specstress.db import create_engine, store, upgrade
 from specstress.errors import InputError
 from specstress.method import load_taxonomy, sample_pairs
 from specstress.pipeline import ensure_topology, publish
+from specstress.pipeline.bus import servers
 from specstress.pipeline.reconcile import pair_sampled, reconcile
 from specstress.watch import Comparison, Estimate, compare, estimate_backfill, register_discovered
 from specstress.watch import store as discoveries
@@ -58,13 +59,18 @@ async def _quiet(_: Exception) -> None:
     """nats-py logs each failed attempt with a traceback; the one error raised says enough."""
 
 
+def _host(url: str) -> str:
+    where = urlsplit(url if "://" in url else f"nats://{url}")
+    return f"{where.hostname}:{where.port or 4222}"
+
+
 @asynccontextmanager
 async def bus(config: Config) -> AsyncIterator[NatsClient]:
     """A NATS connection for the command line, closed on exit. Unlike a service, a command gives
     up on a server that does not answer after a few attempts, with an InputError naming it."""
     try:
         client = await nats.connect(
-            config.nats_url,
+            servers(config.nats_url),
             name=CLIENT_NAME,
             connect_timeout=2,
             max_reconnect_attempts=CLI_CONNECT_ATTEMPTS,
@@ -72,9 +78,9 @@ async def bus(config: Config) -> AsyncIterator[NatsClient]:
             error_cb=_quiet,
         )
     except (nats.errors.Error, OSError) as exc:
-        where = urlsplit(config.nats_url)
+        where = ", ".join(_host(url) for url in servers(config.nats_url))
         raise InputError(
-            f"NATS at {where.hostname}:{where.port or 4222} does not answer "
+            f"NATS at {where} does not answer "
             f"({str(exc) or type(exc).__name__}); start it, or point NATS_URL (or the "
             "config's nats_url) at a running server"
         ) from None

@@ -16,6 +16,7 @@ from nats.errors import MaxPayloadError
 from specstress.db.migrate import upgrade
 from specstress.local.servers import ensure_database, start_postgres, stop_postgres
 from specstress.pipeline.bus import connect
+from specstress.pipeline.stages import STAGE_NAMES
 from tests.e2e.test_secrets_canary import canaries_found, canary_keys, metrics_pages, use_canaries
 from tests.faults.harness import FaultRun, Figures, fault_run, poison_payloads, record
 from tests.paths import DEMO_CONFIG
@@ -102,7 +103,10 @@ async def test_sigstop_past_ack_wait_then_sigcont(tmp_path: Path, database_url: 
         for victim in victims:
             run.signal(victim, signal.SIGCONT)
         await run.settle()
-        check(await run.figures("SIGSTOP 9 s, SIGCONT", bound), paid_at_most=0)
+        # A stall longer than the read timeout costs what a kill costs: on SIGCONT the timer of
+        # each read in flight fires before the answer waiting in its socket is read, so those
+        # calls are retried and paid again. Nothing else may be paid twice.
+        check(await run.figures("SIGSTOP 9 s, SIGCONT", bound), paid_at_most=bound)
 
 
 @full
@@ -233,7 +237,7 @@ async def test_canary_keys_found_nowhere(tmp_path: Path, database_url: str) -> N
         found = await canaries_found(files, database_url, run.config, pages, keys)
         figures.detail["canary_found"] = len(found)
         check(figures, paid_at_most=bound)
-        assert len(pages) == 6
+        assert set(pages) == set(STAGE_NAMES)  # every stage's page was read
         assert found == []
 
 
