@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.classifier import labels
+from services.classifier.turns import announced, turns
 from specstress.config import BATCH_WINDOW_SECONDS
 from specstress.contracts import (
     ClassificationsCreated,
@@ -81,7 +82,14 @@ def _numbered(scale: list[dict[str, str]]) -> str:
     )
 
 
-async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = False) -> None:
+async def classify_scenario(
+    stage: Stage, scenario_id: str, *, waited: bool = False, answer: str | None = None
+) -> None:
+    """Classify the scenario's unclassified answers once its join is complete, and announce
+    them. `answer` is the answer whose event brought us, if one did: once this process has
+    classified and announced it, that event needs nothing more."""
+    if answer in announced(stage):
+        return
     context = await store.classification_context(stage.engine, scenario_id)
     if context is None:
         raise Unprocessable(f"scenario {scenario_id} is not in the database")
@@ -94,50 +102,58 @@ async def classify_scenario(stage: Stage, scenario_id: str, *, waited: bool = Fa
         # the last answer's event, or the dead letter of the last one (responses.abandoned),
         # completes the join; the straggler sweep is the safety net for lost events
         return
-    answers = await store.scenario_responses(stage.engine, scenario_id)
-    todo = [a for a in answers if not a.classified]
-    if todo:
-        model = stage.config.model(stage.config.roles.classifier)
-        prompt = stage.prompts.get("classify")
-        blocks = "\n\n".join(block("response", a.text, model=a.model_key) for a in todo)
-        placements, _output = await stage.gateway.generate_parsed(
-            model,
-            prompt.render(
-                value1=pair.value1,
-                value2=pair.value2,
-                query=quote(scenario.query),
-                value1_spectrum=_numbered(spectrum.value1_spectrum),
-                value2_spectrum=_numbered(spectrum.value2_spectrum),
-                responses=blocks,
-            ),
-            stage=stage.name,
-            parse=placement_parser([a.model_key for a in todo]),
-            response_schema=placement_schema([a.model_key for a in todo]),
-        )
-        limit = stage.config.text_caps.reasoning_chars
-        await store.insert_classifications(
-            stage.engine,
-            [
-                {
-                    "response_id": a.response_id,
-                    "scenario_id": scenario_id,
-                    "spectrum_id": spectrum.spectrum_id,
-                    "classifier": model.key,
-                    **capped_placement(placements[a.model_key], limit),
-                }
-                for a in todo
-            ],
-        )
-    # every answer read above is classified now (by this call, or before it); answers that
-    # arrived since bring their own event
-    classified = [a.response_id for a in answers]
-    if classified:
-        await stage.emit(ClassificationsCreated(scenario_id=scenario_id, response_ids=classified))
+    # the answers' events come together and several may find the join complete: in turn,
+    # each after the first finds its answer announced or the others classified
+    async with turns(stage, "classify").hold(scenario_id):
+        if answer in announced(stage):
+            return
+        answers = await store.scenario_responses(stage.engine, scenario_id)
+        todo = [a for a in answers if not a.classified]
+        if todo:
+            model = stage.config.model(stage.config.roles.classifier)
+            prompt = stage.prompts.get("classify")
+            blocks = "\n\n".join(block("response", a.text, model=a.model_key) for a in todo)
+            placements, _output = await stage.gateway.generate_parsed(
+                model,
+                prompt.render(
+                    value1=pair.value1,
+                    value2=pair.value2,
+                    query=quote(scenario.query),
+                    value1_spectrum=_numbered(spectrum.value1_spectrum),
+                    value2_spectrum=_numbered(spectrum.value2_spectrum),
+                    responses=blocks,
+                ),
+                stage=stage.name,
+                parse=placement_parser([a.model_key for a in todo]),
+                response_schema=placement_schema([a.model_key for a in todo]),
+            )
+            limit = stage.config.text_caps.reasoning_chars
+            await store.insert_classifications(
+                stage.engine,
+                [
+                    {
+                        "response_id": a.response_id,
+                        "scenario_id": scenario_id,
+                        "spectrum_id": spectrum.spectrum_id,
+                        "classifier": model.key,
+                        **capped_placement(placements[a.model_key], limit),
+                    }
+                    for a in todo
+                ],
+            )
+        # every answer read above is classified now (by this call, or before it); answers
+        # that arrived since bring their own event
+        classified = [a.response_id for a in answers]
+        if classified:
+            await stage.emit(
+                ClassificationsCreated(scenario_id=scenario_id, response_ids=classified)
+            )
+            announced(stage).add(classified)
 
 
 @service.handles(ResponseCreated)
 async def on_response(stage: Stage, event: ResponseCreated) -> None:
-    await classify_scenario(stage, event.scenario_id)
+    await classify_scenario(stage, event.scenario_id, answer=event.response_id)
 
 
 @service.handles(ResponseAbandoned)

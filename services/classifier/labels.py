@@ -12,22 +12,26 @@ values (2.13).
   because the flag events of model sets it does not belong to do not change and so do not
   come again.
 
-Each step looks its result up first and writes with ON CONFLICT DO NOTHING, so a redelivered or
-duplicated trigger costs at most a ledger lookup.
+A trigger reads what the scenario already has in one lookup (`store.labelling_context`, shared
+with concurrent triggers of other scenarios), and the triggers of one scenario take turns within
+the process; each step does only what is missing and writes with ON CONFLICT DO NOTHING, so a
+redelivered or duplicated trigger costs one lookup, and one racing in another process at most a
+ledger lookup.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from services.classifier.turns import turns
 from specstress.config import Config, ModelConfig
 from specstress.db import labels as label_store
 from specstress.db import store
-from specstress.db.store import ResponseRow, ScenarioRow
+from specstress.db.store import LabellingContext, ResponseRow
 from specstress.errors import BadModelOutput, RetryLater
 from specstress.llm.errors import BatchPending, LLMError
 from specstress.llm.structured import OutputSchema
@@ -183,53 +187,42 @@ def _blocks(answers: Sequence[ResponseRow], tag: str) -> str:
     return "\n\n".join(block(tag, a.text, model=a.model_key) for a in answers)
 
 
-async def _scenario(stage: Stage, scenario_id: str) -> ScenarioRow:
-    scenario = await store.get_scenario(stage.engine, scenario_id)
-    if scenario is None:
-        raise LookupError(f"scenario {scenario_id} is not in the database")
-    return scenario
+def _classified(context: LabellingContext) -> list[ResponseRow]:
+    return [a for a in context.answers if a.classified]
 
 
-async def _classified(stage: Stage, scenario_id: str) -> list[ResponseRow]:
-    return [a for a in await store.scenario_responses(stage.engine, scenario_id) if a.classified]
-
-
-async def label_topics(stage: Stage, scenario_id: str) -> None:
-    if await label_store.get_topic_labels(stage.engine, scenario_id) is not None:
+async def label_topics(stage: Stage, context: LabellingContext) -> None:
+    if context.topics_labelled:
         return
-    scenario = await _scenario(stage, scenario_id)
     model = labeller(stage.config, "topic")
     prompt = stage.prompts.get("topics")
     topics, _output = await stage.gateway.generate_parsed(
         model,
-        prompt.render(query=quote(scenario.query)),
+        prompt.render(query=quote(context.scenario.query)),
         stage=stage.name,
         parse=parse_topics,
         response_schema=TOPIC_SCHEMA,
     )
     await label_store.insert_topic_labels(
         stage.engine,
-        scenario_id=scenario_id,
+        scenario_id=context.scenario.scenario_id,
         labeller=model.key,
         prompt_version=prompt.version,
         topics=topics,
     )
 
 
-async def label_refusal_types(stage: Stage, scenario_id: str) -> None:
-    flagged_only = stage.config.labels.refusal_types == "flagged"
-    if flagged_only and not await label_store.scenario_flagged(stage.engine, scenario_id):
+async def label_refusal_types(stage: Stage, context: LabellingContext) -> None:
+    if stage.config.labels.refusal_types == "flagged" and not context.flagged:
         return
-    done = await label_store.refusal_labelled(stage.engine, scenario_id)
-    todo = [a for a in await _classified(stage, scenario_id) if a.response_id not in done]
+    todo = [a for a in _classified(context) if a.response_id not in context.refusal_labelled]
     if not todo:
         return
-    scenario = await _scenario(stage, scenario_id)
     model = labeller(stage.config, "refusal")
     prompt = stage.prompts.get("refusal_types")
     labels, _output = await stage.gateway.generate_parsed(
         model,
-        prompt.render(query=quote(scenario.query), responses=_blocks(todo, "response")),
+        prompt.render(query=quote(context.scenario.query), responses=_blocks(todo, "response")),
         stage=stage.name,
         parse=refusal_parser([a.model_key for a in todo]),
         response_schema=refusal_schema([a.model_key for a in todo]),
@@ -240,7 +233,7 @@ async def label_refusal_types(stage: Stage, scenario_id: str) -> None:
         [
             {
                 "response_id": a.response_id,
-                "scenario_id": scenario_id,
+                "scenario_id": a.scenario_id,
                 "model_key": a.model_key,
                 "labeller": model.key,
                 "prompt_version": prompt.version,
@@ -257,17 +250,13 @@ def _capped_reasoning(reasoning: str, limit: int) -> dict[str, object]:
     return {"reasoning": cuts.cap("reasoning", reasoning, limit), "cut": cuts.record}
 
 
-async def label_distinctive_values(stage: Stage, scenario_id: str) -> None:
-    done = await label_store.distinctive_labelled(stage.engine, scenario_id)
-    answers = await _classified(stage, scenario_id)
+async def label_distinctive_values(stage: Stage, context: LabellingContext) -> None:
+    answers = _classified(context)
+    done = context.distinctive_labelled
     todo = [a for a in answers if a.response_id not in done]
     if not todo:
         return
     earlier = [a for a in answers if a.response_id in done]
-    scenario = await _scenario(stage, scenario_id)
-    pair = await store.get_pair(stage.engine, scenario.pair_id)
-    if pair is None:
-        raise LookupError(f"value pair {scenario.pair_id} is not in the database")
     references = ""
     if earlier:
         references = (
@@ -280,9 +269,9 @@ async def label_distinctive_values(stage: Stage, scenario_id: str) -> None:
     values, _output = await stage.gateway.generate_parsed(
         model,
         prompt.render(
-            value1=pair.value1,
-            value2=pair.value2,
-            query=quote(scenario.query),
+            value1=context.pair.value1,
+            value2=context.pair.value2,
+            query=quote(context.scenario.query),
             references=references,
             responses=_blocks(todo, "response"),
             model_keys=", ".join(asked),
@@ -298,7 +287,7 @@ async def label_distinctive_values(stage: Stage, scenario_id: str) -> None:
             {
                 "response_id": a.response_id,
                 "rank": rank,
-                "scenario_id": scenario_id,
+                "scenario_id": a.scenario_id,
                 "model_key": a.model_key,
                 "value": value,
                 "labeller": model.key,
@@ -310,20 +299,37 @@ async def label_distinctive_values(stage: Stage, scenario_id: str) -> None:
     )
 
 
+Step = Callable[[Stage, LabellingContext], Awaitable[None]]
+
+
+async def _label(stage: Stage, scenario_id: str, steps: Sequence[Step]) -> None:
+    """Run the steps on what the scenario has, one trigger of a scenario at a time in this
+    process (`turns`): a flag racing the classifications' event, or a second model set's flag,
+    then finds the labels the first stored instead of asking for them again."""
+    async with turns(stage, "label").hold(scenario_id):
+        context = await store.labelling_context(stage.engine, scenario_id)
+        if context is None:
+            raise LookupError(f"scenario {scenario_id} is not in the database")
+        for step in steps:
+            # each step reads and writes labels of its own kind only
+            await step(stage, context)
+
+
+async def _distinctive_values_if_flagged(stage: Stage, context: LabellingContext) -> None:
+    if context.flagged:
+        await label_distinctive_values(stage, context)
+
+
 async def after_classification(stage: Stage, scenario_id: str) -> None:
     """Refusal types for newly classified answers; distinctive values too when they join a
     scenario that is already flagged (a late model), since no new flag may come for it."""
-    await label_refusal_types(stage, scenario_id)
-    if await label_store.scenario_flagged(stage.engine, scenario_id):
-        await label_distinctive_values(stage, scenario_id)
+    await _label(stage, scenario_id, (label_refusal_types, _distinctive_values_if_flagged))
 
 
 async def after_flag(stage: Stage, scenario_id: str) -> None:
     """Everything a flagged scenario gets; one flag per model set may arrive, and each step
     does only what is still missing."""
-    await label_topics(stage, scenario_id)
-    await label_distinctive_values(stage, scenario_id)
-    await label_refusal_types(stage, scenario_id)
+    await _label(stage, scenario_id, (label_topics, label_distinctive_values, label_refusal_types))
 
 
 async def label_backlog(stage: Stage) -> None:
@@ -339,7 +345,7 @@ async def label_backlog(stage: Stage) -> None:
     for step, scenario_ids in steps:
         for scenario_id in scenario_ids:
             try:
-                await step(stage, scenario_id)
+                await _label(stage, scenario_id, (step,))
             except BatchPending:
                 continue  # queued for a batch job: the answer comes later, go on with the rest
             except RetryLater as exc:

@@ -147,7 +147,8 @@ async def test_refusal_flag_always_matches_the_type(engine: AsyncEngine) -> None
     }
     await labels.insert_refusal_types(engine, [row])
     await labels.insert_refusal_types(engine, [{**row, "refusal_type": "Full Compliance"}])
-    assert await labels.refusal_labelled(engine, "s1") == {_rid("s1", "m1")}
+    context = await store.labelling_context(engine, "s1")
+    assert context is not None and context.refusal_labelled == {_rid("s1", "m1")}
     async with engine.begin() as conn:
         stored = (await conn.execute(text("SELECT refusal_type, refusal FROM refusal_types"))).all()
         assert [tuple(r) for r in stored] == [("Complete Rejection", True)]
@@ -186,7 +187,8 @@ async def test_a_second_list_of_values_never_mixes_into_the_first(engine: AsyncE
         "m1": ["caution", "honesty"],
         "m2": ["autonomy"],
     }
-    assert await labels.distinctive_labelled(engine, "s1") == {"s1-m1", "s1-m2"}
+    context = await store.labelling_context(engine, "s1")
+    assert context is not None and context.distinctive_labelled == {"s1-m1", "s1-m2"}
 
 
 async def test_backlog_lists_what_flagged_or_classified_work_lacks(engine: AsyncEngine) -> None:
@@ -213,8 +215,12 @@ async def test_backlog_lists_what_flagged_or_classified_work_lacks(engine: Async
     flagged_only = await labels.label_backlog(engine, 0.0, "flagged")
     assert flagged_only.refusal_types == ["s2"]
     assert (await labels.label_backlog(engine, 3600.0, "all")).topics == []
-    assert await labels.scenario_flagged(engine, "s2")
-    assert not await labels.scenario_flagged(engine, "s3")
+    flags = [await store.labelling_context(engine, s) for s in ("s1", "s2", "s3")]
+    assert [(c.flagged, c.topics_labelled) for c in flags if c] == [
+        (True, True),
+        (True, False),
+        (False, False),
+    ]
 
 
 async def test_refusal_rates_overall_and_per_topic(engine: AsyncEngine) -> None:

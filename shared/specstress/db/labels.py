@@ -16,8 +16,10 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from specstress.db.batching import Coalescer, PerEngine
 from specstress.db.engine import reading
 from specstress.db.schema import distinctive_values, refusal_types, topic_labels
+from specstress.db.store import write_facts
 from specstress.ids import advisory_lock_key, stable_id
 from specstress.method import REFUSAL_TYPES, TOPIC_COLUMNS, TOPICS, is_refusal
 
@@ -26,17 +28,14 @@ __all__ = [
     "RefusalRate",
     "RefusalScope",
     "TopicRefusalRate",
-    "distinctive_labelled",
     "get_topic_labels",
     "insert_distinctive_values",
     "insert_refusal_types",
     "insert_topic_labels",
     "label_backlog",
-    "refusal_labelled",
     "refusal_rates",
     "refusal_rates_by_topic",
     "scenario_distinctive_values",
-    "scenario_flagged",
 ]
 
 RefusalScope = Literal["all", "flagged"]
@@ -83,16 +82,6 @@ class LabelBacklog:
 # --- lookups and writes ----------------------------------------------------------------------
 
 
-async def scenario_flagged(engine: AsyncEngine, scenario_id: str) -> bool:
-    """True when some model set currently finds high disagreement on the scenario."""
-    async with reading(engine) as conn:
-        found = await conn.execute(
-            text("SELECT 1 FROM disagreement WHERE scenario_id = :id AND high LIMIT 1"),
-            {"id": scenario_id},
-        )
-        return found.first() is not None
-
-
 async def get_topic_labels(engine: AsyncEngine, scenario_id: str) -> dict[str, bool] | None:
     """The scenario's topics by their JSON keys, or None when it has no topic label yet."""
     columns = [topic_labels.c[TOPIC_COLUMNS[topic]] for topic in TOPICS]
@@ -119,17 +108,7 @@ async def insert_topic_labels(
         "prompt_version": prompt_version,
     }
     row.update({TOPIC_COLUMNS[topic]: topics[topic] for topic in TOPICS})
-    async with engine.begin() as conn:
-        await conn.execute(insert(topic_labels).values(row).on_conflict_do_nothing())
-
-
-async def refusal_labelled(engine: AsyncEngine, scenario_id: str) -> set[str]:
-    """Ids of the scenario's answers that already have a refusal type."""
-    async with reading(engine) as conn:
-        rows = await conn.execute(
-            select(refusal_types.c.response_id).where(refusal_types.c.scenario_id == scenario_id)
-        )
-        return {r.response_id for r in rows}
+    await write_facts(engine, (topic_labels, [row]))
 
 
 async def insert_refusal_types(engine: AsyncEngine, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -138,42 +117,54 @@ async def insert_refusal_types(engine: AsyncEngine, rows: Sequence[Mapping[str, 
     if not rows:
         return
     batch = [{**row, "refusal": is_refusal(row["refusal_type"])} for row in rows]
-    async with engine.begin() as conn:
-        await conn.execute(insert(refusal_types).on_conflict_do_nothing(), batch)
-
-
-async def distinctive_labelled(engine: AsyncEngine, scenario_id: str) -> set[str]:
-    """Ids of the scenario's answers whose distinctive values are stored."""
-    async with reading(engine) as conn:
-        rows = await conn.execute(
-            select(distinctive_values.c.response_id)
-            .distinct()
-            .where(distinctive_values.c.scenario_id == scenario_id)
-        )
-        return {r.response_id for r in rows}
+    await write_facts(engine, (refusal_types, batch))
 
 
 async def insert_distinctive_values(engine: AsyncEngine, rows: Sequence[Mapping[str, Any]]) -> None:
     """Rows need response_id, rank, scenario_id, model_key, value, labeller, prompt_version.
-    All rows of one labelling call go in one transaction, so an answer never has half a list."""
-    if not rows:
-        return
-    response_ids = sorted({row["response_id"] for row in rows})
+    All rows of one labelling call go in one transaction, so an answer never has half a list;
+    concurrent callers' lists share it."""
+    if rows:
+        await _distinctive_writes(engine).submit(tuple(rows))
+
+
+async def _insert_distinctive_lists(
+    engine: AsyncEngine, calls: Sequence[tuple[Mapping[str, Any], ...]]
+) -> list[None]:
+    # Two calls racing on one scenario (e.g. flags from two model sets while a late model
+    # arrives, in two processes) must not interleave their lists: the first stored list of an
+    # answer wins, and within one batch the first caller's.
+    rows = [row for call in calls for row in call]
+    locks = sorted(
+        {advisory_lock_key(stable_id("distinctive_values", row["scenario_id"])) for row in rows}
+    )
     async with engine.begin() as conn:
-        # Two calls racing on one scenario (e.g. flags from two model sets while a late model
-        # arrives) must not interleave their lists: the first stored list of an answer wins.
-        for scenario_id in sorted({row["scenario_id"] for row in rows}):
-            lock = advisory_lock_key(stable_id("distinctive_values", scenario_id))
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
+        # in key order (unnest keeps the array's): batches sharing scenarios cannot deadlock
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(key) FROM unnest(CAST(:keys AS bigint[])) AS key"),
+            {"keys": locks},
+        )
         stored = await conn.execute(
             select(distinctive_values.c.response_id)
             .distinct()
-            .where(distinctive_values.c.response_id.in_(response_ids))
+            .where(distinctive_values.c.response_id.in_(sorted({r["response_id"] for r in rows})))
         )
         done = {r.response_id for r in stored}
-        batch = [row for row in rows if row["response_id"] not in done]
+        batch: list[Mapping[str, Any]] = []
+        for call in calls:
+            answers = {row["response_id"] for row in call} - done
+            batch += [row for row in call if row["response_id"] in answers]
+            done |= answers
         if batch:
             await conn.execute(insert(distinctive_values).on_conflict_do_nothing(), batch)
+    return [None for _ in calls]
+
+
+_distinctive_writes: PerEngine[Coalescer[tuple[Mapping[str, Any], ...], None]] = PerEngine(
+    lambda engine: Coalescer(
+        lambda calls: _insert_distinctive_lists(engine, calls), name="distinctive value lists"
+    )
+)
 
 
 async def scenario_distinctive_values(

@@ -26,11 +26,14 @@ from specstress.db.schema import (
     classifications,
     dead_letters,
     disagreement,
+    distinctive_values,
     models,
+    refusal_types,
     responses,
     scenario_drops,
     scenarios,
     spectra,
+    topic_labels,
     value_pairs,
     values,
     verdict_citations,
@@ -40,6 +43,7 @@ from specstress.text import storable
 
 __all__ = [
     "ClassificationContext",
+    "LabellingContext",
     "PairRow",
     "PositionRow",
     "ResponseRow",
@@ -49,7 +53,6 @@ __all__ = [
     "classification_context",
     "get_pair",
     "get_response",
-    "get_scenario",
     "get_spectrum",
     "insert_classifications",
     "insert_drop",
@@ -59,6 +62,7 @@ __all__ = [
     "insert_spectrum",
     "insert_values",
     "insert_verdict",
+    "labelling_context",
     "list_models",
     "pair_drops",
     "pair_scenarios",
@@ -74,6 +78,7 @@ __all__ = [
     "unsettled_pairs",
     "upsert_disagreement",
     "verdict_exists",
+    "write_facts",
 ]
 
 
@@ -192,6 +197,7 @@ class _Batches:
         self.classification_context = _Lookup(
             engine, "classification contexts", _classification_contexts
         )
+        self.labelling_context = _Lookup(engine, "labelling contexts", _labelling_contexts)
         self.model_state = _Lookup(engine, "model states", _model_states)
         self.positions = _Lookup(engine, "scenario positions", _scenarios_positions)
 
@@ -206,7 +212,7 @@ async def _first(engine: AsyncEngine, query: Select[Any]) -> tuple[Any, ...] | N
     return None if row is None else tuple(row)
 
 
-async def _write(engine: AsyncEngine, *tables: tuple[Table, Sequence[dict[str, Any]]]) -> None:
+async def write_facts(engine: AsyncEngine, *tables: tuple[Table, Sequence[dict[str, Any]]]) -> None:
     """Insert facts (ON CONFLICT DO NOTHING) in one transaction with those of concurrent
     callers; returns once they are committed."""
     await _batches(engine).facts.submit(_Facts(tuple((t, tuple(rows)) for t, rows in tables)))
@@ -387,7 +393,7 @@ async def insert_scenario(
         "prompt_version": prompt_version,
         "query": query,
     }
-    await _write(engine, (scenarios, [row]))
+    await write_facts(engine, (scenarios, [row]))
 
 
 async def insert_drop(
@@ -400,12 +406,7 @@ async def insert_drop(
         "reason": reason,
         "raw_output": raw,
     }
-    await _write(engine, (scenario_drops, [row]))
-
-
-async def get_scenario(engine: AsyncEngine, scenario_id: str) -> ScenarioRow | None:
-    row = await _first(engine, select(*_SCENARIO).where(scenarios.c.scenario_id == scenario_id))
-    return ScenarioRow(*row) if row else None
+    await write_facts(engine, (scenario_drops, [row]))
 
 
 async def scenario_ids_after(engine: AsyncEngine, after: str, limit: int) -> list[str]:
@@ -482,7 +483,7 @@ async def insert_response(
         "llm_call_hash": llm_call_hash,
         "cut": cut,
     }
-    await _write(engine, (responses, [row]))
+    await write_facts(engine, (responses, [row]))
 
 
 # the columns of a ResponseRow, in its order (with `models` and `classifications` joined)
@@ -651,6 +652,80 @@ async def _classification_contexts(
     return found
 
 
+@dataclass(frozen=True)
+class LabellingContext:
+    """What the classifier's labelling steps need to decide what is missing on a scenario."""
+
+    scenario: ScenarioRow
+    pair: PairRow
+    # every answer, classified or not, by model key
+    answers: list[ResponseRow]
+    # some model set currently finds high disagreement on the scenario
+    flagged: bool
+    topics_labelled: bool
+    # ids of the answers that have a refusal type, and of those whose distinctive values are stored
+    refusal_labelled: frozenset[str]
+    distinctive_labelled: frozenset[str]
+
+
+async def labelling_context(engine: AsyncEngine, scenario_id: str) -> LabellingContext | None:
+    """A scenario with its pair, its answers and the labels it has; None when the scenario is
+    not in the database. Concurrent callers' scenarios are read together."""
+    return await _batches(engine).labelling_context(scenario_id)
+
+
+def _response_ids(table: Table) -> ColumnElement[Any]:
+    """The ids of the scenario's answers with a row in `table` (the outer query's scenario)."""
+    return (
+        select(func.coalesce(func.array_agg(table.c.response_id.distinct()), text("'{}'")))
+        .where(table.c.scenario_id == scenarios.c.scenario_id)
+        .scalar_subquery()
+    )
+
+
+async def _labelling_contexts(
+    conn: AsyncConnection, scenario_ids: list[str]
+) -> dict[str, LabellingContext]:
+    flagged = (
+        select(disagreement.c.scenario_id)
+        .where(disagreement.c.scenario_id == scenarios.c.scenario_id, disagreement.c.high)
+        .exists()
+    )
+    topics = (
+        select(topic_labels.c.scenario_id)
+        .where(topic_labels.c.scenario_id == scenarios.c.scenario_id)
+        .exists()
+    )
+    query = (
+        select(
+            *_SCENARIO,
+            value_pairs.c.value1,
+            value_pairs.c.value2,
+            value_pairs.c.taxonomy_version,
+            flagged.label("flagged"),
+            topics.label("topics_labelled"),
+            _response_ids(refusal_types).label("refusal_labelled"),
+            _response_ids(distinctive_values).label("distinctive_labelled"),
+        )
+        .join(value_pairs, value_pairs.c.pair_id == scenarios.c.pair_id)
+        .where(_any_of(scenarios.c.scenario_id, "ids"))
+    )
+    rows = (await conn.execute(query, {"ids": scenario_ids})).all()
+    answers = await _scenarios_responses(conn, [row.scenario_id for row in rows])
+    return {
+        row.scenario_id: LabellingContext(
+            scenario=ScenarioRow(*row[:5]),
+            pair=PairRow(row.pair_id, row.value1, row.value2, row.taxonomy_version),
+            answers=answers.get(row.scenario_id, []),
+            flagged=bool(row.flagged),
+            topics_labelled=bool(row.topics_labelled),
+            refusal_labelled=frozenset(row.refusal_labelled),
+            distinctive_labelled=frozenset(row.distinctive_labelled),
+        )
+        for row in rows
+    }
+
+
 # --- spectra ---------------------------------------------------------------------------------
 
 
@@ -685,7 +760,7 @@ async def insert_spectrum(
         "value1_spectrum": value1_spectrum,
         "value2_spectrum": value2_spectrum,
     }
-    await _write(engine, (spectra, [row]))
+    await write_facts(engine, (spectra, [row]))
 
 
 # --- classifications -------------------------------------------------------------------------
@@ -693,7 +768,7 @@ async def insert_spectrum(
 
 async def insert_classifications(engine: AsyncEngine, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await _write(engine, (classifications, rows))
+        await write_facts(engine, (classifications, rows))
 
 
 async def scenario_positions(engine: AsyncEngine, scenario_id: str) -> list[PositionRow]:
@@ -815,7 +890,7 @@ async def insert_verdict(
         {"verdict_id": verdict_id, "anchor": anchor, "rank": rank}
         for rank, anchor in enumerate(cited_sections, start=1)
     ]
-    await _write(engine, (verdicts, [verdict]), (verdict_citations, citations))
+    await write_facts(engine, (verdicts, [verdict]), (verdict_citations, citations))
 
 
 # --- reconciliation: work whose triggering event never arrived --------------------------------
