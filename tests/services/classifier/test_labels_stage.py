@@ -1,37 +1,25 @@
 """The classifier's labelling steps on real Postgres and NATS with the simulator over HTTP:
-the `flagged` refusal scope, one call per scenario, late answers labelled on their own, and no
-call paid twice when a trigger comes again."""
+the `flagged` refusal scope, one call per scenario, late answers labelled on their own, no call
+paid twice when a trigger comes again, and none asked twice when triggers race."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+import asyncio
 
 import httpx
-import nats
 import pytest
-import yaml
-from aiohttp.test_utils import TestServer
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.classifier import labels
-from services.llm_sim import build_app
 from services.llm_sim.personas import (
     planted_distinctive_values,
     planted_refusal_type,
     planted_topics,
     scenario_sentinel,
 )
-from specstress.config import Config, load_config
 from specstress.db import labels as label_store
 from specstress.db import store
-from specstress.db.engine import create_engine
-from specstress.llm.gateway import Gateway
-from specstress.local.stack import SIM_URL_ENV
-from specstress.pipeline.prompts import PromptLibrary
 from specstress.pipeline.stage import Stage
-from tests.paths import DEMO_CONFIG
 from tests.support.rows import add_answer, add_pair, add_scenario, add_spectrum
 
 VALUE1, VALUE2 = "honesty", "loyalty"
@@ -40,46 +28,15 @@ EARLY = ("aurora-cautious", "aurora-deferential", "borealis-candid")
 LATE = "borealis-latecomer"
 
 
-@pytest.fixture
-async def stage(
-    tmp_path: Path, database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Stage]:
-    server = TestServer(build_app())
-    await server.start_server()
-    monkeypatch.setenv(SIM_URL_ENV, str(server.make_url("/v1")))
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    data = yaml.safe_load(DEMO_CONFIG.read_text())
-    data["labels"] = {"refusal_types": "flagged"}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    config = load_config(path)
-    engine = create_engine(database_url)
-    gateway = Gateway(engine, service="classifier")
-    client = await nats.connect(nats_url)
-    try:
-        await _facts(config, engine)
-        yield Stage(
-            name="classifier",
-            config=config,
-            engine=engine,
-            gateway=gateway,
-            prompts=PromptLibrary("classifier"),
-            js=client.jetstream(),
-        )
-    finally:
-        await client.close()
-        await gateway.aclose()
-        await engine.dispose()
-        await server.close()
-
-
-async def _facts(config: Config, engine: AsyncEngine) -> None:
+@pytest.fixture(autouse=True)
+async def _facts(stage: Stage) -> None:
     """A pair with one scenario and its spectrum; the target models registered."""
+    engine = stage.engine
     await add_pair(engine, "p", value1=VALUE1, value2=VALUE2)
     await add_scenario(engine, "s", "p", "value2", generator="writer-a", query=QUERY)
     await add_spectrum(engine, "sp", "p")
     for model in (*EARLY, LATE):
-        await store.register_model(engine, model, config.model(model).family)
+        await store.register_model(engine, model, stage.config.model(model).family)
 
 
 async def _answer(stage: Stage, model: str) -> None:
@@ -180,3 +137,18 @@ async def test_flagged_scope_late_answers_and_no_second_payment(stage: Stage) ->
         )
         answered = [r.answer for r in prompts]
     assert all(LATE in answer and EARLY[0] not in answer for answer in answered)
+
+
+async def test_racing_triggers_ask_for_each_label_once(stage: Stage, asked: list[str]) -> None:
+    for model in EARLY:
+        await _answer(stage, model)
+    await _flag(stage)
+    # the classifications' event and two model sets' flags, handled at once
+    await asyncio.gather(
+        labels.after_classification(stage, "s"),
+        labels.after_flag(stage, "s"),
+        labels.after_flag(stage, "s"),
+    )
+    assert len(asked) == 3
+    assert await _paid_calls(stage) == 3
+    assert await _types(stage) == {m: planted_refusal_type(m, QUERY) for m in EARLY}
