@@ -2,7 +2,9 @@
 
 The join waits until the pair's spectrum exists and every active model has answered the
 scenario, then classifies all answers in one call. Whichever event completes the join triggers
-it; the gateway's ledger and lock make a racing second trigger free. Answers that arrive after
+it. Racing triggers of one scenario take turns within a process (`turns`), so the second finds
+the answers classified, or its own answer announced, and asks nothing; between processes the
+gateway's ledger and lock make a racing second trigger free. Answers that arrive after
 a scenario was classified (a newly registered model) are classified on their own, and a
 dead-lettered answer (responses.abandoned) counts as settled for the join: the others are
 classified without it, and it is classified on its own if a replay or a healed provider brings

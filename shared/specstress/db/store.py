@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Table, any_, bindparam, func, select, text
+from sqlalchemy import ColumnElement, Row, Select, Table, any_, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import String
@@ -557,6 +557,23 @@ async def _responses(
     return {row.response_id: (ResponseRow(*row[:6]), row.query) for row in rows}
 
 
+def _scenarios_with_pairs(*columns: Any) -> Select[Any]:
+    """Scenarios joined to their pairs: a ScenarioRow's and a PairRow's columns (read back with
+    `_scenario_and_pair`), then `columns`."""
+    return select(
+        *_SCENARIO,
+        value_pairs.c.value1,
+        value_pairs.c.value2,
+        value_pairs.c.taxonomy_version,
+        *columns,
+    ).join(value_pairs, value_pairs.c.pair_id == scenarios.c.pair_id)
+
+
+def _scenario_and_pair(row: Row[Any]) -> tuple[ScenarioRow, PairRow]:
+    scenario = ScenarioRow(row.scenario_id, row.pair_id, row.variant, row.generator, row.query)
+    return scenario, PairRow(row.pair_id, row.value1, row.value2, row.taxonomy_version)
+
+
 @dataclass(frozen=True)
 class ClassificationContext:
     """What the classifier's join needs besides the answers, read in one round trip."""
@@ -615,11 +632,7 @@ async def _classification_contexts(
         .exists()
     )
     query = (
-        select(
-            *_SCENARIO,
-            value_pairs.c.value1,
-            value_pairs.c.value2,
-            value_pairs.c.taxonomy_version,
+        _scenarios_with_pairs(
             spectra.c.spectrum_id,
             spectra.c.value1_spectrum,
             spectra.c.value2_spectrum,
@@ -629,7 +642,6 @@ async def _classification_contexts(
             fan_out_lost.label("fan_out_lost"),
             classified.label("any_classified"),
         )
-        .join(value_pairs, value_pairs.c.pair_id == scenarios.c.pair_id)
         .outerjoin(spectra, spectra.c.pair_id == scenarios.c.pair_id)
         .where(_any_of(scenarios.c.scenario_id, "ids"))
     )
@@ -641,8 +653,7 @@ async def _classification_contexts(
                 row.spectrum_id, row.pair_id, row.value1_spectrum, row.value2_spectrum
             )
         found[row.scenario_id] = ClassificationContext(
-            scenario=ScenarioRow(*row[:5]),
-            pair=PairRow(row.pair_id, row.value1, row.value2, row.taxonomy_version),
+            *_scenario_and_pair(row),
             spectrum=spectrum,
             active_models=frozenset(row.active_models),
             answered_by=frozenset(row.answered_by),
@@ -696,26 +707,17 @@ async def _labelling_contexts(
         .where(topic_labels.c.scenario_id == scenarios.c.scenario_id)
         .exists()
     )
-    query = (
-        select(
-            *_SCENARIO,
-            value_pairs.c.value1,
-            value_pairs.c.value2,
-            value_pairs.c.taxonomy_version,
-            flagged.label("flagged"),
-            topics.label("topics_labelled"),
-            _response_ids(refusal_types).label("refusal_labelled"),
-            _response_ids(distinctive_values).label("distinctive_labelled"),
-        )
-        .join(value_pairs, value_pairs.c.pair_id == scenarios.c.pair_id)
-        .where(_any_of(scenarios.c.scenario_id, "ids"))
-    )
+    query = _scenarios_with_pairs(
+        flagged.label("flagged"),
+        topics.label("topics_labelled"),
+        _response_ids(refusal_types).label("refusal_labelled"),
+        _response_ids(distinctive_values).label("distinctive_labelled"),
+    ).where(_any_of(scenarios.c.scenario_id, "ids"))
     rows = (await conn.execute(query, {"ids": scenario_ids})).all()
     answers = await _scenarios_responses(conn, [row.scenario_id for row in rows])
     return {
         row.scenario_id: LabellingContext(
-            scenario=ScenarioRow(*row[:5]),
-            pair=PairRow(row.pair_id, row.value1, row.value2, row.taxonomy_version),
+            *_scenario_and_pair(row),
             answers=answers.get(row.scenario_id, []),
             flagged=bool(row.flagged),
             topics_labelled=bool(row.topics_labelled),
