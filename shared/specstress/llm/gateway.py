@@ -13,6 +13,7 @@ file, never thrown away (`specstress.llm.spill`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -81,6 +82,8 @@ _LISTINGS: dict[
     "anthropic": (anthropic.list_models_request, anthropic.parse_model_page),
     "gemini": (gemini.list_models_request, gemini.parse_model_page),
 }
+# states of shared prompt prefixes `request_hash` keeps (a spec per judge endpoint, say)
+_SHARED_PREFIXES = 32
 # a listing longer than this many pages is taken to be a provider that keeps sending cursors
 MAX_LISTING_PAGES = 200
 # what a listing's pacing is keyed by, beside the account's base URL and key
@@ -112,24 +115,53 @@ def request_hash(
     share answers, and rotating a key must not invalidate the cache. So are cache marks, which
     change the price of a call, not its answer. Reasoning settings enter only when set, so the
     keys of calls without them stay what they were.
+
+    The key is the SHA-256 of the fields as sorted, compact JSON. That text is hashed in three
+    parts (what precedes the messages, the messages, what follows them), which is the same
+    text: the messages' own key sorts between the base URL and every other field. Leading
+    messages up to the last one marked for caching (the whole spec, for a judge) are hashed
+    once per endpoint and reused (`_shared_prefix`), since escaping and hashing them again for
+    every call was most of the key's cost.
     """
-    fields: dict[str, Any] = {
-        "protocol": model.protocol,
-        "base_url": model.base_url.rstrip("/"),
+    after: dict[str, Any] = {
         "model_id": model.model_id,
         "params": model.params,
-        "messages": [m.model_dump(exclude={"cache"}) for m in messages],
         "response_format": None if schema is None else schema.model_dump(),
+        "protocol": model.protocol,
     }
     if model.reasoning is not None:
-        fields["reasoning"] = model.reasoning.model_dump()
-    canonical = json.dumps(
-        fields,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+        after["reasoning"] = model.reasoning.model_dump()
+    # '{"base_url":...,"messages":[' + the messages + '],"model_id":...}'
+    head = '{"base_url":' + _canonical(model.base_url.rstrip("/")) + ',"messages":['
+    tail = "]," + _canonical(after)[1:]
+    shared = 1 + max((i for i, m in enumerate(messages) if m.cache), default=-1)
+    if shared:
+        digest = _shared_prefix(head, tuple(messages[:shared])).copy()
+        rest = messages[shared:]
+        if rest:
+            digest.update(("," + _messages_json(rest)).encode())
+    else:
+        digest = hashlib.sha256(head.encode())
+        digest.update(_messages_json(messages).encode())
+    digest.update(tail.encode())
+    return digest.hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    """The JSON text `request_hash` hashes: sorted keys, no spaces, characters as they are."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _messages_json(messages: Sequence[ChatMessage]) -> str:
+    """The messages as `_canonical` writes the items of a list, without its brackets."""
+    return ",".join(_canonical(m.model_dump(exclude={"cache"})) for m in messages)
+
+
+@functools.lru_cache(maxsize=_SHARED_PREFIXES)
+def _shared_prefix(head: str, messages: tuple[ChatMessage, ...]) -> hashlib._Hash:
+    """The SHA-256 state after `head` and these messages; never updated (callers copy it).
+    Equal messages (same role and content) make the same key, whichever objects they are."""
+    return hashlib.sha256((head + _messages_json(messages)).encode())
 
 
 class Gateway:
