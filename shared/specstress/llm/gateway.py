@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
@@ -195,6 +196,10 @@ class Gateway:
             headers={"User-Agent": f"specstress-{service}"},
             event_hooks={"response": [self._limiter.on_response]},
         )
+        # model calls skip httpx (`http.post_json`); opened in the loop that makes the first
+        self._session: aiohttp.ClientSession | None = None
+        self._max_connections = max_connections
+        self._user_agent = f"specstress-{service}"
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._rng = random.Random()
         self.batches = (
@@ -207,6 +212,8 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
         await self._claims.aclose()
         await self._limiter.aclose()
 
@@ -418,15 +425,17 @@ class Gateway:
         model, adapter = call.model, call.adapter
         api_key = model.api_key()
         request = adapter.build_request(model, call.messages, call.schema, api_key)
-        response = await http.send(
-            self._http,
-            "POST",
+        if self._session is None:
+            self._session = http.open_session(self._max_connections, self._user_agent)
+        response = await http.post_json(
+            self._session,
             request.url,
-            json=request.body,
+            request.body,
             headers=request.headers,
-            timeout=http.request_timeout(model.timeouts),
+            timeout=model.timeouts,
             api_key=api_key,
         )
+        self._limiter.on_headers(response.headers)
         status = response.status_code
         payload = http.json_body(response)
         if 200 <= status < 300:

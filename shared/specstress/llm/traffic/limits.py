@@ -54,7 +54,7 @@ import asyncio
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -120,7 +120,8 @@ class Attempt:
     key: str
     tokens: int
     reservation: db.Reservation | None = None
-    headers: httpx.Headers | None = None
+    # case-insensitive
+    headers: Mapping[str, str] | None = None
 
 
 class RateLimiter:
@@ -176,9 +177,13 @@ class RateLimiter:
 
     async def on_response(self, response: httpx.Response) -> None:
         """httpx response hook: the wire-protocol code stays unaware of rate limits."""
+        self.on_headers(response.headers)
+
+    def on_headers(self, headers: Mapping[str, str]) -> None:
+        """Keep an answer's headers on the attempt being watched, if any."""
         attempt = _current.get()
         if attempt is not None:
-            attempt.headers = response.headers
+            attempt.headers = headers
 
     async def settle(
         self, attempt: Attempt, *, usage: Usage | None = None, error: LLMError | None = None
