@@ -113,16 +113,16 @@ async def send(
 
 def open_session(max_connections: int, user_agent: str) -> aiohttp.ClientSession:
     """The session of `post_json`: pooled as the httpx transport pools (same limit, keep-alive
-    and certificates), and behind the proxy the environment names, as httpx would be."""
+    and certificates). No proxy from the environment, as before (httpx reads none for a client
+    with its own transport); aiohttp would look for one, and for a .netrc, in a thread on
+    every request."""
     limits = httpx.Limits(max_connections=max_connections)
     connector = aiohttp.TCPConnector(
         limit=max_connections,
         keepalive_timeout=limits.keepalive_expiry or 0,
         ssl=httpx.create_ssl_context(),
     )
-    return aiohttp.ClientSession(
-        connector=connector, headers={"User-Agent": user_agent}, trust_env=True
-    )
+    return aiohttp.ClientSession(connector=connector, headers={"User-Agent": user_agent})
 
 
 async def post_json(
