@@ -51,6 +51,7 @@ headers or a 429); from then on this process paces them too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import math
@@ -97,8 +98,13 @@ _current: ContextVar[Attempt | None] = ContextVar("specstress_rate_attempt", def
 
 def limit_key(model: ModelConfig) -> str:
     """The identity of a rate limit: where the calls go, which model, which key pays."""
-    parts = [model.base_url.rstrip("/"), model.model_id, model.api_key_env]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+    return _limit_key(model.base_url.rstrip("/"), model.model_id, model.api_key_env)
+
+
+@functools.lru_cache(maxsize=1024)
+def _limit_key(base_url: str, model_id: str, api_key_env: str | None) -> str:
+    # asked on every attempt, of a handful of endpoints
+    return hashlib.sha256(json.dumps([base_url, model_id, api_key_env]).encode()).hexdigest()
 
 
 def estimate_tokens(model: ModelConfig, messages: Sequence[ChatMessage]) -> int:
