@@ -37,6 +37,9 @@ __all__ = [
     "send",
 ]
 
+# how long an idle connection is kept: httpx's default, which the httpx transport passed on
+_KEEPALIVE_SECONDS = 5.0
+
 
 class Answered(Protocol):
     """What the error helpers read of an answer: an httpx.Response or a `Reply`."""
@@ -116,10 +119,9 @@ def open_session(max_connections: int, user_agent: str) -> aiohttp.ClientSession
     and certificates). No proxy from the environment, as before (httpx reads none for a client
     with its own transport); aiohttp would look for one, and for a .netrc, in a thread on
     every request."""
-    limits = httpx.Limits(max_connections=max_connections)
     connector = aiohttp.TCPConnector(
         limit=max_connections,
-        keepalive_timeout=limits.keepalive_expiry or 0,
+        keepalive_timeout=_KEEPALIVE_SECONDS,
         ssl=httpx.create_ssl_context(),
     )
     return aiohttp.ClientSession(connector=connector, headers={"User-Agent": user_agent})
