@@ -28,6 +28,7 @@ from specstress.errors import BadModelOutput
 from specstress.llm import ChatMessage, Gateway, LLMError
 from specstress.llm.messages import REASK_PREFIX
 from specstress.llm.structured import OutputSchema
+from specstress.local.servers import free_port
 
 KEY_ENV = "SPECSTRESS_GATEWAY_TEST_KEY"
 CANARY = "sk-canary-7c1e5a0f93b24d68"
@@ -515,3 +516,15 @@ async def test_the_key_never_leaves_the_request(
     assert len(rows) == 2
     assert all(CANARY not in repr(dict(r)) for r in rows)
     assert CANARY.encode() not in generate_latest()
+
+
+async def test_a_provider_that_refuses_connections_is_retried_then_reported(
+    gateway: Gateway, engine: AsyncEngine
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(LLMError) as caught:
+        await gateway.generate(_model(nowhere), _ask("anyone?"), stage="refused")
+    assert caught.value.error_class == "retryable"
+    assert str(caught.value).startswith("connection failed: ")
+    rows = await _rows(engine)
+    assert [(r["status"], r["error_class"]) for r in rows] == [("error", "retryable")] * 4

@@ -60,7 +60,20 @@ async def test_concurrent_writes_keep_one_answer_per_hash_and_count_it_once(
     assert [None if f is None else f["text"] for f in found] == ["earlier", "first", "third", None]
     async with engine.connect() as conn:
         rows = await conn.scalar(text("SELECT count(*) FROM llm_calls"))
+        # the error row has no response at all: SQL NULL, not JSON null
+        unanswered = await conn.scalar(
+            text("SELECT count(*) FROM llm_calls WHERE response IS NULL")
+        )
     assert rows == 4
+    assert unanswered == 1
+
+
+async def test_an_answer_comes_back_as_it_was_written(engine: AsyncEngine) -> None:
+    ledger = Ledger(engine)
+    answer = 'Ünïcode, "quotes", a\\backslash, 🙂 and a line\nbreak'
+    assert await ledger.record(_attempt("e" * 64, answer))
+    stored = await ledger.find_completed("e" * 64)
+    assert stored == _attempt("e" * 64, answer).response
 
 
 async def test_a_row_postgres_refuses_fails_only_its_caller(engine: AsyncEngine) -> None:

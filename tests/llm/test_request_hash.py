@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import random
 from typing import Any
 
 import pytest
@@ -83,3 +85,63 @@ def test_keys_and_cosmetics_do_not_change_the_hash(monkeypatch: pytest.MonkeyPat
     assert request_hash(_model(api_key_env=None), MESSAGES) == base
     assert request_hash(_model(key="beta", family="other"), MESSAGES) == base
     assert request_hash(_model(base_url="https://api.example.test/v1/"), MESSAGES) == base
+
+
+SPEC = '<model_spec>\n# Spéc — «quoted» "text", a\\backslash, a\ttab and 🙂\n</model_spec>'
+
+
+def _whole_text_hash(
+    model: ModelConfig, messages: list[ChatMessage], schema: OutputSchema | None
+) -> str:
+    """The key as the whole canonical text hashed at once: what every stored key was."""
+    fields: dict[str, Any] = {
+        "protocol": model.protocol,
+        "base_url": model.base_url.rstrip("/"),
+        "model_id": model.model_id,
+        "params": model.params,
+        "messages": [m.model_dump(exclude={"cache"}) for m in messages],
+        "response_format": None if schema is None else schema.model_dump(),
+    }
+    if model.reasoning is not None:
+        fields["reasoning"] = model.reasoning.model_dump()
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_a_shared_prefix_keeps_the_keys_stored_before() -> None:
+    model = _model(reasoning={"effort": "low"})
+    schema = OutputSchema(name="verdict", json_schema={"type": "object", "required": ["decision"]})
+    judged = [
+        ChatMessage(role="system", content="Judge."),
+        ChatMessage(role="user", content=SPEC, cache=True),
+        ChatMessage(role="user", content="Answer: ok"),
+    ]
+    alone = [ChatMessage(role="user", content=SPEC, cache=True)]
+    # pinned: the keys these calls had before their shared prefix was hashed once
+    pinned = {
+        "judged": "f4eecbd628c466bac0c228c5a625df39737257007a00499f349d487a233e680b",
+        "alone": "1e6d0c2e91996423dc5b7e6c54ce9cd3f57f84751242c9a92395fa4a687e6b08",
+    }
+    for _ in range(2):  # the second time from the kept prefix
+        assert request_hash(model, judged, schema) == pinned["judged"]
+        assert request_hash(model, alone, schema) == pinned["alone"]
+    # equal text in other objects, as a prompt rendered again makes it
+    again = [m.model_copy(update={"content": "".join(m.content)}) for m in judged]
+    assert request_hash(model, again, schema) == pinned["judged"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_key_is_the_hash_of_the_whole_canonical_text(seed: int) -> None:
+    rng = random.Random(seed)
+    texts = [SPEC, "", "Name a colour.", 'line\nbreak \u2028 \x00 \\ "', "é" * 300]
+    messages = [
+        ChatMessage(
+            role=rng.choice(["system", "user", "assistant"]),
+            content=rng.choice(texts),
+            cache=rng.random() < 0.4,
+        )
+        for _ in range(rng.randrange(5))
+    ]
+    model = _model(reasoning={"effort": "high"}) if rng.random() < 0.5 else _model()
+    schema = OutputSchema(name="s", json_schema={"type": "object"}) if seed % 2 else None
+    assert request_hash(model, messages, schema) == _whole_text_hash(model, messages, schema)

@@ -13,6 +13,7 @@ file, never thrown away (`specstress.llm.spill`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
@@ -81,6 +83,8 @@ _LISTINGS: dict[
     "anthropic": (anthropic.list_models_request, anthropic.parse_model_page),
     "gemini": (gemini.list_models_request, gemini.parse_model_page),
 }
+# states of shared prompt prefixes `request_hash` keeps (a spec per judge endpoint, say)
+_SHARED_PREFIXES = 32
 # a listing longer than this many pages is taken to be a provider that keeps sending cursors
 MAX_LISTING_PAGES = 200
 # what a listing's pacing is keyed by, beside the account's base URL and key
@@ -112,24 +116,53 @@ def request_hash(
     share answers, and rotating a key must not invalidate the cache. So are cache marks, which
     change the price of a call, not its answer. Reasoning settings enter only when set, so the
     keys of calls without them stay what they were.
+
+    The key is the SHA-256 of the fields as sorted, compact JSON. That text is hashed in three
+    parts (what precedes the messages, the messages, what follows them), which is the same
+    text: the messages' own key sorts between the base URL and every other field. Leading
+    messages up to the last one marked for caching (the whole spec, for a judge) are hashed
+    once per endpoint and reused (`_shared_prefix`), since escaping and hashing them again for
+    every call was most of the key's cost.
     """
-    fields: dict[str, Any] = {
-        "protocol": model.protocol,
-        "base_url": model.base_url.rstrip("/"),
+    after: dict[str, Any] = {
         "model_id": model.model_id,
         "params": model.params,
-        "messages": [m.model_dump(exclude={"cache"}) for m in messages],
         "response_format": None if schema is None else schema.model_dump(),
+        "protocol": model.protocol,
     }
     if model.reasoning is not None:
-        fields["reasoning"] = model.reasoning.model_dump()
-    canonical = json.dumps(
-        fields,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+        after["reasoning"] = model.reasoning.model_dump()
+    # '{"base_url":...,"messages":[' + the messages + '],"model_id":...}'
+    head = '{"base_url":' + _canonical(model.base_url.rstrip("/")) + ',"messages":['
+    tail = "]," + _canonical(after)[1:]
+    shared = 1 + max((i for i, m in enumerate(messages) if m.cache), default=-1)
+    if shared:
+        digest = _shared_prefix(head, tuple(messages[:shared])).copy()
+        rest = messages[shared:]
+        if rest:
+            digest.update(("," + _messages_json(rest)).encode())
+    else:
+        digest = hashlib.sha256(head.encode())
+        digest.update(_messages_json(messages).encode())
+    digest.update(tail.encode())
+    return digest.hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    """The JSON text `request_hash` hashes: sorted keys, no spaces, characters as they are."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _messages_json(messages: Sequence[ChatMessage]) -> str:
+    """The messages as `_canonical` writes the items of a list, without its brackets."""
+    return ",".join(_canonical(m.model_dump(exclude={"cache"})) for m in messages)
+
+
+@functools.lru_cache(maxsize=_SHARED_PREFIXES)
+def _shared_prefix(head: str, messages: tuple[ChatMessage, ...]) -> hashlib._Hash:
+    """The SHA-256 state after `head` and these messages; never updated (callers copy it).
+    Equal messages (same role and content) make the same key, whichever objects they are."""
+    return hashlib.sha256((head + _messages_json(messages)).encode())
 
 
 class Gateway:
@@ -163,6 +196,10 @@ class Gateway:
             headers={"User-Agent": f"specstress-{service}"},
             event_hooks={"response": [self._limiter.on_response]},
         )
+        # model calls skip httpx (`http.post_json`); opened in the loop that makes the first
+        self._session: aiohttp.ClientSession | None = None
+        self._max_connections = max_connections
+        self._user_agent = f"specstress-{service}"
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._rng = random.Random()
         self.batches = (
@@ -175,6 +212,8 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
         await self._claims.aclose()
         await self._limiter.aclose()
 
@@ -386,15 +425,17 @@ class Gateway:
         model, adapter = call.model, call.adapter
         api_key = model.api_key()
         request = adapter.build_request(model, call.messages, call.schema, api_key)
-        response = await http.send(
-            self._http,
-            "POST",
+        if self._session is None:
+            self._session = http.open_session(self._max_connections, self._user_agent)
+        response = await http.post_json(
+            self._session,
             request.url,
-            json=request.body,
+            request.body,
             headers=request.headers,
-            timeout=http.request_timeout(model.timeouts),
+            timeout=model.timeouts,
             api_key=api_key,
         )
+        self._limiter.on_headers(response.headers)
         status = response.status_code
         payload = http.json_body(response)
         if 200 <= status < 300:

@@ -3,30 +3,31 @@
 At most one `ok` row exists per request hash (a partial unique index), so an answer, once paid
 for, is found again by every later identical call instead of being bought twice.
 
-Each paid row also adds its cost and tokens to `llm_spend` in the same transaction, so the
+Each paid row also adds its cost and tokens to `llm_spend` in the same statement, so the
 running total the budget is checked against is exactly the sum over the ledger's paid rows.
 
 A process's `Ledger` looks up and writes the rows of concurrent calls together: one query over
-an array of hashes, one multi-row insert with one spend update (`specstress.db.batching`).
+an array of hashes, and one statement that inserts the rows and updates the spend
+(`specstress.db.batching`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import any_, bindparam, func, null, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import any_, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.sql.dml import ReturningInsert
 
 from specstress.db.batching import Coalescer
 from specstress.db.engine import database_unreachable, reading
 from specstress.db.schema import llm_calls
 from specstress.ids import advisory_lock_key
-from specstress.llm.traffic.store import add_spend
+from specstress.llm.traffic.store import SPEND_SHARDS
 from specstress.text import storable
 
 __all__ = [
@@ -73,47 +74,81 @@ async def find_completed(engine: AsyncEngine, request_hash: str) -> dict[str, An
     return response
 
 
-def _row(record: AttemptRecord) -> dict[str, Any]:
+# Every attempt of a batch as one statement, whatever their number: the rows come in as one
+# array per column, the paid ones that are new (RETURNING) feed the spend counter, and the
+# whole is one statement, so it is atomic even in autocommit (one round trip, no BEGIN and
+# COMMIT). An `ok` row whose hash already has one is left out by the partial unique index;
+# the literal predicate matters: Postgres cannot match a partial index to a bound parameter
+# once asyncpg's prepared statement switches to a generic plan (6th execution).
+_APPEND = text(
+    """
+WITH attempts AS (
+    SELECT * FROM unnest(
+        CAST(:request_hash AS text[]), CAST(:stage AS text[]), CAST(:model_key AS text[]),
+        CAST(:attempt AS integer[]), CAST(:status AS text[]), CAST(:error_class AS text[]),
+        CAST(:error AS text[]), CAST(:http_status AS integer[]),
+        CAST(:input_tokens AS integer[]), CAST(:output_tokens AS integer[]),
+        CAST(:cached_tokens AS integer[]), CAST(:reasoning_tokens AS integer[]),
+        CAST(:cost_usd AS float8[]), CAST(:latency_seconds AS float8[]),
+        CAST(:response AS text[])
+    ) WITH ORDINALITY AS a(request_hash, stage, model_key, attempt, status, error_class, error,
+                           http_status, input_tokens, output_tokens, cached_tokens,
+                           reasoning_tokens, cost_usd, latency_seconds, response, position)
+), added AS (
+    INSERT INTO llm_calls (request_hash, stage, model_key, attempt, status, error_class, error,
+                           http_status, input_tokens, output_tokens, cached_tokens,
+                           reasoning_tokens, cost_usd, latency_seconds, response)
+    -- in the callers' order: of two `ok` rows of one hash, the first is kept
+    SELECT request_hash, stage, model_key, attempt, status, error_class, error, http_status,
+           input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd,
+           latency_seconds, CAST(response AS jsonb)
+    FROM attempts ORDER BY position
+    ON CONFLICT (request_hash) WHERE status = 'ok' DO NOTHING
+    RETURNING request_hash, status, cost_usd, input_tokens + output_tokens AS tokens
+), spend AS (
+    INSERT INTO llm_spend AS s (shard, cost_usd, tokens)
+    SELECT CAST(:shard AS integer), sum(cost_usd), sum(tokens) FROM added WHERE status = 'ok'
+    HAVING count(*) > 0
+    ON CONFLICT (shard) DO UPDATE
+    SET cost_usd = s.cost_usd + excluded.cost_usd, tokens = s.tokens + excluded.tokens
+)
+SELECT request_hash, status FROM added
+"""
+)
+
+
+def _columns(records: Sequence[AttemptRecord]) -> dict[str, Any]:
+    """The parameters of `_APPEND`: one list per column."""
+    shard = next((int(r.request_hash[:8], 16) for r in records if r.status == "ok"), 0)
     return {
-        "request_hash": record.request_hash,
-        "stage": record.stage,
-        "model_key": record.model_key,
-        "attempt": record.attempt,
-        "status": record.status,
-        "error_class": record.error_class,
-        "error": None if record.error is None else storable(record.error[:MAX_ERROR_CHARS]),
-        "http_status": record.http_status,
-        "input_tokens": record.input_tokens,
-        "output_tokens": record.output_tokens,
-        "cached_tokens": record.cached_tokens,
-        "reasoning_tokens": record.reasoning_tokens,
-        "cost_usd": record.cost_usd,
-        "latency_seconds": record.latency_seconds,
-        # a bare None would be stored as JSON null; an error row has no response at all
-        "response": null() if record.response is None else record.response,
+        "request_hash": [r.request_hash for r in records],
+        "stage": [r.stage for r in records],
+        "model_key": [r.model_key for r in records],
+        "attempt": [r.attempt for r in records],
+        "status": [r.status for r in records],
+        "error_class": [r.error_class for r in records],
+        "error": [
+            None if r.error is None else storable(r.error[:MAX_ERROR_CHARS]) for r in records
+        ],
+        "http_status": [r.http_status for r in records],
+        "input_tokens": [r.input_tokens for r in records],
+        "output_tokens": [r.output_tokens for r in records],
+        "cached_tokens": [r.cached_tokens for r in records],
+        "reasoning_tokens": [r.reasoning_tokens for r in records],
+        "cost_usd": [r.cost_usd for r in records],
+        "latency_seconds": [r.latency_seconds for r in records],
+        # an error row has no response at all (SQL NULL, not JSON null)
+        "response": [None if r.response is None else json.dumps(r.response) for r in records],
+        # which row of the sharded counter takes this batch's spend (any: they are summed)
+        "shard": shard % SPEND_SHARDS,
     }
 
 
-def _insert_keeping_answers(rows: list[dict[str, Any]]) -> ReturningInsert[tuple[str, str]]:
-    """INSERT of ledger rows that leaves a hash's completed row alone (RETURNING the new)."""
-    return (
-        insert(llm_calls)
-        .values(rows)
-        .on_conflict_do_nothing(
-            # A literal predicate: Postgres cannot match a partial index to a bound parameter
-            # once asyncpg's prepared statement switches to a generic plan (6th execution).
-            index_elements=[llm_calls.c.request_hash],
-            index_where=text("status = 'ok'"),
-        )
-        .returning(llm_calls.c.request_hash, llm_calls.c.status)
-    )
-
-
 async def _append(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> list[bool]:
-    """Append attempts in the caller's transaction and add the new answers' cost and tokens to
-    the spend; for each record, False when it is an `ok` row whose hash already had one (here
+    """Append attempts and add the new answers' cost and tokens to the spend, in one
+    statement; for each record, False when it is an `ok` row whose hash already had one (here
     or earlier in `records`)."""
-    added = await conn.execute(_insert_keeping_answers([_row(r) for r in records]))
+    added = await conn.execute(_APPEND, _columns(records))
     new_answers = {row.request_hash for row in added if row.status == "ok"}
     written = []
     for record in records:
@@ -122,22 +157,19 @@ async def _append(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> li
             # of two records of one hash, the row kept is the first's
             new_answers.discard(record.request_hash)
         written.append(new)
-    paid = [r for r, new in zip(records, written, strict=True) if new and r.status == "ok"]
-    if paid:
-        # the budget's running total moves with the ledger rows, in one transaction
-        await add_spend(
-            conn,
-            int(paid[0].request_hash[:8], 16),
-            sum(r.cost_usd for r in paid),
-            sum(r.input_tokens + r.output_tokens for r in paid),
-        )
     return written
+
+
+async def _append_alone(engine: AsyncEngine, records: Sequence[AttemptRecord]) -> list[bool]:
+    """`_append` as a transaction of its own: the statement alone, in autocommit."""
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        return await _append(conn, records)
 
 
 async def record_attempt(engine: AsyncEngine, record: AttemptRecord) -> bool:
     """Append one attempt. False when it is an `ok` row and the hash already had one."""
-    async with engine.begin() as conn:
-        return (await _append(conn, [record]))[0]
+    return (await _append_alone(engine, [record]))[0]
 
 
 async def record_attempts(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> set[str]:
@@ -160,7 +192,7 @@ _FIND_COMPLETED_MANY = select(llm_calls.c.request_hash, llm_calls.c.response).wh
 
 class Ledger:
     """The ledger as one process's concurrent calls use it: their lookups run as one query
-    and their rows are written in one transaction, batch by batch."""
+    and their rows are written by one statement, batch by batch."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -182,8 +214,7 @@ class Ledger:
         return [found.get(h) for h in hashes]
 
     async def _append_many(self, records: Sequence[AttemptRecord]) -> list[bool]:
-        async with self._engine.begin() as conn:
-            return await _append(conn, records)
+        return await _append_alone(self._engine, records)
 
 
 class CallLocks:

@@ -22,6 +22,7 @@ second.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import re
@@ -52,8 +53,12 @@ _DAILY = re.compile(r"daily|per[ _-]?day", re.IGNORECASE)
 
 def provider_key(model: ModelConfig) -> str:
     """The identity of a provider account: where the calls go and which key pays."""
-    parts = [model.base_url.rstrip("/"), model.api_key_env]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+    return _provider_key(model.base_url.rstrip("/"), model.api_key_env)
+
+
+@functools.lru_cache(maxsize=1024)
+def _provider_key(base_url: str, api_key_env: str | None) -> str:
+    return hashlib.sha256(json.dumps([base_url, api_key_env]).encode()).hexdigest()
 
 
 def provider_label(base_url: str) -> str:

@@ -51,10 +51,11 @@ headers or a 429); from then on this process paces them too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -97,8 +98,13 @@ _current: ContextVar[Attempt | None] = ContextVar("specstress_rate_attempt", def
 
 def limit_key(model: ModelConfig) -> str:
     """The identity of a rate limit: where the calls go, which model, which key pays."""
-    parts = [model.base_url.rstrip("/"), model.model_id, model.api_key_env]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+    return _limit_key(model.base_url.rstrip("/"), model.model_id, model.api_key_env)
+
+
+@functools.lru_cache(maxsize=1024)
+def _limit_key(base_url: str, model_id: str, api_key_env: str | None) -> str:
+    # asked on every attempt, of a handful of endpoints
+    return hashlib.sha256(json.dumps([base_url, model_id, api_key_env]).encode()).hexdigest()
 
 
 def estimate_tokens(model: ModelConfig, messages: Sequence[ChatMessage]) -> int:
@@ -120,7 +126,8 @@ class Attempt:
     key: str
     tokens: int
     reservation: db.Reservation | None = None
-    headers: httpx.Headers | None = None
+    # case-insensitive
+    headers: Mapping[str, str] | None = None
 
 
 class RateLimiter:
@@ -176,9 +183,13 @@ class RateLimiter:
 
     async def on_response(self, response: httpx.Response) -> None:
         """httpx response hook: the wire-protocol code stays unaware of rate limits."""
+        self.on_headers(response.headers)
+
+    def on_headers(self, headers: Mapping[str, str]) -> None:
+        """Keep an answer's headers on the attempt being watched, if any."""
         attempt = _current.get()
         if attempt is not None:
-            attempt.headers = response.headers
+            attempt.headers = headers
 
     async def settle(
         self, attempt: Attempt, *, usage: Usage | None = None, error: LLMError | None = None

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from specstress.db.schema import llm_provider_pauses, llm_rate_limits, llm_spend
 
@@ -21,7 +21,6 @@ __all__ = [
     "Pause",
     "Reservation",
     "Settlement",
-    "add_spend",
     "clear_pauses",
     "ensure_limit",
     "limit_rows",
@@ -33,6 +32,7 @@ __all__ = [
     "spent",
 ]
 
+# rows of `llm_spend`, summed by `spent`; a ledger write adds to one (`specstress.llm.ledger`)
 SPEND_SHARDS = 16
 _PACING_POOL_SIZE = 8
 
@@ -330,21 +330,6 @@ async def clear_pauses(
             Pause(**r._mapping)
             for r in await conn.execute(statement.returning(llm_provider_pauses))
         ]
-
-
-async def add_spend(conn: AsyncConnection, shard: int, cost_usd: float, tokens: int) -> None:
-    """Count a paid answer, inside the transaction that writes its ledger row."""
-    statement = insert(llm_spend).values(
-        shard=shard % SPEND_SHARDS, cost_usd=cost_usd, tokens=tokens
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=[llm_spend.c.shard],
-        set_={
-            "cost_usd": llm_spend.c.cost_usd + statement.excluded.cost_usd,
-            "tokens": llm_spend.c.tokens + statement.excluded.tokens,
-        },
-    )
-    await conn.execute(statement)
 
 
 async def spent(engine: AsyncEngine) -> tuple[float, int]:
