@@ -61,7 +61,7 @@ async def answer_during_a_stall(loop: str) -> str:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     client = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
