@@ -103,10 +103,9 @@ async def test_sigstop_past_ack_wait_then_sigcont(tmp_path: Path, database_url: 
         for victim in victims:
             run.signal(victim, signal.SIGCONT)
         await run.settle()
-        # A stall longer than the read timeout costs what a kill costs: on SIGCONT the timer of
-        # each read in flight fires before the answer waiting in its socket is read, so those
-        # calls are retried and paid again. Nothing else may be paid twice.
-        check(await run.figures("SIGSTOP 9 s, SIGCONT", bound), paid_at_most=bound)
+        # the stalled process reads the answers that arrived meanwhile: none is paid twice
+        # (pipeline/eventloop.py)
+        check(await run.figures("SIGSTOP 9 s, SIGCONT", bound), paid_at_most=0)
 
 
 @full

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import Awaitable
 from pathlib import Path
@@ -17,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from specstress.config import Config, load_config
 from specstress.errors import InputError
 from specstress.local import ServerStartError
+from specstress.pipeline import eventloop
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -111,7 +111,7 @@ def run_async(coro: Awaitable[T]) -> T:
         return await coro
 
     try:
-        return asyncio.run(wrapper())
+        return eventloop.run(wrapper())
     except InputError as exc:
         raise fail(exc) from None
 

@@ -25,7 +25,7 @@ from specstress.config import BusConfig, Config
 from specstress.contracts import Event
 from specstress.db.engine import create_engine, database_unreachable
 from specstress.llm.gateway import Gateway
-from specstress.pipeline import process
+from specstress.pipeline import eventloop, process
 from specstress.pipeline.bus import check_consumers, consumers, servers
 from specstress.pipeline.delivery import pull
 from specstress.pipeline.prompts import PromptLibrary
@@ -90,7 +90,7 @@ class Service:
         port = args.metrics_port
         if port is None:
             port = manifest(self.name).metrics_port
-        asyncio.run(self.serve(config, host=args.host, port=port))
+        eventloop.run(self.serve(config, host=args.host, port=port))
 
     async def serve(self, config: Config, *, host: str, port: int) -> None:
         # A fixed pool, no overflow: a stage handles dozens of messages at once, and overflow

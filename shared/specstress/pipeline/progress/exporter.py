@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from specstress import metrics
 from specstress.config import Config
 from specstress.db import create_engine
-from specstress.pipeline import process
+from specstress.pipeline import eventloop, process
 from specstress.pipeline.progress.completeness import STAGE_SERVICES, completeness
 
 __all__ = ["export_once", "main"]
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     server, thread = start_http_server(args.port, addr=args.host)
     log.info("exporting completeness on http://%s:%d/metrics", args.host, args.port)
     try:
-        asyncio.run(_serve(config, args.interval))
+        eventloop.run(_serve(config, args.interval))
     finally:
         server.shutdown()
         thread.join()
