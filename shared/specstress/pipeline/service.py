@@ -90,6 +90,7 @@ class Service:
         port = args.metrics_port
         if port is None:
             port = manifest(self.name).metrics_port
+        process.settle_garbage_collector()
         eventloop.run(self.serve(config, host=args.host, port=port))
 
     async def serve(self, config: Config, *, host: str, port: int) -> None:
