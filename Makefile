@@ -44,6 +44,11 @@ bench: $(STAMP)
 bench-peers: $(STAMP)
 	$(BIN)/python -m bench.pipeline --peers
 
+# the pipeline with py-spy on every service: each process's CPU per LLM call, split by library
+.PHONY: bench-profile
+bench-profile: $(STAMP)
+	$(BIN)/python -m bench.profile
+
 # share of a 300 RPM limit two gateway processes use against the simulator (about 3 minutes)
 bench-ratelimit: $(STAMP)
 	$(BIN)/python -m bench.ratelimit

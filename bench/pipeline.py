@@ -220,7 +220,10 @@ async def _bus_counts(url: str, stream: str) -> dict[str, int]:
         await client.close()
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace, running: asyncio.Future[dict[str, int]] | None = None
+) -> dict[str, Any]:
+    """The run's figures; `running`, if given, gets every process's pid once the pairs are out."""
     load_at_start = os.getloadavg()
     async with private_servers("pipeline") as servers:
         stack: Stack | None = None
@@ -246,6 +249,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             cpu_start |= {name: _server_cpu_seconds(pid) for name, pid in server_pids.items()}
             started = time.time()
             await start_run(config, args.pairs, args.seed)
+            if running is not None:
+                running.set_result({name: p.popen.pid for name, p in stack.processes.items()})
             await wait_until_idle(config, timeout=args.timeout, quiet_seconds=2.0, stack=stack)
             elapsed = time.time() - started
             usage = [
