@@ -833,24 +833,27 @@ async def scenario_positions(engine: AsyncEngine, scenario_id: str) -> list[Posi
     return await _batches(engine).positions(scenario_id) or []
 
 
+# built once: the aggregator runs it for every batch of messages
+_POSITIONS = (
+    select(
+        classifications.c.scenario_id,
+        classifications.c.response_id,
+        responses.c.model_key,
+        models.c.family,
+        classifications.c.value1_position,
+        classifications.c.value2_position,
+    )
+    .join(responses, responses.c.response_id == classifications.c.response_id)
+    .join(models, models.c.model_key == responses.c.model_key)
+    .where(_any_of(classifications.c.scenario_id, "ids"))
+    .order_by(classifications.c.scenario_id, responses.c.model_key)
+)
+
+
 async def _scenarios_positions(
     conn: AsyncConnection, scenario_ids: list[str]
 ) -> dict[str, list[PositionRow]]:
-    rows = await conn.execute(
-        select(
-            classifications.c.scenario_id,
-            classifications.c.response_id,
-            responses.c.model_key,
-            models.c.family,
-            classifications.c.value1_position,
-            classifications.c.value2_position,
-        )
-        .join(responses, responses.c.response_id == classifications.c.response_id)
-        .join(models, models.c.model_key == responses.c.model_key)
-        .where(_any_of(classifications.c.scenario_id, "ids"))
-        .order_by(classifications.c.scenario_id, responses.c.model_key),
-        {"ids": scenario_ids},
-    )
+    rows = await conn.execute(_POSITIONS, {"ids": scenario_ids})
     found: dict[str, list[PositionRow]] = {}
     for row in rows:
         found.setdefault(row.scenario_id, []).append(PositionRow(*row[1:]))
