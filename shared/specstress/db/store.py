@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
+    FromClause,
     Row,
     Select,
     Table,
@@ -374,7 +375,7 @@ async def pair_scenarios(engine: AsyncEngine, pair_id: str) -> dict[str, Scenari
     return {} if state is None else state.scenarios
 
 
-def _by_variant(table: Table, *columns: str) -> Any:
+def _by_variant(table: Table, *columns: str) -> FromClause:
     """One array per column of the outer query's pair's rows in `table`, in variant order (NULL
     when it has none): a pair has at most three, so one row per pair carries them all."""
     return (
@@ -896,15 +897,8 @@ ON CONFLICT (scenario_id, model_set) DO UPDATE SET
     high = excluded.high,
     computed_at = now()
 """)
-_DISAGREEMENT_COLUMNS = (
-    "scenario_id",
-    "model_set",
-    "members",
-    "value1_std",
-    "value2_std",
-    "disagreement",
-    "high",
-)
+# the columns a caller's rows carry: all but the time of the computation
+_DISAGREEMENT_COLUMNS = tuple(c.name for c in disagreement.c if c.name != "computed_at")
 
 
 async def upsert_disagreement(engine: AsyncEngine, rows: Iterable[dict[str, Any]]) -> None:
