@@ -48,7 +48,8 @@ def _scale(answer: dict[str, Any], key: str) -> list[dict[str, str]]:
         raise BadModelOutput(f"{key} must be a list of exactly 7 steps (found {found})")
     steps = []
     for expected, raw in zip(SPECTRUM_POSITIONS, scale, strict=True):
-        if isinstance(raw, dict):
+        # most answers spell every position exactly: only the others need folding
+        if isinstance(raw, dict) and raw.get("position") not in SPECTRUM_POSITIONS:
             canonical_field(raw, "position", SPECTRUM_POSITIONS)
         step = validated(Step, raw, f"{key}: step {expected}: ")
         if step.position != expected:
