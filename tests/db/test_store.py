@@ -176,9 +176,16 @@ async def test_concurrent_disagreement_upserts_share_one_statement(engine: Async
         # the same scenario and set again in the batch: the later rows win
         store.upsert_disagreement(engine, [_d("s1", "all", 0.25)]),
         store.upsert_disagreement(engine, []),
+        store.upsert_disagreement(engine, [{"scenario_id": "s2", "model_set": "all"}]),
         return_exceptions=True,
     )
-    assert [type(o) for o in outcomes] == [type(None), IntegrityError, *[type(None)] * 3]
+    assert [type(o) for o in outcomes] == [
+        type(None),
+        IntegrityError,
+        *[type(None)] * 3,
+        ValueError,
+    ]
+    assert "without members, value1_std" in str(outcomes[-1])
     async with engine.connect() as conn:
         rows = await conn.execute(
             text(

@@ -902,9 +902,12 @@ _DISAGREEMENT_COLUMNS = tuple(c.name for c in disagreement.c if c.name != "compu
 
 
 async def upsert_disagreement(engine: AsyncEngine, rows: Iterable[dict[str, Any]]) -> None:
-    """Replace the D rows of a scenario, in one statement with those of concurrent callers;
-    returns once they are committed."""
+    """Write recomputed D rows over the stored ones, in one statement with those of concurrent
+    callers; returns once they are committed."""
     batch = tuple(rows)
+    for row in batch:
+        if missing := [c for c in _DISAGREEMENT_COLUMNS if c not in row]:
+            raise ValueError(f"a disagreement row without {', '.join(missing)}: {row}")
     if batch:
         await _batches(engine).disagreement.submit(batch)
 
