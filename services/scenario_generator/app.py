@@ -97,12 +97,11 @@ async def _generate(
 
 @service.handles(PairSampled)
 async def generate_scenarios(stage: Stage, event: PairSampled) -> None:
-    pair = await store.get_pair(stage.engine, event.pair_id)
-    if pair is None:
+    state = await store.pair_state(stage.engine, event.pair_id)
+    if state is None:
         raise Unprocessable(f"pair {event.pair_id} is not in the database")
+    pair, existing, dropped = state.pair, state.scenarios, state.drops
     generator = weighted_round_robin(stage.config.roles.generators, event.index)
-    existing = await store.pair_scenarios(stage.engine, pair.pair_id)
-    dropped = await store.pair_drops(stage.engine, pair.pair_id)
 
     if "neutral" in existing:
         neutral: str | None = existing["neutral"].query

@@ -48,7 +48,8 @@ def _scale(answer: dict[str, Any], key: str) -> list[dict[str, str]]:
         raise BadModelOutput(f"{key} must be a list of exactly 7 steps (found {found})")
     steps = []
     for expected, raw in zip(SPECTRUM_POSITIONS, scale, strict=True):
-        if isinstance(raw, dict):
+        # most answers spell every position exactly: only the others need folding
+        if isinstance(raw, dict) and raw.get("position") not in SPECTRUM_POSITIONS:
             canonical_field(raw, "position", SPECTRUM_POSITIONS)
         step = validated(Step, raw, f"{key}: step {expected}: ")
         if step.position != expected:
@@ -68,14 +69,13 @@ def parse_spectra(text: str) -> tuple[list[dict[str, str]], list[dict[str, str]]
 
 @service.handles(ScenarioCreated)
 async def build_spectra(stage: Stage, event: ScenarioCreated) -> None:
-    spectrum = await store.get_spectrum(stage.engine, event.pair_id)
+    state = await store.pair_state(stage.engine, event.pair_id)
+    if state is None:
+        raise Unprocessable(f"pair {event.pair_id} is not in the database")
+    spectrum = state.spectrum
     if spectrum is None:
-        pair = await store.get_pair(stage.engine, event.pair_id)
-        if pair is None:
-            raise Unprocessable(f"pair {event.pair_id} is not in the database")
-        stored = await store.pair_scenarios(stage.engine, pair.pair_id)
-        dropped = await store.pair_drops(stage.engine, pair.pair_id)
-        if any(v not in stored and v not in dropped for v in VARIANTS):
+        pair, stored = state.pair, state.scenarios
+        if any(v not in stored and v not in state.drops for v in VARIANTS):
             return  # the generator announces scenarios only after all three are settled
         prompt = stage.prompts.get("spectrum")
         queries = "\n\n".join(
@@ -100,6 +100,8 @@ async def build_spectra(stage: Stage, event: ScenarioCreated) -> None:
             value1_spectrum=value1_scale,
             value2_spectrum=value2_scale,
         )
-        spectrum = await store.get_spectrum(stage.engine, pair.pair_id)
-        assert spectrum is not None
+        # the stored spectrum: one written earlier under another model or prompt stays
+        settled = await store.pair_state(stage.engine, pair.pair_id)
+        assert settled is not None and settled.spectrum is not None
+        spectrum = settled.spectrum
     await stage.emit(SpectraCreated(spectrum_id=spectrum.spectrum_id, pair_id=spectrum.pair_id))

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.db import store
 from specstress.db.engine import create_engine
-from tests.support.rows import add_answer, add_scenario, add_verdict, pair_row
+from tests.support.rows import add_answer, add_scenario, add_spectrum, add_verdict, pair_row
 
 MODELS = ("alpha-1", "beta-1", "gamma-1")
 
@@ -120,3 +120,80 @@ async def test_verdicts_and_their_citations_written_together(engine: AsyncEngine
     assert response is not None
     assert (response[0].model_key, response[1]) == ("beta-1", "question 1")
     assert await store.get_response(engine, "s1/none") is None
+
+
+async def test_pair_states_read_together(engine: AsyncEngine) -> None:
+    await add_scenario(engine, "p1-n", "p1", "neutral", query="neutral question")
+    await add_scenario(engine, "p1-v2", "p1", "value2", query="leaning question")
+    await store.insert_drop(
+        engine, pair_id="p1", variant="value1", generator="writer", reason="refusal", raw="no"
+    )
+    await add_spectrum(engine, "spectrum-p1", "p1")
+    await store.insert_drop(
+        engine, pair_id="p2", variant="neutral", generator="writer", reason="no tag", raw=""
+    )
+    states = await asyncio.gather(
+        *(store.pair_state(engine, pair) for pair in ("p1", "p2", "p3", "p1", "nope"))
+    )
+    p1, p2, p3, again, missing = states
+    assert p1 is not None and again == p1 and missing is None
+    assert (p1.pair.value2, p1.pair.taxonomy_version) == ("kindness 1", "t")
+    assert {v: (s.scenario_id, s.query) for v, s in p1.scenarios.items()} == {
+        "neutral": ("p1-n", "neutral question"),
+        "value2": ("p1-v2", "leaning question"),
+    }
+    assert p1.drops == {"value1": "refusal"}
+    assert p1.spectrum is not None and p1.spectrum.spectrum_id == "spectrum-p1"
+    assert p2 is not None and (p2.scenarios, p2.drops, p2.spectrum) == (
+        {},
+        {"neutral": "no tag"},
+        None,
+    )
+    assert p3 is not None and (p3.scenarios, p3.drops, p3.spectrum) == ({}, {}, None)
+    assert await store.pair_scenarios(engine, "p1") == p1.scenarios
+    assert await store.pair_scenarios(engine, "nope") == {}
+
+
+def _d(scenario: str, model_set: str, d: float) -> dict[str, object]:
+    return {
+        "scenario_id": scenario,
+        "model_set": model_set,
+        "members": 2,
+        "value1_std": d,
+        "value2_std": d,
+        "disagreement": d,
+        "high": d > 1,
+    }
+
+
+async def test_concurrent_disagreement_upserts_share_one_statement(engine: AsyncEngine) -> None:
+    await asyncio.gather(*(_scenario(engine, n) for n in range(3)))
+    await store.upsert_disagreement(engine, [_d("s0", "all", 0.5)])
+    outcomes = await asyncio.gather(
+        store.upsert_disagreement(engine, [_d("s0", "all", 2.0), _d("s0", "pairs", 0.1)]),
+        store.upsert_disagreement(engine, [_d("no-such-scenario", "all", 1.0)]),
+        store.upsert_disagreement(engine, [_d("s1", "all", 1.5)]),
+        # the same scenario and set again in the batch: the later rows win
+        store.upsert_disagreement(engine, [_d("s1", "all", 0.25)]),
+        store.upsert_disagreement(engine, []),
+        store.upsert_disagreement(engine, [{"scenario_id": "s2", "model_set": "all"}]),
+        return_exceptions=True,
+    )
+    assert [type(o) for o in outcomes] == [
+        type(None),
+        IntegrityError,
+        *[type(None)] * 3,
+        ValueError,
+    ]
+    assert "without members, value1_std" in str(outcomes[-1])
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT scenario_id, model_set, disagreement, high FROM disagreement ORDER BY 1, 2"
+            )
+        )
+        assert [tuple(r) for r in rows] == [
+            ("s0", "all", 2.0, True),
+            ("s0", "pairs", 0.1, False),
+            ("s1", "all", 0.25, False),
+        ]

@@ -15,8 +15,20 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, Table, any_, bindparam, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Row,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    func,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import String
 
@@ -45,15 +57,14 @@ __all__ = [
     "ClassificationContext",
     "LabellingContext",
     "PairRow",
+    "PairState",
     "PositionRow",
     "ResponseRow",
     "ScenarioRow",
     "SpectrumRow",
     "active_models",
     "classification_context",
-    "get_pair",
     "get_response",
-    "get_spectrum",
     "insert_classifications",
     "insert_drop",
     "insert_pairs",
@@ -64,8 +75,8 @@ __all__ = [
     "insert_verdict",
     "labelling_context",
     "list_models",
-    "pair_drops",
     "pair_scenarios",
+    "pair_state",
     "pairs_missing_spectra",
     "record_dead_letter",
     "register_model",
@@ -200,16 +211,13 @@ class _Batches:
         self.labelling_context = _Lookup(engine, "labelling contexts", _labelling_contexts)
         self.model_state = _Lookup(engine, "model states", _model_states)
         self.positions = _Lookup(engine, "scenario positions", _scenarios_positions)
+        self.pair_state = _Lookup(engine, "pair states", _pair_states)
+        self.disagreement: Coalescer[tuple[dict[str, Any], ...], None] = Coalescer(
+            lambda batch: _upsert_disagreements(engine, batch), name="disagreement upserts"
+        )
 
 
 _batches = PerEngine(_Batches)
-
-
-async def _first(engine: AsyncEngine, query: Select[Any]) -> tuple[Any, ...] | None:
-    """The first row a lookup finds, if any."""
-    async with reading(engine) as conn:
-        row = (await conn.execute(query)).first()
-    return None if row is None else tuple(row)
 
 
 async def write_facts(engine: AsyncEngine, *tables: tuple[Table, Sequence[dict[str, Any]]]) -> None:
@@ -290,19 +298,6 @@ async def insert_pairs(engine: AsyncEngine, rows: Sequence[dict[str, Any]]) -> i
         return len(result.all())
 
 
-async def get_pair(engine: AsyncEngine, pair_id: str) -> PairRow | None:
-    row = await _first(
-        engine,
-        select(
-            value_pairs.c.pair_id,
-            value_pairs.c.value1,
-            value_pairs.c.value2,
-            value_pairs.c.taxonomy_version,
-        ).where(value_pairs.c.pair_id == pair_id),
-    )
-    return PairRow(*row) if row else None
-
-
 async def register_model(engine: AsyncEngine, model_key: str, family: str) -> bool:
     """Activate a target model; returns True when it was not active before."""
     async with engine.begin() as conn:
@@ -357,22 +352,95 @@ _SCENARIO = (
 )
 
 
+@dataclass(frozen=True)
+class PairState:
+    """A pair with what the stages before the answers have made of it so far."""
+
+    pair: PairRow
+    # stored scenarios by variant, and the dropped variants with their reasons
+    scenarios: dict[str, ScenarioRow]
+    drops: dict[str, str]
+    spectrum: SpectrumRow | None
+
+
+async def pair_state(engine: AsyncEngine, pair_id: str) -> PairState | None:
+    """A pair with its scenarios, drops and spectrum; None when the pair is not in the
+    database. Concurrent callers' pairs are read in one query."""
+    return await _batches(engine).pair_state(pair_id)
+
+
 async def pair_scenarios(engine: AsyncEngine, pair_id: str) -> dict[str, ScenarioRow]:
     """The pair's stored scenarios, by variant."""
-    async with reading(engine) as conn:
-        rows = await conn.execute(select(*_SCENARIO).where(scenarios.c.pair_id == pair_id))
-        return {r.variant: ScenarioRow(*r) for r in rows}
+    state = await pair_state(engine, pair_id)
+    return {} if state is None else state.scenarios
 
 
-async def pair_drops(engine: AsyncEngine, pair_id: str) -> dict[str, str]:
-    """The pair's dropped variants with their reasons."""
-    async with reading(engine) as conn:
-        rows = await conn.execute(
-            select(scenario_drops.c.variant, scenario_drops.c.reason).where(
-                scenario_drops.c.pair_id == pair_id
+def _by_variant(table: Table, *columns: str) -> FromClause:
+    """One array per column of the outer query's pair's rows in `table`, in variant order (NULL
+    when it has none): a pair has at most three, so one row per pair carries them all."""
+    return (
+        select(
+            *(
+                func.array_agg(aggregate_order_by(table.c[c], table.c.variant)).label(c)
+                for c in columns
             )
         )
-        return {r.variant: r.reason for r in rows}
+        .where(table.c.pair_id == value_pairs.c.pair_id)
+        .lateral()
+    )
+
+
+_stored = _by_variant(scenarios, "scenario_id", "variant", "generator", "query")
+_dropped = _by_variant(scenario_drops, "variant", "reason")
+_PAIR_STATES = (
+    select(
+        value_pairs.c.pair_id,
+        value_pairs.c.value1,
+        value_pairs.c.value2,
+        value_pairs.c.taxonomy_version,
+        spectra.c.spectrum_id,
+        spectra.c.value1_spectrum,
+        spectra.c.value2_spectrum,
+        _stored.c.scenario_id.label("scenario_ids"),
+        _stored.c.variant.label("variants"),
+        _stored.c.generator.label("generators"),
+        _stored.c.query.label("queries"),
+        _dropped.c.variant.label("dropped"),
+        _dropped.c.reason.label("reasons"),
+    )
+    .outerjoin(spectra, spectra.c.pair_id == value_pairs.c.pair_id)
+    .join(_stored, true())
+    .join(_dropped, true())
+    .where(_any_of(value_pairs.c.pair_id, "ids"))
+)
+
+
+async def _pair_states(conn: AsyncConnection, pair_ids: list[str]) -> dict[str, PairState]:
+    found = {}
+    for row in await conn.execute(_PAIR_STATES, {"ids": pair_ids}):
+        pair = PairRow(row.pair_id, row.value1, row.value2, row.taxonomy_version)
+        stored = zip(
+            row.scenario_ids or (),
+            row.variants or (),
+            row.generators or (),
+            row.queries or (),
+            strict=True,
+        )
+        spectrum = None
+        if row.spectrum_id is not None:
+            spectrum = SpectrumRow(
+                row.spectrum_id, row.pair_id, row.value1_spectrum, row.value2_spectrum
+            )
+        found[row.pair_id] = PairState(
+            pair,
+            scenarios={
+                variant: ScenarioRow(scenario_id, row.pair_id, variant, generator, query)
+                for scenario_id, variant, generator, query in stored
+            },
+            drops=dict(zip(row.dropped or (), row.reasons or (), strict=True)),
+            spectrum=spectrum,
+        )
+    return found
 
 
 async def insert_scenario(
@@ -731,19 +799,6 @@ async def _labelling_contexts(
 # --- spectra ---------------------------------------------------------------------------------
 
 
-async def get_spectrum(engine: AsyncEngine, pair_id: str) -> SpectrumRow | None:
-    row = await _first(
-        engine,
-        select(
-            spectra.c.spectrum_id,
-            spectra.c.pair_id,
-            spectra.c.value1_spectrum,
-            spectra.c.value2_spectrum,
-        ).where(spectra.c.pair_id == pair_id),
-    )
-    return SpectrumRow(*row) if row else None
-
-
 async def insert_spectrum(
     engine: AsyncEngine,
     *,
@@ -779,24 +834,27 @@ async def scenario_positions(engine: AsyncEngine, scenario_id: str) -> list[Posi
     return await _batches(engine).positions(scenario_id) or []
 
 
+# built once: the aggregator runs it for every batch of messages
+_POSITIONS = (
+    select(
+        classifications.c.scenario_id,
+        classifications.c.response_id,
+        responses.c.model_key,
+        models.c.family,
+        classifications.c.value1_position,
+        classifications.c.value2_position,
+    )
+    .join(responses, responses.c.response_id == classifications.c.response_id)
+    .join(models, models.c.model_key == responses.c.model_key)
+    .where(_any_of(classifications.c.scenario_id, "ids"))
+    .order_by(classifications.c.scenario_id, responses.c.model_key)
+)
+
+
 async def _scenarios_positions(
     conn: AsyncConnection, scenario_ids: list[str]
 ) -> dict[str, list[PositionRow]]:
-    rows = await conn.execute(
-        select(
-            classifications.c.scenario_id,
-            classifications.c.response_id,
-            responses.c.model_key,
-            models.c.family,
-            classifications.c.value1_position,
-            classifications.c.value2_position,
-        )
-        .join(responses, responses.c.response_id == classifications.c.response_id)
-        .join(models, models.c.model_key == responses.c.model_key)
-        .where(_any_of(classifications.c.scenario_id, "ids"))
-        .order_by(classifications.c.scenario_id, responses.c.model_key),
-        {"ids": scenario_ids},
-    )
+    rows = await conn.execute(_POSITIONS, {"ids": scenario_ids})
     found: dict[str, list[PositionRow]] = {}
     for row in rows:
         found.setdefault(row.scenario_id, []).append(PositionRow(*row[1:]))
@@ -825,26 +883,47 @@ async def unclassified_scenarios(engine: AsyncEngine, older_than_seconds: float)
 # --- disagreement ----------------------------------------------------------------------------
 
 
+# one statement whatever the number of rows: the rows come as one array per column
+_UPSERT_DISAGREEMENT = text("""
+INSERT INTO disagreement (scenario_id, model_set, members, value1_std, value2_std, disagreement, high)
+SELECT * FROM unnest(CAST(:scenario_id AS text[]), CAST(:model_set AS text[]),
+    CAST(:members AS integer[]), CAST(:value1_std AS float8[]), CAST(:value2_std AS float8[]),
+    CAST(:disagreement AS float8[]), CAST(:high AS boolean[]))
+ON CONFLICT (scenario_id, model_set) DO UPDATE SET
+    members = excluded.members,
+    value1_std = excluded.value1_std,
+    value2_std = excluded.value2_std,
+    disagreement = excluded.disagreement,
+    high = excluded.high,
+    computed_at = now()
+""")
+# the columns a caller's rows carry: all but the time of the computation
+_DISAGREEMENT_COLUMNS = tuple(c.name for c in disagreement.c if c.name != "computed_at")
+
+
 async def upsert_disagreement(engine: AsyncEngine, rows: Iterable[dict[str, Any]]) -> None:
-    batch = list(rows)
-    if not batch:
-        return
-    statement = insert(disagreement)
-    async with engine.begin() as conn:
-        await conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[disagreement.c.scenario_id, disagreement.c.model_set],
-                set_={
-                    "members": statement.excluded.members,
-                    "value1_std": statement.excluded.value1_std,
-                    "value2_std": statement.excluded.value2_std,
-                    "disagreement": statement.excluded.disagreement,
-                    "high": statement.excluded.high,
-                    "computed_at": func.now(),
-                },
-            ),
-            batch,
-        )
+    """Write recomputed D rows over the stored ones, in one statement with those of concurrent
+    callers; returns once they are committed."""
+    batch = tuple(rows)
+    for row in batch:
+        if missing := [c for c in _DISAGREEMENT_COLUMNS if c not in row]:
+            raise ValueError(f"a disagreement row without {', '.join(missing)}: {row}")
+    if batch:
+        await _batches(engine).disagreement.submit(batch)
+
+
+async def _upsert_disagreements(
+    engine: AsyncEngine, batch: Sequence[tuple[dict[str, Any], ...]]
+) -> list[None]:
+    # a statement may update a row only once: of two callers' rows for one scenario and set,
+    # the later one is written, as it would be had each caller upserted on its own
+    latest = {(row["scenario_id"], row["model_set"]): row for rows in batch for row in rows}
+    arrays = {c: [row[c] for row in latest.values()] for c in _DISAGREEMENT_COLUMNS}
+    async with engine.connect() as conn:
+        # a single statement is atomic: no BEGIN and COMMIT round trips around it
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(_UPSERT_DISAGREEMENT, arrays)
+    return [None for _ in batch]
 
 
 # --- verdicts --------------------------------------------------------------------------------
