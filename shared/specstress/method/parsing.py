@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Collection, Sequence
@@ -29,6 +30,7 @@ _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
 _MARKS = r"[*_`]*"
 
 
+@functools.cache  # a handful of tags, each compiled once instead of on every answer
 def _tag_pattern(tag: str) -> re.Pattern[str]:
     """The spellings of a `[Name]` tag that can only mean the tag.
 
