@@ -37,6 +37,7 @@ class _Orig(Exception):
         (asyncpg.AdminShutdownError("terminating connection"), True),  # 57P01
         (asyncpg.CannotConnectNowError("starting up"), True),  # 57P03
         (asyncpg.InterfaceError("cannot perform operation: connection is closed"), True),
+        (asyncpg.InternalClientError("cannot switch to state 12"), True),
         (asyncpg.UniqueViolationError("duplicate key"), False),
         (asyncpg.CharacterNotInRepertoireError("bad bytes"), False),
         (asyncpg.QueryCanceledError("statement timeout"), False),  # 57014: not 57P

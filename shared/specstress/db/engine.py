@@ -87,4 +87,6 @@ def database_unreachable(error: BaseException) -> bool:
         # a closed connection; not a value the driver could not encode (a ValueError too),
         # which is the row's fault
         return not isinstance(error, ValueError)
-    return False
+    # the driver's exchange broken, as when the server ends the session while a statement
+    # starts: the connection is gone with it
+    return isinstance(error, asyncpg.exceptions.InternalClientError)
