@@ -13,15 +13,16 @@ coalescer runs its statements, compiled once, on a connection of its own
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Table, any_, bindparam, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import JSON, ColumnElement, Select, Table, any_, bindparam, cast, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.types import String
+from sqlalchemy.types import String, Text
 
 from specstress.db.batching import Coalescer, PerEngine
 from specstress.db.direct import DirectConnection, Statement
@@ -148,25 +149,65 @@ class _Facts:
     tables: tuple[tuple[Table, tuple[dict[str, Any], ...]], ...]
 
 
-@cache
-def _fact_insert(table: Table, columns: tuple[str, ...]) -> Statement:
-    # the facts' JSON columns are NOT NULL or store None as SQL NULL, which is what a None
-    # argument becomes here (SQLAlchemy would write JSON null for the others)
-    return Statement(insert(table).on_conflict_do_nothing(), column_keys=list(columns))
+class _FactInsert:
+    """INSERT ... ON CONFLICT DO NOTHING of any number of rows with the same columns, as one
+    statement whose text does not depend on their number: the rows come as one array per
+    column (a prepared statement per row would cost the server a plan execution each)."""
+
+    def __init__(self, table: Table, columns: tuple[str, ...]) -> None:
+        self._columns = columns
+        # JSON goes as text, None as SQL NULL where the column says so and JSON null elsewhere
+        self._json: dict[str, bool] = {}
+        for name in columns:
+            if isinstance(type_ := table.c[name].type, JSON):
+                self._json[name] = type_.none_as_null
+
+        def array(name: str) -> Any:
+            # text without a length, so a value too long is refused, not cut, when stored
+            type_ = table.c[name].type
+            return ARRAY(Text if name in self._json or isinstance(type_, String) else type_)
+
+        given = (
+            func.unnest(*(bindparam(name, type_=array(name)) for name in columns))
+            .table_valued(*columns)
+            .render_derived()
+        )
+        rows = select(
+            *(cast(given.c[n], JSONB) if n in self._json else given.c[n] for n in columns)
+        )
+        self._statement = Statement(
+            insert(table).from_select(list(columns), rows).on_conflict_do_nothing()
+        )
+
+    async def run(self, conn: Any, rows: Sequence[dict[str, Any]]) -> None:
+        values = {name: [row[name] for row in rows] for name in self._columns}
+        for name, none_as_null in self._json.items():
+            values[name] = [
+                None if v is None and none_as_null else json.dumps(v) for v in values[name]
+            ]
+        await conn.execute(self._statement.sql, *self._statement.arguments(values))
+
+
+_fact_insert = cache(_FactInsert)
 
 
 async def _insert_facts(direct: DirectConnection, batch: Sequence[_Facts]) -> list[None]:
-    # one batch of inserts per table (and set of columns), in the order the tables first come,
-    # which keeps a parent row (a verdict) ahead of its children (its citations)
+    # one insert per table (and set of columns), in the order the tables first come, which
+    # keeps a parent row (a verdict) ahead of its children (its citations)
     grouped: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
     for facts in batch:
         for table, rows in facts.tables:
             for row in rows:
                 grouped.setdefault((table, tuple(row)), []).append(row)
-    async with direct.held() as conn, conn.transaction():
-        for (table, columns), table_rows in grouped.items():
-            statement = _fact_insert(table, columns)
-            await conn.executemany(statement.sql, [statement.arguments(r) for r in table_rows])
+    async with direct.held() as conn:
+        if len(grouped) == 1:
+            # one statement is atomic on its own: no BEGIN and COMMIT round trips
+            [((table, columns), table_rows)] = grouped.items()
+            await _fact_insert(table, columns).run(conn, table_rows)
+        else:
+            async with conn.transaction():
+                for (table, columns), table_rows in grouped.items():
+                    await _fact_insert(table, columns).run(conn, table_rows)
     return [None for _ in batch]
 
 
