@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncpg
+import asyncpg.exceptions
 import nats.errors
 import pytest
 from sqlalchemy import exc
@@ -30,6 +32,17 @@ class _Orig(Exception):
         (exc.IntegrityError("INSERT", None, _Orig("23505")), False),
         (exc.DBAPIError("INSERT", None, _Orig("22021")), False),  # bad bytes: refused, not away
         (ValueError("no"), False),
+        # asyncpg's own, from the connections held beside the engine's pool
+        (asyncpg.ConnectionDoesNotExistError("closed in the middle of operation"), True),
+        (asyncpg.AdminShutdownError("terminating connection"), True),  # 57P01
+        (asyncpg.CannotConnectNowError("starting up"), True),  # 57P03
+        (asyncpg.InterfaceError("cannot perform operation: connection is closed"), True),
+        (asyncpg.InternalClientError("cannot switch to state 12"), True),
+        (asyncpg.UniqueViolationError("duplicate key"), False),
+        (asyncpg.CharacterNotInRepertoireError("bad bytes"), False),
+        (asyncpg.QueryCanceledError("statement timeout"), False),  # 57014: not 57P
+        # a value the driver cannot encode is the row's fault
+        (asyncpg.exceptions._base.DataError("invalid input for query argument $1"), False),
     ],
 )
 def test_database_unreachable(error: BaseException, unreachable: bool) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.db import store
 from specstress.db.engine import create_engine
-from tests.support.rows import add_answer, add_scenario, add_spectrum, add_verdict, pair_row
+from specstress.db.schema import verdict_citations, verdicts
+from tests.support.rows import (
+    VERDICT_FIELDS,
+    add_answer,
+    add_scenario,
+    add_spectrum,
+    add_verdict,
+    pair_row,
+)
 
 MODELS = ("alpha-1", "beta-1", "gamma-1")
 
@@ -89,7 +98,13 @@ async def test_a_row_postgres_refuses_fails_only_its_caller(engine: AsyncEngine)
         _answer(engine, "s1", "alpha-1"),  # a redelivery: changes nothing
         return_exceptions=True,
     )
-    assert [type(o) for o in outcomes] == [type(None), IntegrityError, type(None), type(None)]
+    # the statements run on asyncpg directly (`specstress.db.direct`), so its error comes as is
+    assert [type(o) for o in outcomes] == [
+        type(None),
+        asyncpg.ForeignKeyViolationError,
+        type(None),
+        type(None),
+    ]
     assert await _count(engine, "responses") == 2
 
 
@@ -197,3 +212,49 @@ async def test_concurrent_disagreement_upserts_share_one_statement(engine: Async
             ("s0", "pairs", 0.1, False),
             ("s1", "all", 0.25, False),
         ]
+
+
+async def test_a_value_too_long_is_refused_not_cut(engine: AsyncEngine) -> None:
+    # the rows go in as text arrays: the column's own length must still hold
+    with pytest.raises(asyncpg.StringDataRightTruncationError):
+        await _scenario(engine, 10**40)
+    assert await _count(engine, "scenarios") == 0
+
+
+async def test_json_facts_come_back_as_written(engine: AsyncEngine) -> None:
+    await _scenario(engine, 1)
+    params = {"temperature": 0.5, "stop": ["x"], "nested": {"none": None}}
+    await store.insert_response(
+        engine,
+        response_id="r1",
+        scenario_id="s1",
+        model_key="alpha-1",
+        text="t",
+        thinking=None,
+        params=params,
+        llm_call_hash="h",
+        cut=None,
+    )
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(text("SELECT params, cut, cut IS NULL AS absent FROM responses"))
+        ).one()
+    # `cut` stores None as SQL NULL, not JSON null
+    assert (row.params, row.cut, row.absent) == (params, None, True)
+
+
+async def test_a_batch_of_tables_is_written_whole_or_not_at_all(engine: AsyncEngine) -> None:
+    await _scenario(engine, 1)
+    await _answer(engine, "s1", "alpha-1")
+    verdict = {
+        "verdict_id": "v1",
+        "response_id": "s1/alpha-1",
+        "scenario_id": "s1",
+        "judge": "judge-1",
+        **VERDICT_FIELDS,
+    }
+    # a citation of another verdict is refused: the verdict written with it goes too
+    citation = {"verdict_id": "v-other", "anchor": "a", "rank": 1}
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await store.write_facts(engine, (verdicts, [verdict]), (verdict_citations, [citation]))
+    assert await _count(engine, "verdicts") == 0

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from specstress.config import LedgerSettings
 from specstress.db.engine import create_engine
 from specstress.db.migrate import upgrade
-from specstress.llm.ledger import AttemptRecord, find_completed
+from specstress.llm.ledger import AttemptRecord, Ledger, find_completed
 from specstress.llm.spill import LedgerUnavailable, PaidLedger
 from specstress.local.servers import ensure_database, free_port, start_postgres, stop_postgres
 from tests.support.rows import paid_attempt
@@ -32,6 +32,10 @@ def _paid(digest: str) -> AttemptRecord:
     )
 
 
+def _failed(digest: str) -> AttemptRecord:
+    return AttemptRecord(digest, "responder", "m", 1, "error", 0.1, error_class="transient")
+
+
 async def test_an_answer_is_held_across_an_immediate_postgres_restart(
     server_tmp_path: Path,
 ) -> None:
@@ -40,10 +44,15 @@ async def test_an_answer_is_held_across_an_immediate_postgres_restart(
         url = await ensure_database(server.url, "spill")
         await upgrade(url)
         engine = create_engine(url, pool_size=2, max_overflow=0)
+        writes = Ledger(engine)
         ledger = PaidLedger(
-            engine, server_tmp_path / "spill" / "t.jsonl", LedgerSettings(hold_seconds=60)
+            engine,
+            server_tmp_path / "spill" / "t.jsonl",
+            LedgerSettings(hold_seconds=60),
+            ledger=writes,
         )
-        await find_completed(engine, "warm")  # a pooled connection that the crash will kill
+        # the ledger's connection for writes, open when the crash kills it
+        await writes.record(_failed("warm"))
         stop_postgres(server, "immediate")
         held = asyncio.create_task(ledger.record(_paid("a" * 64)))
         await asyncio.sleep(1.5)
@@ -54,6 +63,7 @@ async def test_an_answer_is_held_across_an_immediate_postgres_restart(
         stored = await find_completed(engine, "a" * 64)
         assert stored is not None and stored["text"] == f"answer {'a' * 64}"
         assert not ledger.pending()
+        await writes.aclose()
         await engine.dispose()
     finally:
         server.stop()

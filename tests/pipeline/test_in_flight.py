@@ -39,7 +39,7 @@ def test_everything_follows_a_larger_target(tmp_path: Path) -> None:
     assert http_connections(bus, "responder") == 3000 * len(consumers("responder"))
     # the pool grows with the target, but never past what a fleet can open
     assert pool_size(bus) == 40
-    assert pool_size(_load(tmp_path, target_in_flight=240).bus) == 20
+    assert pool_size(_load(tmp_path, target_in_flight=240).bus) == 15
 
 
 def test_max_ack_pending_may_only_add_room(tmp_path: Path) -> None:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
+import asyncpg
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-__all__ = ["async_url", "create_engine", "reading"]
+__all__ = ["async_url", "create_engine", "database_unreachable", "reading", "server_settings"]
 
 _ASYNC_SCHEME = "postgresql+asyncpg://"
 # SQLSTATE classes of a server that is gone or going: connection exception, operator
 # intervention (admin or crash shutdown, "the database system is starting up")
 _UNREACHABLE_STATES = ("08", "57P")
+# the session settings each engine's connections start with, for connections made beside it
+_SETTINGS: weakref.WeakKeyDictionary[Engine, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
 def async_url(url: str) -> str:
@@ -36,12 +41,20 @@ def create_engine(
     # No pre-ping: with asyncpg it costs BEGIN, a ping and ROLLBACK on every checkout (about a
     # fifth of a stage's time in the pipeline profile). A connection that died with its server
     # fails one statement, is invalidated, and the message is redelivered.
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size if max_overflow is None else max_overflow,
         connect_args={"server_settings": dict(server_settings)} if server_settings else {},
     )
+    _SETTINGS[engine.sync_engine] = dict(server_settings or {})
+    return engine
+
+
+def server_settings(engine: AsyncEngine) -> dict[str, str]:
+    """The session settings `create_engine` gave the engine's connections (none for an
+    engine made elsewhere)."""
+    return dict(_SETTINGS.get(engine.sync_engine, {}))
 
 
 @asynccontextmanager
@@ -67,4 +80,13 @@ def database_unreachable(error: BaseException) -> bool:
             return True
         state = str(getattr(error.orig, "sqlstate", None) or "")
         return state.startswith(_UNREACHABLE_STATES)
-    return False
+    # asyncpg's own, from connections used without SQLAlchemy (`specstress.db.direct`)
+    if isinstance(error, asyncpg.PostgresError):
+        return str(error.sqlstate or "").startswith(_UNREACHABLE_STATES)
+    if isinstance(error, asyncpg.InterfaceError):
+        # a closed connection; not a value the driver could not encode (a ValueError too),
+        # which is the row's fault
+        return not isinstance(error, ValueError)
+    # the driver's exchange broken, as when the server ends the session while a statement
+    # starts: the connection is gone with it
+    return isinstance(error, asyncpg.exceptions.InternalClientError)

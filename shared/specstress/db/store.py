@@ -6,33 +6,39 @@ are upserted, because they are recomputed from facts.
 
 The stages' facts and the lookups they make for every message go through coalescers
 (`specstress.db.batching`): the rows that concurrent handlers write meet in one transaction,
-one multi-row insert per table, and their lookups in one query over an array of ids.
+one batch of inserts per table, and their lookups in one query over an array of ids. Each
+coalescer runs its statements, compiled once, on a connection of its own
+(`specstress.db.direct`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
+    JSON,
     ColumnElement,
     FromClause,
-    Row,
     Select,
     Table,
     any_,
     bindparam,
+    cast,
     func,
     select,
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.types import String
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by, insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.types import String, Text
 
 from specstress.db.batching import Coalescer, PerEngine
+from specstress.db.direct import DirectConnection, Statement
 from specstress.db.engine import reading
 from specstress.db.schema import (
     classifications,
@@ -155,7 +161,49 @@ class _Facts:
     tables: tuple[tuple[Table, tuple[dict[str, Any], ...]], ...]
 
 
-async def _insert_facts(engine: AsyncEngine, batch: Sequence[_Facts]) -> list[None]:
+class _FactInsert:
+    """INSERT ... ON CONFLICT DO NOTHING of any number of rows with the same columns, as one
+    statement whose text does not depend on their number: the rows come as one array per
+    column (a prepared statement per row would cost the server a plan execution each)."""
+
+    def __init__(self, table: Table, columns: tuple[str, ...]) -> None:
+        self._columns = columns
+        # JSON goes as text, None as SQL NULL where the column says so and JSON null elsewhere
+        self._json: dict[str, bool] = {}
+        for name in columns:
+            if isinstance(type_ := table.c[name].type, JSON):
+                self._json[name] = type_.none_as_null
+
+        def array(name: str) -> Any:
+            # text without a length, so a value too long is refused, not cut, when stored
+            type_ = table.c[name].type
+            return ARRAY(Text if name in self._json or isinstance(type_, String) else type_)
+
+        given = (
+            func.unnest(*(bindparam(name, type_=array(name)) for name in columns))
+            .table_valued(*columns)
+            .render_derived()
+        )
+        rows = select(
+            *(cast(given.c[n], JSONB) if n in self._json else given.c[n] for n in columns)
+        )
+        self._statement = Statement(
+            insert(table).from_select(list(columns), rows).on_conflict_do_nothing()
+        )
+
+    async def run(self, conn: Any, rows: Sequence[dict[str, Any]]) -> None:
+        values = {name: [row[name] for row in rows] for name in self._columns}
+        for name, none_as_null in self._json.items():
+            values[name] = [
+                None if v is None and none_as_null else json.dumps(v) for v in values[name]
+            ]
+        await conn.execute(self._statement.sql, *self._statement.arguments(values))
+
+
+_fact_insert = cache(_FactInsert)
+
+
+async def _insert_facts(direct: DirectConnection, batch: Sequence[_Facts]) -> list[None]:
     # one insert per table (and set of columns), in the order the tables first come, which
     # keeps a parent row (a verdict) ahead of its children (its citations)
     grouped: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
@@ -163,23 +211,30 @@ async def _insert_facts(engine: AsyncEngine, batch: Sequence[_Facts]) -> list[No
         for table, rows in facts.tables:
             for row in rows:
                 grouped.setdefault((table, tuple(row)), []).append(row)
-    async with engine.begin() as conn:
-        for (table, _columns), table_rows in grouped.items():
-            await conn.execute(insert(table).on_conflict_do_nothing(), table_rows)
+    async with direct.held() as conn:
+        if len(grouped) == 1:
+            # one statement is atomic on its own: no BEGIN and COMMIT round trips
+            [((table, columns), table_rows)] = grouped.items()
+            await _fact_insert(table, columns).run(conn, table_rows)
+        else:
+            async with conn.transaction():
+                for (table, columns), table_rows in grouped.items():
+                    await _fact_insert(table, columns).run(conn, table_rows)
     return [None for _ in batch]
 
 
 class _Lookup(Generic[Key, Found]):
     """One query for the keys that concurrent callers ask about; `query` returns what it found
-    by key, and each caller gets its key's (None when nothing was found)."""
+    by key (given an asyncpg connection), and each caller gets its key's (None when nothing
+    was found)."""
 
     def __init__(
         self,
         engine: AsyncEngine,
         name: str,
-        query: Callable[[AsyncConnection, list[Key]], Awaitable[dict[Key, Found]]],
+        query: Callable[[Any, list[Key]], Awaitable[dict[Key, Found]]],
     ) -> None:
-        self._engine = engine
+        self._direct = DirectConnection(engine)
         self._query = query
         self._coalescer: Coalescer[Key, Found | None] = Coalescer(self._run, name=name)
 
@@ -187,7 +242,7 @@ class _Lookup(Generic[Key, Found]):
         return await self._coalescer.submit(key)
 
     async def _run(self, keys: Sequence[Key]) -> list[Found | None]:
-        async with reading(self._engine) as conn:
+        async with self._direct.held() as conn:
             found = await self._query(conn, list(dict.fromkeys(keys)))
         return [found.get(key) for key in keys]
 
@@ -196,8 +251,9 @@ class _Batches:
     """The coalescers of one engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:
+        facts = DirectConnection(engine)
         self.facts: Coalescer[_Facts, None] = Coalescer(
-            lambda batch: _insert_facts(engine, batch), name="fact inserts"
+            lambda batch: _insert_facts(facts, batch), name="fact inserts"
         )
         self.scenario_with_response = _Lookup(
             engine, "scenario and answer lookups", _scenarios_with_responses
@@ -392,7 +448,7 @@ def _by_variant(table: Table, *columns: str) -> FromClause:
 
 _stored = _by_variant(scenarios, "scenario_id", "variant", "generator", "query")
 _dropped = _by_variant(scenario_drops, "variant", "reason")
-_PAIR_STATES = (
+_PAIR_STATES = Statement(
     select(
         value_pairs.c.pair_id,
         value_pairs.c.value1,
@@ -415,29 +471,31 @@ _PAIR_STATES = (
 )
 
 
-async def _pair_states(conn: AsyncConnection, pair_ids: list[str]) -> dict[str, PairState]:
+async def _pair_states(conn: Any, pair_ids: list[str]) -> dict[str, PairState]:
     found = {}
-    for row in await conn.execute(_PAIR_STATES, {"ids": pair_ids}):
-        pair = PairRow(row.pair_id, row.value1, row.value2, row.taxonomy_version)
+    arguments = _PAIR_STATES.arguments({"ids": pair_ids})
+    for row in await conn.fetch(_PAIR_STATES.sql, *arguments):
+        pair_id = row["pair_id"]
+        pair = PairRow(pair_id, row["value1"], row["value2"], row["taxonomy_version"])
         stored = zip(
-            row.scenario_ids or (),
-            row.variants or (),
-            row.generators or (),
-            row.queries or (),
+            row["scenario_ids"] or (),
+            row["variants"] or (),
+            row["generators"] or (),
+            row["queries"] or (),
             strict=True,
         )
         spectrum = None
-        if row.spectrum_id is not None:
+        if row["spectrum_id"] is not None:
             spectrum = SpectrumRow(
-                row.spectrum_id, row.pair_id, row.value1_spectrum, row.value2_spectrum
+                row["spectrum_id"], pair_id, row["value1_spectrum"], row["value2_spectrum"]
             )
-        found[row.pair_id] = PairState(
+        found[pair_id] = PairState(
             pair,
             scenarios={
-                variant: ScenarioRow(scenario_id, row.pair_id, variant, generator, query)
+                variant: ScenarioRow(scenario_id, pair_id, variant, generator, query)
                 for scenario_id, variant, generator, query in stored
             },
-            drops=dict(zip(row.dropped or (), row.reasons or (), strict=True)),
+            drops=dict(zip(row["dropped"] or (), row["reasons"] or (), strict=True)),
             spectrum=spectrum,
         )
     return found
@@ -500,32 +558,33 @@ async def scenario_with_response(
     return await _batches(engine).scenario_with_response((scenario_id, model_key))
 
 
-async def _scenarios_with_responses(
-    conn: AsyncConnection, keys: list[tuple[str, str]]
-) -> dict[tuple[str, str], tuple[ScenarioRow, str | None]]:
-    # the answers of every asked model to every asked scenario: a few more than asked for
-    query = (
-        select(*_SCENARIO, responses.c.model_key, responses.c.response_id)
-        .outerjoin(
-            responses,
-            (responses.c.scenario_id == scenarios.c.scenario_id)
-            & _any_of(responses.c.model_key, "model_keys"),
-        )
-        .where(_any_of(scenarios.c.scenario_id, "scenario_ids"))
+# the answers of every asked model to every asked scenario: a few more than asked for
+_SCENARIOS_WITH_RESPONSES = Statement(
+    select(*_SCENARIO, responses.c.model_key, responses.c.response_id)
+    .outerjoin(
+        responses,
+        (responses.c.scenario_id == scenarios.c.scenario_id)
+        & _any_of(responses.c.model_key, "model_keys"),
     )
-    rows = await conn.execute(
-        query,
+    .where(_any_of(scenarios.c.scenario_id, "scenario_ids"))
+)
+
+
+async def _scenarios_with_responses(
+    conn: Any, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[ScenarioRow, str | None]]:
+    arguments = _SCENARIOS_WITH_RESPONSES.arguments(
         {
             "scenario_ids": list({scenario for scenario, _ in keys}),
             "model_keys": list({model for _, model in keys}),
-        },
+        }
     )
     found: dict[str, ScenarioRow] = {}
     answers: dict[tuple[str, str], str] = {}
-    for row in rows:
-        found[row.scenario_id] = ScenarioRow(*row[:5])
-        if row.response_id is not None:
-            answers[(row.scenario_id, row.model_key)] = row.response_id
+    for row in await conn.fetch(_SCENARIOS_WITH_RESPONSES.sql, *arguments):
+        found[row["scenario_id"]] = ScenarioRow(*row[:5])
+        if row["response_id"] is not None:
+            answers[(row["scenario_id"], row["model_key"])] = row["response_id"]
     return {key: (found[key[0]], answers.get(key)) for key in keys if key[0] in found}
 
 
@@ -578,18 +637,20 @@ async def scenario_responses(engine: AsyncEngine, scenario_id: str) -> list[Resp
     return await _batches(engine).scenario_responses(scenario_id) or []
 
 
-async def _scenarios_responses(
-    conn: AsyncConnection, scenario_ids: list[str]
-) -> dict[str, list[ResponseRow]]:
-    rows = await conn.execute(
-        _responses_joined()
-        .where(_any_of(responses.c.scenario_id, "ids"))
-        .order_by(responses.c.model_key),
-        {"ids": scenario_ids},
+_SCENARIOS_RESPONSES = Statement(
+    _responses_joined()
+    .where(_any_of(responses.c.scenario_id, "ids"))
+    .order_by(responses.c.model_key)
+)
+
+
+async def _scenarios_responses(conn: Any, scenario_ids: list[str]) -> dict[str, list[ResponseRow]]:
+    rows = await conn.fetch(
+        _SCENARIOS_RESPONSES.sql, *_SCENARIOS_RESPONSES.arguments({"ids": scenario_ids})
     )
     found: dict[str, list[ResponseRow]] = {}
     for row in rows:
-        found.setdefault(row.scenario_id, []).append(ResponseRow(*row))
+        found.setdefault(row["scenario_id"], []).append(ResponseRow(*row))
     return found
 
 
@@ -598,14 +659,16 @@ async def model_state(engine: AsyncEngine, model_key: str) -> tuple[bool, Any] |
     return await _batches(engine).model_state(model_key)
 
 
-async def _model_states(conn: AsyncConnection, keys: list[str]) -> dict[str, tuple[bool, Any]]:
-    rows = await conn.execute(
-        select(models.c.model_key, models.c.active, models.c.entry).where(
-            _any_of(models.c.model_key, "keys")
-        ),
-        {"keys": keys},
+_MODEL_STATES = Statement(
+    select(models.c.model_key, models.c.active, models.c.entry).where(
+        _any_of(models.c.model_key, "keys")
     )
-    return {row.model_key: (bool(row.active), row.entry) for row in rows}
+)
+
+
+async def _model_states(conn: Any, keys: list[str]) -> dict[str, tuple[bool, Any]]:
+    rows = await conn.fetch(_MODEL_STATES.sql, *_MODEL_STATES.arguments({"keys": keys}))
+    return {row["model_key"]: (bool(row["active"]), row["entry"]) for row in rows}
 
 
 async def get_response(engine: AsyncEngine, response_id: str) -> tuple[ResponseRow, str] | None:
@@ -613,16 +676,16 @@ async def get_response(engine: AsyncEngine, response_id: str) -> tuple[ResponseR
     return await _batches(engine).response(response_id)
 
 
-async def _responses(
-    conn: AsyncConnection, response_ids: list[str]
-) -> dict[str, tuple[ResponseRow, str]]:
-    rows = await conn.execute(
-        _responses_joined(scenarios.c.query)
-        .join(scenarios, scenarios.c.scenario_id == responses.c.scenario_id)
-        .where(_any_of(responses.c.response_id, "ids")),
-        {"ids": response_ids},
-    )
-    return {row.response_id: (ResponseRow(*row[:6]), row.query) for row in rows}
+_RESPONSES = Statement(
+    _responses_joined(scenarios.c.query)
+    .join(scenarios, scenarios.c.scenario_id == responses.c.scenario_id)
+    .where(_any_of(responses.c.response_id, "ids"))
+)
+
+
+async def _responses(conn: Any, response_ids: list[str]) -> dict[str, tuple[ResponseRow, str]]:
+    rows = await conn.fetch(_RESPONSES.sql, *_RESPONSES.arguments({"ids": response_ids}))
+    return {row["response_id"]: (ResponseRow(*row[:6]), row["query"]) for row in rows}
 
 
 def _scenarios_with_pairs(*columns: Any) -> Select[Any]:
@@ -637,9 +700,10 @@ def _scenarios_with_pairs(*columns: Any) -> Select[Any]:
     ).join(value_pairs, value_pairs.c.pair_id == scenarios.c.pair_id)
 
 
-def _scenario_and_pair(row: Row[Any]) -> tuple[ScenarioRow, PairRow]:
-    scenario = ScenarioRow(row.scenario_id, row.pair_id, row.variant, row.generator, row.query)
-    return scenario, PairRow(row.pair_id, row.value1, row.value2, row.taxonomy_version)
+def _scenario_and_pair(row: Any) -> tuple[ScenarioRow, PairRow]:
+    """From an asyncpg record of `_scenarios_with_pairs`."""
+    scenario = ScenarioRow(*row[:5])
+    return scenario, PairRow(row["pair_id"], row["value1"], row["value2"], row["taxonomy_version"])
 
 
 @dataclass(frozen=True)
@@ -665,9 +729,7 @@ async def classification_context(
     return await _batches(engine).classification_context(scenario_id)
 
 
-async def _classification_contexts(
-    conn: AsyncConnection, scenario_ids: list[str]
-) -> dict[str, ClassificationContext]:
+def _classification_query() -> Select[Any]:
     active = (
         select(func.coalesce(func.array_agg(models.c.model_key), text("'{}'")))
         .where(models.c.active)
@@ -699,7 +761,7 @@ async def _classification_contexts(
         .where(open_letters, dead_letters.c.unit == scenarios.c.scenario_id)
         .exists()
     )
-    query = (
+    return (
         _scenarios_with_pairs(
             spectra.c.spectrum_id,
             spectra.c.value1_spectrum,
@@ -713,20 +775,30 @@ async def _classification_contexts(
         .outerjoin(spectra, spectra.c.pair_id == scenarios.c.pair_id)
         .where(_any_of(scenarios.c.scenario_id, "ids"))
     )
+
+
+_CLASSIFICATION_CONTEXTS = Statement(_classification_query())
+
+
+async def _classification_contexts(
+    conn: Any, scenario_ids: list[str]
+) -> dict[str, ClassificationContext]:
+    arguments = _CLASSIFICATION_CONTEXTS.arguments({"ids": scenario_ids})
     found = {}
-    for row in await conn.execute(query, {"ids": scenario_ids}):
+    for row in await conn.fetch(_CLASSIFICATION_CONTEXTS.sql, *arguments):
         spectrum = None
-        if row.spectrum_id is not None:
+        if row["spectrum_id"] is not None:
             spectrum = SpectrumRow(
-                row.spectrum_id, row.pair_id, row.value1_spectrum, row.value2_spectrum
+                row["spectrum_id"], row["pair_id"], row["value1_spectrum"], row["value2_spectrum"]
             )
-        found[row.scenario_id] = ClassificationContext(
+        abandoned = row["active_models"] if row["fan_out_lost"] else row["abandoned_by"]
+        found[row["scenario_id"]] = ClassificationContext(
             *_scenario_and_pair(row),
             spectrum=spectrum,
-            active_models=frozenset(row.active_models),
-            answered_by=frozenset(row.answered_by),
-            abandoned_by=frozenset(row.active_models if row.fan_out_lost else row.abandoned_by),
-            any_classified=bool(row.any_classified),
+            active_models=frozenset(row["active_models"]),
+            answered_by=frozenset(row["answered_by"]),
+            abandoned_by=frozenset(abandoned),
+            any_classified=bool(row["any_classified"]),
         )
     return found
 
@@ -762,9 +834,7 @@ def _response_ids(table: Table) -> ColumnElement[Any]:
     )
 
 
-async def _labelling_contexts(
-    conn: AsyncConnection, scenario_ids: list[str]
-) -> dict[str, LabellingContext]:
+def _labelling_query() -> Select[Any]:
     flagged = (
         select(disagreement.c.scenario_id)
         .where(disagreement.c.scenario_id == scenarios.c.scenario_id, disagreement.c.high)
@@ -775,22 +845,29 @@ async def _labelling_contexts(
         .where(topic_labels.c.scenario_id == scenarios.c.scenario_id)
         .exists()
     )
-    query = _scenarios_with_pairs(
+    return _scenarios_with_pairs(
         flagged.label("flagged"),
         topics.label("topics_labelled"),
         _response_ids(refusal_types).label("refusal_labelled"),
         _response_ids(distinctive_values).label("distinctive_labelled"),
     ).where(_any_of(scenarios.c.scenario_id, "ids"))
-    rows = (await conn.execute(query, {"ids": scenario_ids})).all()
-    answers = await _scenarios_responses(conn, [row.scenario_id for row in rows])
+
+
+_LABELLING_CONTEXTS = Statement(_labelling_query())
+
+
+async def _labelling_contexts(conn: Any, scenario_ids: list[str]) -> dict[str, LabellingContext]:
+    arguments = _LABELLING_CONTEXTS.arguments({"ids": scenario_ids})
+    rows = await conn.fetch(_LABELLING_CONTEXTS.sql, *arguments)
+    answers = await _scenarios_responses(conn, [row["scenario_id"] for row in rows])
     return {
-        row.scenario_id: LabellingContext(
+        row["scenario_id"]: LabellingContext(
             *_scenario_and_pair(row),
-            answers=answers.get(row.scenario_id, []),
-            flagged=bool(row.flagged),
-            topics_labelled=bool(row.topics_labelled),
-            refusal_labelled=frozenset(row.refusal_labelled),
-            distinctive_labelled=frozenset(row.distinctive_labelled),
+            answers=answers.get(row["scenario_id"], []),
+            flagged=bool(row["flagged"]),
+            topics_labelled=bool(row["topics_labelled"]),
+            refusal_labelled=frozenset(row["refusal_labelled"]),
+            distinctive_labelled=frozenset(row["distinctive_labelled"]),
         )
         for row in rows
     }
@@ -834,8 +911,7 @@ async def scenario_positions(engine: AsyncEngine, scenario_id: str) -> list[Posi
     return await _batches(engine).positions(scenario_id) or []
 
 
-# built once: the aggregator runs it for every batch of messages
-_POSITIONS = (
+_SCENARIOS_POSITIONS = Statement(
     select(
         classifications.c.scenario_id,
         classifications.c.response_id,
@@ -851,13 +927,11 @@ _POSITIONS = (
 )
 
 
-async def _scenarios_positions(
-    conn: AsyncConnection, scenario_ids: list[str]
-) -> dict[str, list[PositionRow]]:
-    rows = await conn.execute(_POSITIONS, {"ids": scenario_ids})
+async def _scenarios_positions(conn: Any, scenario_ids: list[str]) -> dict[str, list[PositionRow]]:
+    arguments = _SCENARIOS_POSITIONS.arguments({"ids": scenario_ids})
     found: dict[str, list[PositionRow]] = {}
-    for row in rows:
-        found.setdefault(row.scenario_id, []).append(PositionRow(*row[1:]))
+    for row in await conn.fetch(_SCENARIOS_POSITIONS.sql, *arguments):
+        found.setdefault(row["scenario_id"], []).append(PositionRow(*row[1:]))
     return found
 
 
@@ -933,12 +1007,12 @@ async def verdict_exists(engine: AsyncEngine, verdict_id: str) -> bool:
     return await _batches(engine).verdict(verdict_id) is not None
 
 
-async def _verdicts(conn: AsyncConnection, verdict_ids: list[str]) -> dict[str, bool]:
-    rows = await conn.execute(
-        select(verdicts.c.verdict_id).where(_any_of(verdicts.c.verdict_id, "ids")),
-        {"ids": verdict_ids},
-    )
-    return {row.verdict_id: True for row in rows}
+_VERDICTS = Statement(select(verdicts.c.verdict_id).where(_any_of(verdicts.c.verdict_id, "ids")))
+
+
+async def _verdicts(conn: Any, verdict_ids: list[str]) -> dict[str, bool]:
+    rows = await conn.fetch(_VERDICTS.sql, *_VERDICTS.arguments({"ids": verdict_ids}))
+    return {row["verdict_id"]: True for row in rows}
 
 
 async def insert_verdict(

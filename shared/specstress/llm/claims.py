@@ -20,23 +20,21 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from specstress.db.batching import Coalescer
+from specstress.db.direct import DirectConnection
 from specstress.ids import advisory_lock_key
 from specstress.llm.ledger import CallLocks
 
 __all__ = ["CallClaims"]
 
-_TAKE_OR_RELEASE = text(
-    """
+_TAKE_OR_RELEASE = """
 SELECT CASE WHEN take THEN pg_try_advisory_lock(key) ELSE pg_advisory_unlock(key) END AS done
-FROM unnest(CAST(:keys AS bigint[]), CAST(:takes AS boolean[])) WITH ORDINALITY
+FROM unnest(CAST($1 AS bigint[]), CAST($2 AS boolean[])) WITH ORDINALITY
     AS steps(key, take, position)
 ORDER BY position
 """
-)
 
 
 @dataclass(frozen=True)
@@ -49,9 +47,10 @@ class CallClaims:
     """Advisory locks on request hashes for one process (see the module docstring)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        # the session that holds the locks is not the service's pool's to hand out
-        self._session_engine = create_async_engine(engine.url, pool_size=1, max_overflow=0)
-        self._session: AsyncConnection | None = None
+        # the session that holds the locks is not the service's pool's to hand out; in
+        # autocommit, since a session lock needs no transaction and none should stay open
+        # while calls run
+        self._session = DirectConnection(engine, end_on_refusal=True)
         self._steps = Coalescer(
             self._run_steps, name="call claims", discard=self._give_back_abandoned
         )
@@ -81,32 +80,19 @@ class CallClaims:
 
     async def aclose(self) -> None:
         await self._steps.drained()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await self._session_engine.dispose()
+        await self._session.aclose()
         await self._contended.aclose()
 
     async def _run_steps(self, steps: Sequence[_Step]) -> list[bool]:
-        session = self._session
-        if session is None:
-            session = await self._session_engine.connect()
-            # a session lock needs no transaction, and none should stay open while calls run
-            await session.execution_options(isolation_level="AUTOCOMMIT")
-            self._session = session
-        try:
-            rows = await session.execute(
-                _TAKE_OR_RELEASE,
-                {"keys": [s.key for s in steps], "takes": [s.take for s in steps]},
+        # After a failure (the statement refused or cut short, the connection lost) what the
+        # session still holds is unknown, so the session is ended, which gives back every lock
+        # it held; calls under way carry on, and the ledger's unique answer row is what
+        # keeps a second payment out.
+        async with self._session.held() as session:
+            rows = await session.fetch(
+                _TAKE_OR_RELEASE, [s.key for s in steps], [s.take for s in steps]
             )
-            return [bool(row.done) for row in rows]
-        except BaseException:
-            # What the session still holds is unknown (the statement was cut short or the
-            # connection lost): end it, which gives back every lock it held; calls under way
-            # carry on, and the ledger's unique answer row is what keeps a second payment out.
-            self._session = None
-            await session.invalidate()
-            raise
+        return [bool(row["done"]) for row in rows]
 
     def _give_back_abandoned(self, step: _Step, done: bool) -> None:
         # a lock taken for a caller that stopped waiting would otherwise be held forever

@@ -215,6 +215,7 @@ class Gateway:
         if self._session is not None:
             await self._session.close()
         await self._claims.aclose()
+        await self._ledger.aclose()
         await self._limiter.aclose()
 
     async def generate(

@@ -8,13 +8,13 @@ running total the budget is checked against is exactly the sum over the ledger's
 
 A process's `Ledger` looks up and writes the rows of concurrent calls together: one query over
 an array of hashes, and one statement that inserts the rows and updates the spend
-(`specstress.db.batching`).
+(`specstress.db.batching`), each on a connection of its own (`specstress.db.direct`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from specstress.db.batching import Coalescer
+from specstress.db.direct import DirectConnection, Statement
 from specstress.db.engine import database_unreachable, reading
 from specstress.db.schema import llm_calls
 from specstress.ids import advisory_lock_key
@@ -144,12 +145,13 @@ def _columns(records: Sequence[AttemptRecord]) -> dict[str, Any]:
     }
 
 
-async def _append(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> list[bool]:
-    """Append attempts and add the new answers' cost and tokens to the spend, in one
-    statement; for each record, False when it is an `ok` row whose hash already had one (here
-    or earlier in `records`)."""
-    added = await conn.execute(_APPEND, _columns(records))
-    new_answers = {row.request_hash for row in added if row.status == "ok"}
+_APPEND_DIRECT = Statement(_APPEND)
+
+
+def _written(records: Sequence[AttemptRecord], added: Iterable[tuple[str, str]]) -> list[bool]:
+    """For each record, False when it is an `ok` row whose hash already had one (here or
+    earlier in `records`); `added` are the (hash, status) pairs `_APPEND` returned."""
+    new_answers = {request_hash for request_hash, status in added if status == "ok"}
     written = []
     for record in records:
         new = record.status != "ok" or record.request_hash in new_answers
@@ -158,6 +160,13 @@ async def _append(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> li
             new_answers.discard(record.request_hash)
         written.append(new)
     return written
+
+
+async def _append(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> list[bool]:
+    """Append attempts and add the new answers' cost and tokens to the spend, in one
+    statement; as `_written`."""
+    added = await conn.execute(_APPEND, _columns(records))
+    return _written(records, [(row.request_hash, row.status) for row in added])
 
 
 async def _append_alone(engine: AsyncEngine, records: Sequence[AttemptRecord]) -> list[bool]:
@@ -183,10 +192,12 @@ async def record_attempts(conn: AsyncConnection, records: Sequence[AttemptRecord
     }
 
 
-_FIND_COMPLETED_MANY = select(llm_calls.c.request_hash, llm_calls.c.response).where(
-    llm_calls.c.request_hash
-    == any_(bindparam("hashes", type_=ARRAY(llm_calls.c.request_hash.type))),
-    llm_calls.c.status == "ok",
+_FIND_COMPLETED_MANY = Statement(
+    select(llm_calls.c.request_hash, llm_calls.c.response).where(
+        llm_calls.c.request_hash
+        == any_(bindparam("hashes", type_=ARRAY(llm_calls.c.request_hash.type))),
+        llm_calls.c.status == "ok",
+    )
 )
 
 
@@ -195,7 +206,8 @@ class Ledger:
     and their rows are written by one statement, batch by batch."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        self._lookup_conn = DirectConnection(engine)
+        self._write_conn = DirectConnection(engine)
         self._lookups = Coalescer(self._find_many, name="ledger lookups")
         self._writes = Coalescer(self._append_many, name="ledger writes")
 
@@ -207,14 +219,24 @@ class Ledger:
         """As `record_attempt`."""
         return await self._writes.submit(record)
 
+    async def aclose(self) -> None:
+        await self._writes.drained()
+        await self._lookup_conn.aclose()
+        await self._write_conn.aclose()
+
     async def _find_many(self, hashes: Sequence[str]) -> list[dict[str, Any] | None]:
-        async with reading(self._engine) as conn:
-            rows = await conn.execute(_FIND_COMPLETED_MANY, {"hashes": list(set(hashes))})
-            found: dict[str, dict[str, Any]] = {row.request_hash: row.response for row in rows}
+        arguments = _FIND_COMPLETED_MANY.arguments({"hashes": list(set(hashes))})
+        async with self._lookup_conn.held() as conn:
+            rows = await conn.fetch(_FIND_COMPLETED_MANY.sql, *arguments)
+        found: dict[str, dict[str, Any]] = {row["request_hash"]: row["response"] for row in rows}
         return [found.get(h) for h in hashes]
 
     async def _append_many(self, records: Sequence[AttemptRecord]) -> list[bool]:
-        return await _append_alone(self._engine, records)
+        # one statement, so atomic in autocommit
+        arguments = _APPEND_DIRECT.arguments(_columns(records))
+        async with self._write_conn.held() as conn:
+            rows = await conn.fetch(_APPEND_DIRECT.sql, *arguments)
+        return _written(records, [(row["request_hash"], row["status"]) for row in rows])
 
 
 class CallLocks:

@@ -37,8 +37,9 @@ __all__ = ["Service", "http_connections", "pool_size"]
 log = logging.getLogger("specstress.pipeline.service")
 # A handler holds a connection only for its queries, a small share of its time in hand, so one
 # connection serves many handlers; the cap keeps every process of a fleet within the server's
-# max_connections (400 for the private servers).
-HANDLERS_PER_CONNECTION = 12
+# max_connections (400 for the private servers). The coalesced lookups and writes, most of the
+# statements, run on connections of their own beside this pool (`specstress.db.direct`).
+HANDLERS_PER_CONNECTION = 16
 MIN_POOL_SIZE = 10
 MAX_POOL_SIZE = 40
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError
 
 from specstress import contracts
@@ -83,9 +84,11 @@ def from_exception(exc: BaseException) -> Reason:
         return from_llm_error(exc)
     if isinstance(exc, UnicodeError):
         return Reason("invalid_bytes", f"text that cannot be encoded ({type(exc).__name__})")
-    if isinstance(exc, DBAPIError):
+    if isinstance(exc, DBAPIError | asyncpg.PostgresError):
+        # asyncpg's own come from the statements run without SQLAlchemy (`specstress.db.direct`)
         state = _sqlstate(exc) or "?????"
-        name = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        name = type(orig if orig is not None else exc).__name__
         code = _SQLSTATES.get(state)
         if code is None and state.startswith("23"):
             code = "schema_invalid"
