@@ -97,7 +97,7 @@ async def _generate(
 
 @service.handles(PairSampled)
 async def generate_scenarios(stage: Stage, event: PairSampled) -> None:
-    state = await store.pair_state(stage.engine, event.pair_id)
+    state = await store.pair_state(stage.engine, event.pair_id, with_spectrum=False)
     if state is None:
         raise Unprocessable(f"pair {event.pair_id} is not in the database")
     pair, existing, dropped = state.pair, state.scenarios, state.drops

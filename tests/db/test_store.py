@@ -167,6 +167,10 @@ async def test_pair_states_read_together(engine: AsyncEngine) -> None:
     assert p3 is not None and (p3.scenarios, p3.drops, p3.spectrum) == ({}, {}, None)
     assert await store.pair_scenarios(engine, "p1") == p1.scenarios
     assert await store.pair_scenarios(engine, "nope") == {}
+    # the scenario generator's role may not read spectra: its read leaves them out
+    progress = await store.pair_state(engine, "p1", with_spectrum=False)
+    assert progress is not None and progress.spectrum is None
+    assert (progress.pair, progress.scenarios, progress.drops) == (p1.pair, p1.scenarios, p1.drops)
 
 
 def _d(scenario: str, model_set: str, d: float) -> dict[str, object]:

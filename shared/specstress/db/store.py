@@ -267,7 +267,9 @@ class _Batches:
         self.labelling_context = _Lookup(engine, "labelling contexts", _labelling_contexts)
         self.model_state = _Lookup(engine, "model states", _model_states)
         self.positions = _Lookup(engine, "scenario positions", _scenarios_positions)
-        self.pair_state = _Lookup(engine, "pair states", _pair_states)
+        self.pair_state = _Lookup(engine, "pair states", _PAIR_STATES.read)
+        self.pair_progress = _Lookup(engine, "pair progress", _PAIR_PROGRESS.read)
+        self.pair_scenarios = _Lookup(engine, "pair scenarios", _pair_scenarios)
         self.disagreement: Coalescer[tuple[dict[str, Any], ...], None] = Coalescer(
             lambda batch: _upsert_disagreements(engine, batch), name="disagreement upserts"
         )
@@ -419,16 +421,29 @@ class PairState:
     spectrum: SpectrumRow | None
 
 
-async def pair_state(engine: AsyncEngine, pair_id: str) -> PairState | None:
-    """A pair with its scenarios, drops and spectrum; None when the pair is not in the
-    database. Concurrent callers' pairs are read in one query."""
-    return await _batches(engine).pair_state(pair_id)
+async def pair_state(
+    engine: AsyncEngine, pair_id: str, *, with_spectrum: bool = True
+) -> PairState | None:
+    """A pair with its scenarios, drops and (unless `with_spectrum` is False, for a role that
+    may not read spectra) its spectrum; None when the pair is not in the database. Concurrent
+    callers' pairs are read in one query."""
+    batches = _batches(engine)
+    return await (batches.pair_state if with_spectrum else batches.pair_progress)(pair_id)
 
 
 async def pair_scenarios(engine: AsyncEngine, pair_id: str) -> dict[str, ScenarioRow]:
-    """The pair's stored scenarios, by variant."""
-    state = await pair_state(engine, pair_id)
-    return {} if state is None else state.scenarios
+    """The pair's stored scenarios, by variant; concurrent callers' in one query."""
+    return await _batches(engine).pair_scenarios(pair_id) or {}
+
+
+_PAIR_SCENARIOS = Statement(select(*_SCENARIO).where(_any_of(scenarios.c.pair_id, "ids")))
+
+
+async def _pair_scenarios(conn: Any, pair_ids: list[str]) -> dict[str, dict[str, ScenarioRow]]:
+    found: dict[str, dict[str, ScenarioRow]] = {}
+    for row in await conn.fetch(_PAIR_SCENARIOS.sql, *_PAIR_SCENARIOS.arguments({"ids": pair_ids})):
+        found.setdefault(row["pair_id"], {})[row["variant"]] = ScenarioRow(*row)
+    return found
 
 
 def _by_variant(table: Table, *columns: str) -> FromClause:
@@ -448,57 +463,67 @@ def _by_variant(table: Table, *columns: str) -> FromClause:
 
 _stored = _by_variant(scenarios, "scenario_id", "variant", "generator", "query")
 _dropped = _by_variant(scenario_drops, "variant", "reason")
-_PAIR_STATES = Statement(
-    select(
-        value_pairs.c.pair_id,
-        value_pairs.c.value1,
-        value_pairs.c.value2,
-        value_pairs.c.taxonomy_version,
-        spectra.c.spectrum_id,
-        spectra.c.value1_spectrum,
-        spectra.c.value2_spectrum,
-        _stored.c.scenario_id.label("scenario_ids"),
-        _stored.c.variant.label("variants"),
-        _stored.c.generator.label("generators"),
-        _stored.c.query.label("queries"),
-        _dropped.c.variant.label("dropped"),
-        _dropped.c.reason.label("reasons"),
-    )
-    .outerjoin(spectra, spectra.c.pair_id == value_pairs.c.pair_id)
-    .join(_stored, true())
-    .join(_dropped, true())
-    .where(_any_of(value_pairs.c.pair_id, "ids"))
-)
 
 
-async def _pair_states(conn: Any, pair_ids: list[str]) -> dict[str, PairState]:
-    found = {}
-    arguments = _PAIR_STATES.arguments({"ids": pair_ids})
-    for row in await conn.fetch(_PAIR_STATES.sql, *arguments):
-        pair_id = row["pair_id"]
-        pair = PairRow(pair_id, row["value1"], row["value2"], row["taxonomy_version"])
-        stored = zip(
-            row["scenario_ids"] or (),
-            row["variants"] or (),
-            row["generators"] or (),
-            row["queries"] or (),
-            strict=True,
+class _PairStates:
+    """The pair-state read, built once, with or without the pair's spectrum (each stage's
+    role reads only the tables it needs)."""
+
+    def __init__(self, *, with_spectrum: bool) -> None:
+        query = select(
+            value_pairs.c.pair_id,
+            value_pairs.c.value1,
+            value_pairs.c.value2,
+            value_pairs.c.taxonomy_version,
+            _stored.c.scenario_id.label("scenario_ids"),
+            _stored.c.variant.label("variants"),
+            _stored.c.generator.label("generators"),
+            _stored.c.query.label("queries"),
+            _dropped.c.variant.label("dropped"),
+            _dropped.c.reason.label("reasons"),
+        ).select_from(value_pairs)
+        if with_spectrum:
+            query = query.add_columns(
+                spectra.c.spectrum_id, spectra.c.value1_spectrum, spectra.c.value2_spectrum
+            ).outerjoin(spectra, spectra.c.pair_id == value_pairs.c.pair_id)
+        self._statement = Statement(
+            query.join(_stored, true())
+            .join(_dropped, true())
+            .where(_any_of(value_pairs.c.pair_id, "ids"))
         )
-        spectrum = None
-        if row["spectrum_id"] is not None:
-            spectrum = SpectrumRow(
-                row["spectrum_id"], pair_id, row["value1_spectrum"], row["value2_spectrum"]
+
+    async def read(self, conn: Any, pair_ids: list[str]) -> dict[str, PairState]:
+        found = {}
+        arguments = self._statement.arguments({"ids": pair_ids})
+        for row in await conn.fetch(self._statement.sql, *arguments):
+            pair_id = row["pair_id"]
+            pair = PairRow(pair_id, row["value1"], row["value2"], row["taxonomy_version"])
+            stored = zip(
+                row["scenario_ids"] or (),
+                row["variants"] or (),
+                row["generators"] or (),
+                row["queries"] or (),
+                strict=True,
             )
-        found[pair_id] = PairState(
-            pair,
-            scenarios={
-                variant: ScenarioRow(scenario_id, pair_id, variant, generator, query)
-                for scenario_id, variant, generator, query in stored
-            },
-            drops=dict(zip(row["dropped"] or (), row["reasons"] or (), strict=True)),
-            spectrum=spectrum,
-        )
-    return found
+            spectrum = None
+            if row.get("spectrum_id") is not None:
+                spectrum = SpectrumRow(
+                    row["spectrum_id"], pair_id, row["value1_spectrum"], row["value2_spectrum"]
+                )
+            found[pair_id] = PairState(
+                pair,
+                scenarios={
+                    variant: ScenarioRow(scenario_id, pair_id, variant, generator, query)
+                    for scenario_id, variant, generator, query in stored
+                },
+                drops=dict(zip(row["dropped"] or (), row["reasons"] or (), strict=True)),
+                spectrum=spectrum,
+            )
+        return found
+
+
+_PAIR_STATES = _PairStates(with_spectrum=True)
+_PAIR_PROGRESS = _PairStates(with_spectrum=False)
 
 
 async def insert_scenario(
